@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mx_maglev.c - table fill and lookups of the IPVS Maglev scheduler.
+ *
+ * See mx_maglev.h for the algorithm and the kernel version reproduced.
+ */
+#include "mx_maglev.h"
+
+/* ip_vs_mh.c primes[]: CONFIG_IP_VS_MH_TAB_INDEX 8..17 picks one. */
+const u32 mx_primes[MX_NR_PRIMES] = {
+	251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071
+};
+
+/**
+ * mx_params_init() - check and fill table parameters
+ * @p: parameters to fill
+ * @table_size: one of mx_primes[]
+ * @word_size: 64 or 32
+ *
+ * Return: 0, or -1 when @table_size or @word_size is not one the kernel has.
+ */
+int mx_params_init(struct mx_params *p, u32 table_size, u32 word_size)
+{
+	u32 i;
+
+	if (word_size != 64 && word_size != 32)
+		return -1;
+	for (i = 0; i < MX_NR_PRIMES; i++) {
+		if (mx_primes[i] == table_size) {
+			p->m = table_size;
+			/* CONFIG_IP_VS_MH_TAB_INDEX = i + 8 */
+			p->tab_bits = (i + 8) / 2;
+			p->word_size = word_size;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static u32 mx_gcd(u32 a, u32 b)
+{
+	while (b) {
+		u32 r = a % b;
+
+		a = b;
+		b = r;
+	}
+	return a;
+}
+
+static u32 mx_fls(u32 x)
+{
+	u32 r = 0;
+
+	while (x) {
+		r++;
+		x >>= 1;
+	}
+	return r;
+}
+
+/**
+ * mx_gcd_weight() - ip_vs_mh_gcd_weight()
+ * @weights: weight of each real server (last_weight in-tree)
+ * @n: number of real servers
+ *
+ * Return: the gcd of the positive weights, 0 when there is none.
+ */
+u32 mx_gcd_weight(const u32 *weights, u32 n)
+{
+	u32 g = 0;
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (weights[i] > 0)
+			g = g ? mx_gcd(weights[i], g) : weights[i];
+	}
+	return g;
+}
+
+/**
+ * mx_shift_weight() - ip_vs_mh_shift_weight()
+ * @p: table parameters (for tab_bits)
+ * @weights: weight of each real server
+ * @n: number of real servers
+ * @gcd: result of mx_gcd_weight()
+ *
+ * Keeps max(weight) / gcd within tab_bits bits, so that a round cannot
+ * claim more than 2^tab_bits - 1 slots for one server.
+ *
+ * Return: the right shift applied to weight / gcd.
+ */
+u32 mx_shift_weight(const struct mx_params *p, const u32 *weights, u32 n,
+		    u32 gcd)
+{
+	u32 mw = 0;
+	u32 bits;
+	u32 i;
+
+	if (gcd < 1)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (weights[i] > mw)
+			mw = weights[i];
+	}
+	bits = mx_fls(mw / gcd);
+	return bits > p->tab_bits ? bits - p->tab_bits : 0;
+}
+
+/**
+ * mx_permutate() - ip_vs_mh_permutate() for one real server
+ * @p: table parameters
+ * @ds: the server's setup to fill
+ * @fold: folded real server address (service family decides the fold)
+ * @port: real server port, numeric (always hashed here, whatever flags)
+ * @weight: the weight the table is built from
+ * @gcd: result of mx_gcd_weight()
+ * @rshift: result of mx_shift_weight()
+ */
+void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
+		  u32 fold, u32 port, u32 weight, u32 gcd, u32 rshift)
+{
+	u32 turns = gcd ? (weight / gcd) >> rshift : 0;
+
+	ds->offset = mx_hashkey(p, MX_HASH1_KEY, fold, port, 0) % p->m;
+	ds->skip = mx_hashkey(p, MX_HASH2_KEY, fold, port, 0) % (p->m - 1) + 1;
+	ds->perm = ds->offset;
+	ds->turns = turns ? turns : (weight != 0);
+}
+
+/**
+ * mx_populate() - ip_vs_mh_populate()
+ * @p: table parameters
+ * @ds: setups of the @n real servers, list head first (perm is consumed)
+ * @n: number of real servers
+ * @table: m slots to fill
+ *
+ * When no server has a turn, every slot is left MX_SLOT_EMPTY. Otherwise
+ * every slot is filled. Like the kernel, a claim does not advance perm: the
+ * server's next claim finds that slot taken and steps on from there.
+ */
+void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
+		 mx_slot_t *table)
+{
+	u32 m = p->m;
+	u32 filled = 0;
+	u32 i, c, t;
+	int any = 0;
+
+	for (c = 0; c < m; c++)
+		table[c] = MX_SLOT_EMPTY;
+	for (i = 0; i < n; i++)
+		any |= ds[i].turns > 0;
+	if (!any)
+		return;
+
+	for (;;) {
+		for (i = 0; i < n; i++) {
+			for (t = 0; t < ds[i].turns; t++) {
+				c = ds[i].perm;
+				while (table[c] != MX_SLOT_EMPTY) {
+					c += ds[i].skip;
+					if (c >= m)
+						c -= m;
+				}
+				ds[i].perm = c;
+				table[c] = (mx_slot_t)i;
+				if (++filled == m)
+					return;
+			}
+		}
+	}
+}
+
+/**
+ * mx_build_table() - gcd, shift, permutation and population in one call
+ * @p: table parameters
+ * @n: number of real servers, list head first
+ * @folds: folded real server addresses
+ * @ports: real server ports
+ * @weights: the weights the table is built from
+ * @ds: scratch for @n setups
+ * @table: m slots to fill
+ *
+ * Return: 0, or -1 (table untouched) when there are more real servers than
+ * slots (the kernel's ip_vs_mh_reassign() -EINVAL) or than an mx_slot_t
+ * can index.
+ */
+int mx_build_table(const struct mx_params *p, u32 n, const u32 *folds,
+		   const u32 *ports, const u32 *weights,
+		   struct mx_dest_setup *ds, mx_slot_t *table)
+{
+	u32 gcd, rshift, i;
+
+	if (n > p->m || n > MX_MAX_DESTS)
+		return -1;
+	gcd = mx_gcd_weight(weights, n);
+	rshift = mx_shift_weight(p, weights, n, gcd);
+	for (i = 0; i < n; i++)
+		mx_permutate(p, &ds[i], folds[i], ports[i], weights[i], gcd,
+			     rshift);
+	mx_populate(p, ds, gcd ? n : 0, table);
+	return 0;
+}
+
+/**
+ * mx_lookup_fallback() - ip_vs_mh_get_fallback()
+ * @p: table parameters
+ * @table: the table
+ * @avail: per real server index, non-zero when it is available
+ * @fold: folded client address
+ * @port: client port when hashed, else 0
+ *
+ * An empty slot ends the search; an unavailable server makes it re-hash
+ * with offsets ihash, ihash + 1, ... (mod m), at most m probes.
+ *
+ * Return: the real server index, or MX_NONE.
+ */
+u32 mx_lookup_fallback(const struct mx_params *p, const mx_slot_t *table,
+		       const u8 *avail, u32 fold, u32 port)
+{
+	u32 ihash = mx_slot(p, fold, port);
+	u32 off, roff, d;
+
+	d = table[ihash];
+	if (d == MX_SLOT_EMPTY)
+		return MX_NONE;
+	if (avail[d])
+		return d;
+	for (off = 0; off < p->m; off++) {
+		roff = (off + ihash) % p->m;
+		d = table[mx_hashkey(p, MX_HASH1_KEY, fold, port, roff) % p->m];
+		if (d == MX_SLOT_EMPTY)
+			break;
+		if (avail[d])
+			return d;
+	}
+	return MX_NONE;
+}
+
+/**
+ * mx_lookup_many() - schedule @n flows
+ * @p: table parameters
+ * @table: the table
+ * @avail: per real server index, non-zero when it is available
+ * @fallback: non-zero for the mh-fallback flag
+ * @n: number of flows
+ * @folds: folded client addresses
+ * @ports: hashed client ports (all 0 without mh-port)
+ * @out: real server index or MX_NONE per flow
+ */
+void mx_lookup_many(const struct mx_params *p, const mx_slot_t *table,
+		    const u8 *avail, int fallback, size_t n, const u32 *folds,
+		    const u16 *ports, u32 *out)
+{
+	size_t i;
+
+	if (fallback) {
+		for (i = 0; i < n; i++)
+			out[i] = mx_lookup_fallback(p, table, avail, folds[i],
+						    ports[i]);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		out[i] = mx_lookup(p, table, avail, folds[i], ports[i]);
+}
