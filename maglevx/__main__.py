@@ -1,0 +1,7 @@
+"""``python -m maglevx``."""
+
+import sys
+
+from maglevx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Type stubs for the C extension (same API as maglevx._twin)."""
+
+import numpy as np
+import numpy.typing as npt
+
+PRIMES: tuple[int, ...]
+HASH1_KEY: int
+HASH2_KEY: int
+SLOT_EMPTY: int
+NONE: int
+MAX_DESTS: int
+KERNEL_REFERENCE: str
+
+def hsiphash(word_size: int, data: bytes, k0: int, k1: int) -> int: ...
+def tab_bits(m: int) -> int: ...
+def hashkey(word_size: int, key: int, fold: int, port: int, offset: int) -> int: ...
+def slot(m: int, word_size: int, fold: int, port: int) -> int: ...
+def build_table(
+    m: int,
+    word_size: int,
+    folds: npt.ArrayLike,
+    ports: npt.ArrayLike,
+    weights: npt.ArrayLike,
+) -> npt.NDArray[np.uint16]: ...
+def lookup(
+    m: int,
+    word_size: int,
+    table: npt.NDArray[np.uint16],
+    avail: npt.NDArray[np.uint8],
+    fallback: bool,
+    fold: int,
+    port: int,
+) -> int: ...
+def lookup_many(
+    m: int,
+    word_size: int,
+    table: npt.NDArray[np.uint16],
+    avail: npt.NDArray[np.uint8],
+    fallback: bool,
+    folds: npt.NDArray[np.uint32],
+    ports: npt.NDArray[np.uint16],
+) -> npt.NDArray[np.uint32]: ...

@@ -1,0 +1,120 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin wrappers over the C core in csrc/ (see _twin.py for the same in Python)."""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+cimport maglevx._cmaglev as c
+
+import numpy as np
+
+PRIMES = tuple(c.mx_primes[i] for i in range(c.MX_NR_PRIMES))
+HASH1_KEY = c.MX_HASH1_KEY
+HASH2_KEY = c.MX_HASH2_KEY
+SLOT_EMPTY = c.MX_SLOT_EMPTY
+NONE = c.MX_NONE
+MAX_DESTS = c.MX_MAX_DESTS
+KERNEL_REFERENCE = c.MX_KERNEL_REFERENCE.decode()
+
+
+cdef c.mx_params _params(uint32_t m, uint32_t word_size) except *:
+    cdef c.mx_params p
+    if c.mx_params_init(&p, m, word_size) != 0:
+        raise ValueError(f"table size {m} / word size {word_size} not supported")
+    return p
+
+
+def hsiphash(int word_size, const uint8_t[::1] data, uint64_t k0, uint64_t k1):
+    """The kernel's hsiphash() for a kernel of *word_size* bits (64 or 32)."""
+    cdef const uint8_t *ptr = &data[0] if data.shape[0] else NULL
+    if word_size == 32:
+        return c.mx_hsiphash32(ptr, data.shape[0], <uint32_t>k0, <uint32_t>k1)
+    return c.mx_hsiphash64(ptr, data.shape[0], k0, k1)
+
+
+def tab_bits(uint32_t m):
+    """IP_VS_MH_TAB_BITS for table size *m*."""
+    return _params(m, 64).tab_bits
+
+
+def hashkey(uint32_t word_size, uint32_t key, uint32_t fold, uint32_t port,
+            uint32_t offset):
+    """ip_vs_mh_hashkey(): hsiphash of v = offset + port + fold (u32)."""
+    cdef c.mx_params p = _params(4093, word_size)
+    return c.mx_hashkey(&p, key, fold, port, offset)
+
+
+def slot(uint32_t m, uint32_t word_size, uint32_t fold, uint32_t port):
+    """The slot a flow hashes to."""
+    cdef c.mx_params p = _params(m, word_size)
+    return c.mx_slot(&p, fold, port)
+
+
+def build_table(uint32_t m, uint32_t word_size, folds, ports, weights):
+    """ip_vs_mh_reassign(): the table of real server indices (list order).
+
+    Raises ValueError when there are more real servers than slots.
+    """
+    cdef c.mx_params p = _params(m, word_size)
+    cdef const uint32_t[::1] f = np.ascontiguousarray(folds, dtype=np.uint32)
+    cdef const uint32_t[::1] po = np.ascontiguousarray(ports, dtype=np.uint32)
+    cdef const uint32_t[::1] w = np.ascontiguousarray(weights, dtype=np.uint32)
+    cdef uint32_t n = f.shape[0]
+    if po.shape[0] != n or w.shape[0] != n:
+        raise ValueError("folds, ports and weights differ in length")
+    if n > m or n > c.MX_MAX_DESTS:
+        raise ValueError(f"{n} real servers do not fit a table of {m} slots")
+    table = np.empty(m, dtype=np.uint16)
+    cdef uint16_t[::1] t = table
+    cdef c.mx_dest_setup *ds = <c.mx_dest_setup *>malloc(
+        max(n, 1) * sizeof(c.mx_dest_setup))
+    if ds == NULL:
+        raise MemoryError()
+    cdef const uint32_t *fp = &f[0] if n else NULL
+    cdef const uint32_t *pp = &po[0] if n else NULL
+    cdef const uint32_t *wp = &w[0] if n else NULL
+    cdef int rc
+    with nogil:
+        rc = c.mx_build_table(&p, n, fp, pp, wp, ds, &t[0])
+    free(ds)
+    if rc != 0:
+        raise ValueError(f"{n} real servers do not fit a table of {m} slots")
+    return table
+
+
+def lookup(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
+           const uint8_t[::1] avail, bint fallback, uint32_t fold,
+           uint32_t port):
+    """ip_vs_mh_get() / ip_vs_mh_get_fallback(): real server index or NONE."""
+    cdef c.mx_params p = _params(m, word_size)
+    if table.shape[0] != m:
+        raise ValueError("table size differs from m")
+    if fallback:
+        return c.mx_lookup_fallback(&p, &table[0], &avail[0] if avail.shape[0] else NULL, fold, port)
+    return c.mx_lookup(&p, &table[0], &avail[0] if avail.shape[0] else NULL, fold, port)
+
+
+def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
+                const uint8_t[::1] avail, bint fallback,
+                const uint32_t[::1] folds, const uint16_t[::1] ports):
+    """lookup() over arrays; releases the GIL while it runs."""
+    cdef c.mx_params p = _params(m, word_size)
+    cdef size_t n = folds.shape[0]
+    if <size_t>ports.shape[0] != n:
+        raise ValueError("folds and ports differ in length")
+    if table.shape[0] != m:
+        raise ValueError("table size differs from m")
+    cdef size_t i
+    cdef uint32_t nd = avail.shape[0]
+    for i in range(m):
+        if table[i] != c.MX_SLOT_EMPTY and table[i] >= nd:
+            raise ValueError("table refers to a real server beyond avail")
+    out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = out
+    if n == 0:
+        return out
+    cdef const uint8_t *ap = &avail[0] if nd else NULL
+    with nogil:
+        c.mx_lookup_many(&p, &table[0], ap, fallback, n, &folds[0], &ports[0],
+                         &o[0])
+    return out

@@ -1,0 +1,48 @@
+"""The one exception type maglevx raises for bad input."""
+
+from __future__ import annotations
+
+
+class MaglevxError(ValueError):
+    """Bad input: names what is wrong and where (file, line, field).
+
+    ``str(err)`` is a single line such as
+    ``history.txt:3: field '-w': weight 70000 is outside 0..65535``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.source is not None:
+            where = self.source
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        elif self.line is not None:
+            where = f"line {self.line}: "
+        what = f"field {self.field!r}: " if self.field else ""
+        return f"{where}{what}{self.message}"
+
+    def located(
+        self, source: str | None = None, line: int | None = None
+    ) -> MaglevxError:
+        """Return a copy that also names *source* and *line* (kept if set)."""
+        return MaglevxError(
+            self.message,
+            source=self.source if self.source is not None else source,
+            line=self.line if self.line is not None else line,
+            field=self.field,
+        )

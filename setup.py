@@ -1,0 +1,20 @@
+"""Declares the C extension only; all metadata lives in pyproject.toml."""
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extension = Extension(
+    "maglevx._core",
+    sources=["maglevx/_core.pyx", "csrc/mx_maglev.c", "csrc/mx_hsiphash.c"],
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=["-O3"],
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={"language_level": "3"},
+    ),
+)
