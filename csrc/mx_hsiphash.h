@@ -19,8 +19,8 @@
 
 #include "mx_port.h"
 
-#define MX_ROL64(x, b) (u64)(((x) << (b)) | ((x) >> (64 - (b))))
-#define MX_ROL32(x, b) (u32)(((x) << (b)) | ((x) >> (32 - (b))))
+#define MX_ROL64(x, b) ((u64)(((x) << (b)) | ((x) >> (64 - (b)))))
+#define MX_ROL32(x, b) ((u32)(((x) << (b)) | ((x) >> (32 - (b)))))
 
 #define MX_SIPROUND(v0, v1, v2, v3) do {				\
 	v0 += v1; v1 = MX_ROL64(v1, 13); v1 ^= v0; v0 = MX_ROL64(v0, 32); \
