@@ -141,6 +141,9 @@ def build_table(
     Raises ValueError when there are more real servers than slots; the
     kernel then keeps the old table.
     """
+    folds = [int(f) for f in folds]
+    ports = [int(p) for p in ports]
+    weights = [int(w) for w in weights]
     n = len(folds)
     if n > m or n > MAX_DESTS:
         raise ValueError(f"{n} real servers do not fit a table of {m} slots")
@@ -225,4 +228,6 @@ def lookup_many(
         for f, p in zip(folds.tolist(), ports.tolist())
     ]
     return np.array(out, dtype=np.uint32)
+
+
 KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"

@@ -157,9 +157,7 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     if s.startswith("["):
         close = s.find("]")
         if close < 0 or s[close + 1 : close + 2] != ":":
-            raise MaglevxError(
-                f"{text!r} is not [IPv6-address]:port", field=field
-            )
+            raise MaglevxError(f"{text!r} is not [IPv6-address]:port", field=field)
         addr_text, port_text = s[1:close], s[close + 2 :]
     elif s.count(":") > 1:
         addr_text = s  # bare IPv6 address, no port
@@ -171,8 +169,7 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
         address = ipaddress.ip_address(addr_text)
     except ValueError:
         raise MaglevxError(
-            f"{addr_text!r} is not a numeric IP address "
-            "(host names are not resolved)",
+            f"{addr_text!r} is not a numeric IP address (host names are not resolved)",
             field=field,
         ) from None
     if s.startswith("[") and address.version != 6:
@@ -188,15 +185,13 @@ def _parse_sched_flags(text: str, scheduler: str, field: str) -> int:
     for name in text.split(","):
         if name not in _SCHED_FLAGS:
             raise MaglevxError(
-                f"invalid scheduler flag {name!r} (known: "
-                f"{', '.join(_SCHED_FLAGS)})",
+                f"invalid scheduler flag {name!r} (known: {', '.join(_SCHED_FLAGS)})",
                 field=field,
             )
         bit, needs = _SCHED_FLAGS[name]
         if needs is not None and needs != scheduler:
             raise MaglevxError(
-                f"scheduler flag {name!r} needs scheduler {needs!r}, not "
-                f"{scheduler!r}",
+                f"scheduler flag {name!r} needs scheduler {needs!r}, not {scheduler!r}",
                 field=field,
             )
         flags |= bit
@@ -303,9 +298,7 @@ def parse_command(tokens: list[str]) -> Command:
             cmd.rs_port = cmd.port if port is None else port
         elif name in _FORWARD:
             if "forward" in seen:
-                raise MaglevxError(
-                    f"{opt} conflicts with {seen['forward']}", field=opt
-                )
+                raise MaglevxError(f"{opt} conflicts with {seen['forward']}", field=opt)
             seen["forward"] = opt
             cmd.forward = _FORWARD[name]
         elif name == "weight":
@@ -370,7 +363,7 @@ _SERVER_ONLY = {
 
 
 def _check_options(cmd: Command, seen: dict[str, str]) -> None:
-    """ipvsadm's commands_v_options table, for the configuration commands."""
+    """Ipvsadm's commands_v_options table, for the configuration commands."""
     names = set(seen) - {"numeric", "ipv6"}
     has_service = bool(names & _SERVICE_OPTS)
     if cmd.command == "clear":
@@ -380,9 +373,7 @@ def _check_options(cmd: Command, seen: dict[str, str]) -> None:
             raise MaglevxError(f"option {opt} is not allowed with -C", field=opt)
         return
     if not has_service:
-        raise MaglevxError(
-            "no virtual service given (-t, -u, --sctp-service or -f)"
-        )
+        raise MaglevxError("no virtual service given (-t, -u, --sctp-service or -f)")
     if cmd.command in ("add-service", "edit-service", "delete-service"):
         bad = names & _SERVER_ONLY
         if cmd.command == "delete-service":
@@ -395,9 +386,7 @@ def _check_options(cmd: Command, seen: dict[str, str]) -> None:
             bad |= names & (_SERVER_ONLY - {"real-server"})
     if bad:
         opt = seen[sorted(bad)[0]]
-        raise MaglevxError(
-            f"option {opt} is not allowed with {cmd.command}", field=opt
-        )
+        raise MaglevxError(f"option {opt} is not allowed with {cmd.command}", field=opt)
 
 
 def apply_command(director: Director, cmd: Command) -> None:

@@ -166,9 +166,7 @@ class VirtualService:
     @property
     def fallback(self) -> bool:
         """Whether lookups fall back (upstream ``mh-fallback``)."""
-        return self.director.variant == "upstream" and bool(
-            self.flags & FLAG_FALLBACK
-        )
+        return self.director.variant == "upstream" and bool(self.flags & FLAG_FALLBACK)
 
     @property
     def hashes_port(self) -> bool:
@@ -243,7 +241,9 @@ class VirtualService:
             return sport
         return 0
 
-    def schedule(self, saddr: IPAddress, sport: int, protocol: str) -> RealServer | None:
+    def schedule(
+        self, saddr: IPAddress, sport: int, protocol: str
+    ) -> RealServer | None:
         """The real server the kernel picks for a new flow, or None."""
         self._require_mh()
         if saddr.version != self.family:

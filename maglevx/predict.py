@@ -95,8 +95,7 @@ def _parse_chunk(
                 fold = _fold4(saddr) if svc.family == 4 else _fold6(saddr)
             except OSError:
                 raise MaglevxError(
-                    f"{saddr!r} is not an IPv{svc.family} address like "
-                    f"{svc.name}",
+                    f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
                     field="saddr",
                 ) from None
             if sport.isdigit() and sport.isascii() and int(sport) <= 65535:
