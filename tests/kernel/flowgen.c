@@ -15,7 +15,10 @@
  *
  * Output (stdout):
  *   "S <status>"  one character per flow in input order:
- *                 s = sent, r = ECONNREFUSED, p = EPERM, e = other error
+ *                 s = sent, h = sent, then EHOSTUNREACH/ENETUNREACH (IPVS
+ *                 scheduled it but the real server has no route: expected,
+ *                 real servers are deliberately unroutable in the guest),
+ *                 r = ECONNREFUSED, p = EPERM, e = other error
  *                 (followed by "E <index> <where> <errno>" lines for 'e')
  *   "C <line>"    every /proc/net/ip_vs_conn line whose client (proto, addr,
  *                 port) is one of this run's flows, read right after sending,
@@ -200,7 +203,7 @@ int main(int argc, char **argv)
 	double t1 = now_us();
 
 	/* Let loopback deliver the ICMP port-unreachables IPVS sent for refused SYNs. */
-	usleep(100000);
+	usleep(20000);
 	for (size_t i = 0; i < n; i++) {
 		struct flow *f = &flows[i];
 		if (f->fd < 0)
@@ -210,6 +213,8 @@ int main(int argc, char **argv)
 		getsockopt(f->fd, SOL_SOCKET, SO_ERROR, &err, &el);
 		if (err == ECONNREFUSED)
 			f->status = 'r';
+		else if (err == EHOSTUNREACH || err == ENETUNREACH)
+			f->status = 'h';
 		else if (err == EPERM)
 			f->status = 'p';
 		else if (err && err != EINPROGRESS) {

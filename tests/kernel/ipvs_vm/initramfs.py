@@ -143,10 +143,7 @@ if [ -e /job/extra-modules.list ]; then
         insmod "/job/$m" $params || echo "@@INSMOD-FAIL $m"
     done < /job/extra-modules.list
 fi
-ip link set lo up
-ip route add local 10.0.0.0/8 dev lo
-ip -6 route add local fd00::/16 dev lo
-sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1
+. /netsetup.sh
 echo "@@READY"
 if [ -e /job/run.sh ]; then
     cd /job && . /job/run.sh > /out/run.log 2>&1
@@ -161,6 +158,22 @@ poweroff -f
 """
 
 
+# Sourced in the initial namespace and again in each scenario's fresh netns: routes
+# and sysctls are per network namespace.
+NETSETUP = r"""ip link set lo up
+ip route add local 10.0.0.0/8 dev lo
+ip -6 route add local fd00::/16 dev lo
+sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1
+# IPVS answers a TCP flow without destination with ICMP port-unreachable; the ICMP
+# token bucket (1000/s, burst 50) would drop most of them and the client would not
+# learn it was refused.
+for kv in net.ipv4.icmp_msgs_per_sec=100000000 net.ipv4.icmp_msgs_burst=100000000 \
+          net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0; do
+    sysctl -qw $kv 2>/dev/null
+done
+"""
+
+
 def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     """Build (or reuse) the base initramfs for ``kernel``."""
     busybox = _tool("busybox")
@@ -168,7 +181,7 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     flowgen = build_flowgen()
     modules = module_load_order(kernel, (*BASE_MODULES, *extra_module_names))
     h = hashlib.sha256()
-    for part in (INIT.encode(), kernel.release.encode(), flowgen.name.encode(),
+    for part in (INIT.encode(), NETSETUP.encode(), kernel.release.encode(), flowgen.name.encode(),
                  Path(busybox).read_bytes(), Path(ipvsadm).read_bytes(),
                  "\n".join(map(str, modules)).encode()):
         h.update(hashlib.sha256(part).digest())
@@ -181,6 +194,7 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
         c.mkdir(d)
     c.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     c.file("init", INIT.encode(), 0o755)
+    c.file("netsetup.sh", NETSETUP.encode(), 0o755)
     c.file("bin/ipvsadm", Path(ipvsadm).read_bytes(), 0o755)
     for lib in _ldd_closure(ipvsadm):
         real = os.path.realpath(lib)
