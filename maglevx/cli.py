@@ -6,13 +6,17 @@ Exit status: 0 ok, 1 differences found (checking commands), 2 error.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
+
+import numpy as np
 
 from maglevx.errors import MaglevxError
 from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, VARIANTS, Director
 from maglevx.predict import predict_lines
+from maglevx.tools.sources import DirectorParams, load_text, read_text
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -23,8 +27,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
+def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    src = p.add_mutually_exclusive_group(required=required)
     src.add_argument(
         "--history",
         metavar="FILE",
@@ -35,6 +39,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="`ipvsadm -Ln --nosort` output (the kernel's list order)",
     )
+    _add_params(p)
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variant",
         choices=VARIANTS,
@@ -74,34 +82,29 @@ def _table_size(text: str) -> int:
     return m
 
 
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as exc:
-        raise MaglevxError(f"cannot read: {exc.strerror}", source=path) from None
-    except UnicodeDecodeError:
-        raise MaglevxError("not UTF-8 text", source=path) from None
-
-
-def load_director(args: argparse.Namespace) -> Director:
-    """The director described by --history/--snapshot and the parameters."""
+def params_from(args: argparse.Namespace) -> DirectorParams:
+    """The director parameters given by --variant/--word-size/--table-size."""
     if args.no_port_hash and args.variant != "backport":
         raise MaglevxError(
             "--no-port-hash applies to --variant backport only; upstream "
             "services say it with their mh-port flag"
         )
-    kw = dict(
+    return DirectorParams(
         variant=args.variant,
         word_size=args.word_size,
         table_size=args.table_size,
         backport_hash_port=not args.no_port_hash,
     )
+
+
+def load_director(args: argparse.Namespace) -> Director:
+    """The director described by --history/--snapshot and the parameters."""
+    params = params_from(args)
     if args.history is not None:
-        return Director.from_history(
-            _read_text(args.history), source=args.history, **kw
-        )
-    return Director.from_snapshot(_read_text(args.snapshot), source=args.snapshot, **kw)
+        path, kind = args.history, "history"
+    else:
+        path, kind = args.snapshot, "snapshot"
+    return load_text(read_text(path), source=path, kind=kind, params=params)
 
 
 def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -121,11 +124,144 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+def _emit(args: argparse.Namespace, stdout: TextIO, obj: Any, text: str) -> None:
+    if args.json:
+        json.dump(obj, stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.write(text + "\n")
+
+
+def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.tools import table
+
+    reports = table.table_report(load_director(args), service=args.service)
+    if args.service is not None and not reports:
+        raise MaglevxError(f"no mh service {args.service!r}", field="--service")
+    if args.plot:
+        from maglevx.tools import plot
+
+        plot.plot_tables(reports, args.plot)
+    _emit(args, stdout, [r.to_json() for r in reports], table.render(reports))
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.tools import diff
+    from maglevx.tools.sources import load_spec, parse_spec
+
+    defaults = params_from(args)
+    old_spec = parse_spec(args.old, defaults)
+    old = load_spec(old_spec)
+    edits = [
+        diff.parse_edit(kind, text)
+        for kind in diff.EDIT_KINDS
+        for text in getattr(args, kind) or []
+    ]
+    if args.new is None and not edits:
+        raise MaglevxError("give NEW or a proposed edit (--remove/--drain/--add)")
+    if args.new is not None:
+        new_spec = parse_spec(args.new, defaults)
+        new, new_label = load_spec(new_spec), new_spec.label
+        new_label += f" ({new_spec.params.describe()})"
+    else:
+        new, new_label = old, old_spec.label
+    if edits:
+        new = diff.apply_edits(new, edits, service=args.service)
+        new_label += " with " + "; ".join(map(str, edits))
+    samples = _samples(args, old)
+    rep = diff.diff_directors(
+        old,
+        new,
+        samples=samples,
+        sample_size=args.sample,
+        seed=args.seed,
+        old_label=f"{old_spec.label} ({old_spec.params.describe()})",
+        new_label=new_label,
+    )
+    if args.plot:
+        from maglevx.tools import plot
+
+        plot.plot_diff(old, new, rep, args.plot)
+    _emit(args, stdout, rep.to_json(), diff.render(rep))
+    return EXIT_DIFFERENT if rep.different else EXIT_OK
+
+
+def _samples(args: argparse.Namespace, director: Director) -> dict | None:
+    """Flow samples per service name from --flows (None: synthetic)."""
+    if args.flows is None:
+        return None
+    from maglevx.tools.sample import from_lines
+
+    by_dest = from_lines(
+        read_text(args.flows).splitlines(), source=args.flows, limit=args.sample
+    )
+    out = {}
+    from maglevx.model import parse_address
+
+    for (proto, daddr, dport), sample in by_dest.items():
+        svc = director.service_for(proto, parse_address(daddr, "daddr"), dport)
+        if svc is not None and svc.scheduler == "mh":
+            if svc.name in out:
+                prev = out[svc.name]
+                prev.folds = np.concatenate([prev.folds, sample.folds])
+                prev.sports = np.concatenate([prev.sports, sample.sports])
+            else:
+                out[svc.name] = sample
+    return out
+
+
+def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.tools import explain
+
+    ex = explain.explain(args.flow, load_director(args), fwmark=args.fwmark)
+    _emit(args, stdout, ex.to_json(), explain.render(ex))
+    return EXIT_OK
+
+
+def _add_output(p: argparse.ArgumentParser, *, plot: bool = False) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    if plot:
+        p.add_argument(
+            "--plot",
+            metavar="FILE.png",
+            help="also draw the result (needs matplotlib: pip install maglevx[plot])",
+        )
+
+
+def _add_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flows",
+        metavar="CSV",
+        help="compare on these flows (proto,saddr,sport,daddr,dport) instead of "
+        "synthetic clients",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="synthetic flows per service, or the most flows read from --flows "
+        "(default: 100000)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed of the synthetic flows (default: 1)"
+    )
+
+
+SPEC_HELP = (
+    "a history or `ipvsadm -Ln --nosort` listing (detected from the content), "
+    "optionally with its own parameters: "
+    "FILE[:kind=snapshot,variant=backport,word-size=32,table-size=8191]"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``maglevx`` command."""
     parser = _Parser(
         prog="maglevx",
         description="Predict which real server Linux IPVS Maglev hashing picks.",
+        epilog="Exit status: 0 ok, 1 differences found, 2 error.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser(
@@ -139,6 +275,71 @@ def build_parser() -> argparse.ArgumentParser:
         "flows", nargs="?", default="-", metavar="FLOWS", help="CSV file or - (stdin)"
     )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "table",
+        help="slots per real server vs weights, quantization, warnings",
+        description="For each mh service: the slots each real server holds, its "
+        "share vs its weight share, turns and weight shift, servers with no "
+        "slots, drained servers that keep slots, and whether M is too small.",
+    )
+    _add_config_args(p)
+    p.add_argument("--service", metavar="NAME", help="only this service, e.g. "
+                   "'TCP 10.0.0.1:80'")  # fmt: skip
+    _add_output(p, plot=True)
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser(
+        "diff",
+        help="what moves between two configurations or a proposed edit",
+        description="Compare OLD with NEW, or with OLD (or NEW) after proposed "
+        "edits: slots and sampled flows that move, per real server, and new "
+        "flows refused on weight-0 slots (upstream) with/without mh-fallback. "
+        "Exit 1 when anything moves.",
+    )
+    p.add_argument("old", metavar="OLD", help=SPEC_HELP)
+    p.add_argument("new", metavar="NEW", nargs="?", help="same form as OLD")
+    p.add_argument(
+        "--remove",
+        action="append",
+        metavar="RIP:PORT",
+        help="proposed: delete this real server (ipvsadm -d)",
+    )
+    p.add_argument(
+        "--drain",
+        action="append",
+        metavar="RIP:PORT",
+        help="proposed: set its weight to 0 (ipvsadm -e -w 0)",
+    )
+    p.add_argument(
+        "--add",
+        action="append",
+        metavar="RIP:PORT:W",
+        help="proposed: add a real server with weight W (ipvsadm -a)",
+    )
+    p.add_argument(
+        "--service",
+        metavar="NAME",
+        help="the service the edits apply to, e.g. 'TCP 10.0.0.1:80'",
+    )
+    # fmt: skip
+    _add_params(p)
+    _add_sample(p)
+    _add_output(p, plot=True)
+    p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser(
+        "explain",
+        help="every step of one decision: hash input, hash, slot, probes",
+        description="Show how the director schedules one new flow: the hashed "
+        "address and port, the hash input v, the hash, the slot, the real "
+        "server and, with mh-fallback, every probe.",
+    )
+    _add_config_args(p)
+    p.add_argument("flow", metavar="FLOW", help="proto,saddr,sport,daddr,dport")
+    p.add_argument("--fwmark", type=int, help="the packet's firewall mark")
+    _add_output(p)
+    p.set_defaults(func=_cmd_explain)
     return parser
 
 

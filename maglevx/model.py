@@ -213,6 +213,11 @@ class VirtualService:
         return self._built[0]
 
     @property
+    def table_weights(self) -> tuple[int, ...]:
+        """The weights the current table was built from, per table server."""
+        return self._built[1]
+
+    @property
     def table(self) -> npt.NDArray[np.uint16]:
         """The lookup table: per slot, an index into ``table_servers``.
 

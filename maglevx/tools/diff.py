@@ -1,0 +1,357 @@
+"""``maglevx diff``: what moves between two configurations.
+
+Compares every ``mh`` service two directors share: the fraction of slots
+that change hands (when both use the same M), the fraction of a flow sample
+that would be scheduled elsewhere, per real server what comes in and goes
+out, and, for ``upstream`` directors, the new flows that would hit the slot
+of an unavailable (weight-0) real server and be refused, with and without
+``mh-fallback`` (kube-proxy sets terminating pods to weight 0 without
+fallback: their slots stay and new flows there fail).
+
+The NEW side may be a proposed edit of OLD (:func:`apply_edits`):
+``remove``, ``drain`` (weight 0) and ``add``, applied with the kernel's
+semantics (an added server goes to the list head; drained upstream servers
+keep their ``last_weight``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from maglevx.errors import MaglevxError
+from maglevx.ipvsadm import Command, apply_command, parse_endpoint
+from maglevx.model import Director, VirtualService
+from maglevx.tools.sample import FlowSample, as_names, decide, slot_names, synthetic
+from maglevx.tools.text import percent, render_table
+
+EDIT_KINDS = ("remove", "drain", "add")
+NO_DESTINATION = "(no destination)"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A proposed change: remove / drain / add a real server."""
+
+    kind: str
+    endpoint: str  # RIP:PORT or [RIP6]:PORT
+    weight: int = 0  # for add
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.endpoint}" + (
+            f" weight {self.weight}" if self.kind == "add" else ""
+        )
+
+
+def parse_edit(kind: str, text: str) -> Edit:
+    """``RIP:PORT`` (remove, drain) or ``RIP:PORT:W`` (add) as an Edit."""
+    field = f"--{kind}"
+    weight = 0
+    ep = text
+    if kind == "add":
+        if ":" not in text:
+            raise MaglevxError(f"{text!r} is not RIP:PORT:WEIGHT", field=field)
+        ep, w = text.rsplit(":", 1)
+        if not w.isdigit() or int(w) > 65535:
+            raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
+        weight = int(w)
+    address, port = parse_endpoint(ep, field)
+    if port is None:
+        raise MaglevxError(f"{ep!r} has no port (RIP:PORT)", field=field)
+    from maglevx.model import format_endpoint
+
+    return Edit(kind, format_endpoint(address, port), weight)
+
+
+def apply_edits(
+    director: Director, edits: list[Edit], *, service: str | None = None
+) -> Director:
+    """A copy of *director* with *edits* applied as ipvsadm commands would.
+
+    ``remove``/``drain`` apply to every mh service holding the real server
+    (or only *service*); ``add`` needs *service* unless there is one mh
+    service.
+    """
+    d = copy.deepcopy(director)
+    mh = [s for s in d.services if s.scheduler == "mh"]
+    if service is not None:
+        mh = [s for s in mh if s.name == service]
+        if not mh:
+            raise MaglevxError(f"no mh service {service!r}", field="--service")
+    for e in edits:
+        address, port = parse_endpoint(e.endpoint, f"--{e.kind}")
+        assert port is not None
+        if e.kind == "add":
+            if len(mh) != 1:
+                raise MaglevxError(
+                    f"which service gets {e.endpoint}? name it with --service "
+                    f"(one of: {', '.join(repr(s.name) for s in mh)})",
+                    field="--add",
+                )
+            targets = mh
+        else:
+            targets = [s for s in mh if s.find(address, port) is not None]
+            if not targets:
+                raise MaglevxError(
+                    f"no mh service has real server {e.endpoint}", field=f"--{e.kind}"
+                )
+        for svc in targets:
+            apply_command(d, _command(svc, e, address, port))
+    return d
+
+
+def _command(svc: VirtualService, e: Edit, address: Any, port: int) -> Command:
+    cmd = Command(
+        {"remove": "delete-server", "drain": "edit-server", "add": "add-server"}[
+            e.kind
+        ],
+        protocol=svc.protocol,
+        address=svc.address,
+        port=svc.port,
+        fwmark=svc.fwmark,
+        family=svc.family,
+        rs_address=address,
+        rs_port=port,
+        weight=e.weight,
+        forward="masq",  # keeps the port as given
+    )
+    rs = svc.find(address, port)
+    if rs is not None:
+        cmd.forward = rs.forward
+        cmd.u_threshold, cmd.l_threshold = rs.u_threshold, rs.l_threshold
+    return cmd
+
+
+@dataclass
+class ServerMoves:
+    """What one real server gains and loses."""
+
+    endpoint: str
+    slots_old: int
+    slots_new: int
+    slots_in: int
+    slots_out: int
+    flows_old: int
+    flows_new: int
+    flows_in: int
+    flows_out: int
+
+
+@dataclass
+class Refusals:
+    """New flows refused (no destination) in one table, in percent."""
+
+    refused_without_fallback: float
+    refused_with_fallback: float
+    rerouted_with_fallback: float  # landed on an unavailable server, moved
+    service_has_fallback: bool
+
+
+@dataclass
+class ServiceDiff:
+    """How one service changes."""
+
+    service: str
+    status: str  # changed, same, added, removed
+    flows: int = 0
+    flows_moved: int = 0
+    flows_moved_pct: float = 0.0
+    slots_compared: bool = False
+    slots_moved: int = 0
+    slots_moved_pct: float = 0.0
+    servers: list[ServerMoves] = field(default_factory=list)
+    refusals_old: Refusals | None = None
+    refusals_new: Refusals | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def different(self) -> bool:
+        """Whether anything moves."""
+        return self.status != "same"
+
+
+@dataclass
+class DiffReport:
+    """The result of :func:`diff_directors`."""
+
+    old: str
+    new: str
+    sample: str
+    services: list[ServiceDiff]
+
+    @property
+    def different(self) -> bool:
+        """Whether any service changes."""
+        return any(s.different for s in self.services)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serializable dict."""
+        return {**asdict(self), "different": self.different}
+
+
+def refusals(svc: VirtualService, sample: FlowSample) -> Refusals:
+    """How many sampled flows get no destination, with and without fallback."""
+    plain = decide(svc, sample, fallback=False)
+    fb = decide(svc, sample, fallback=True)
+    n = len(sample)
+    return Refusals(
+        refused_without_fallback=percent(int((plain < 0).sum()), n),
+        refused_with_fallback=percent(int((fb < 0).sum()), n),
+        rerouted_with_fallback=percent(int(((plain < 0) & (fb >= 0)).sum()), n),
+        service_has_fallback=svc.fallback,
+    )
+
+
+def diff_services(
+    old: VirtualService, new: VirtualService, sample: FlowSample
+) -> ServiceDiff:
+    """Compare two tables of the same service on slots and on *sample*."""
+    names: dict[str | None, int] = {}
+    a = as_names(old, decide(old, sample), names)
+    b = as_names(new, decide(new, sample), names)
+    sd = ServiceDiff(service=new.name, status="same", flows=len(sample))
+    moved = a != b
+    sd.flows_moved = int(moved.sum())
+    sd.flows_moved_pct = percent(sd.flows_moved, len(sample))
+    m_old, m_new = old.director.table_size, new.director.table_size
+    sa = sb = None
+    if m_old == m_new:
+        sd.slots_compared = True
+        sa, sb = slot_names(old, names), slot_names(new, names)
+        sd.slots_moved = int((sa != sb).sum())
+        sd.slots_moved_pct = percent(sd.slots_moved, m_old)
+    else:
+        sd.notes.append(f"M differs ({m_old} vs {m_new}): slots are not comparable")
+    k = len(names)
+    fo, fn = np.bincount(a, minlength=k), np.bincount(b, minlength=k)
+    fin = np.bincount(b[moved], minlength=k)
+    fout = np.bincount(a[moved], minlength=k)
+    if sa is not None and sb is not None:
+        smoved = sa != sb
+        so, sn = np.bincount(sa, minlength=k), np.bincount(sb, minlength=k)
+        sin, sout = (
+            np.bincount(sb[smoved], minlength=k),
+            np.bincount(sa[smoved], minlength=k),
+        )
+    else:
+        so = sn = sin = sout = np.zeros(k, np.int64)
+    for name, i in names.items():
+        sd.servers.append(
+            ServerMoves(
+                name or NO_DESTINATION,
+                int(so[i]),
+                int(sn[i]),
+                int(sin[i]),
+                int(sout[i]),
+                int(fo[i]),
+                int(fn[i]),
+                int(fin[i]),
+                int(fout[i]),
+            )  # fmt: skip
+        )
+    if old.director.variant == "upstream":
+        sd.refusals_old = refusals(old, sample)
+    if new.director.variant == "upstream":
+        sd.refusals_new = refusals(new, sample)
+    if old.flags != new.flags:
+        sd.notes.append("scheduler flags differ")
+    if sd.flows_moved or sd.slots_moved or old.flags != new.flags:
+        sd.status = "changed"
+    return sd
+
+
+def diff_directors(
+    old: Director,
+    new: Director,
+    *,
+    samples: dict[str, FlowSample] | None = None,
+    sample_size: int = 100_000,
+    seed: int = 1,
+    old_label: str = "OLD",
+    new_label: str = "NEW",
+) -> DiffReport:
+    """Compare every mh service of *old* and *new*.
+
+    *samples*: flows per service name (e.g. from a flow file); services
+    without one get *sample_size* synthetic flows (same seed on both sides).
+    """
+    out = []
+    olds = {s.key: s for s in old.services if s.scheduler == "mh"}
+    news = {s.key: s for s in new.services if s.scheduler == "mh"}
+    for key, svc in olds.items():
+        if key not in news:
+            out.append(ServiceDiff(service=svc.name, status="removed"))
+    for key, svc in news.items():
+        if key not in olds:
+            out.append(ServiceDiff(service=svc.name, status="added"))
+            continue
+        sample = (samples or {}).get(svc.name) or synthetic(svc, sample_size, seed)
+        out.append(diff_services(olds[key], svc, sample))
+    how = (
+        f"flows from a file, else {sample_size} synthetic clients (seed {seed})"
+        if samples
+        else f"{sample_size} synthetic clients per service (seed {seed})"
+    )
+    return DiffReport(old_label, new_label, how, out)
+
+
+def _refusal_text(r: Refusals | None) -> str:
+    if r is None:
+        return "-"
+    return (
+        f"{r.refused_without_fallback:.2f}% without mh-fallback, "
+        f"{r.refused_with_fallback:.2f}% with"
+    )
+
+
+def render(rep: DiffReport) -> str:
+    """The human-readable form of :func:`diff_directors`."""
+    parts = [f"OLD {rep.old}\nNEW {rep.new}\nsample: {rep.sample}"]
+    for sd in rep.services:
+        if sd.status in ("added", "removed"):
+            parts.append(f"{sd.service}: {sd.status}")
+            continue
+        slots = (
+            f"{sd.slots_moved_pct:.2f}% of slots ({sd.slots_moved}) and "
+            if sd.slots_compared
+            else ""
+        )
+        head = (
+            f"{sd.service}: {sd.status}; {slots}{sd.flows_moved_pct:.2f}% of flows "
+            f"({sd.flows_moved} of {sd.flows}) move"
+        )
+        rows = [
+            [s.endpoint, s.slots_old, s.slots_new, s.slots_in, s.slots_out,
+             s.flows_old, s.flows_new, s.flows_in, s.flows_out]
+            for s in sd.servers
+            if s.slots_old or s.slots_new or s.flows_old or s.flows_new
+        ]  # fmt: skip
+        body = render_table(
+            ["real server", "slots:old", "new", "in", "out",
+             "flows:old", "new", "in", "out"],
+            rows,
+        )  # fmt: skip
+        lines = [head, body]
+        if sd.refusals_old or sd.refusals_new:
+            has = sd.refusals_new or sd.refusals_old
+            assert has is not None
+            lines.append(
+                "  refused new flows (weight-0 slots), upstream: "
+                f"OLD {_refusal_text(sd.refusals_old)}; "
+                f"NEW {_refusal_text(sd.refusals_new)}; this service "
+                + ("has" if has.service_has_fallback else "has no")
+                + " mh-fallback"
+            )
+            n = sd.refusals_new
+            if n and n.refused_without_fallback > 0 and not n.service_has_fallback:
+                lines.append(
+                    f"  ! {n.refused_without_fallback:.2f}% of new flows would be "
+                    "refused: drained (weight 0) servers keep their slots; set "
+                    "mh-fallback or delete them instead"
+                )
+        lines += [f"  note: {x}" for x in sd.notes]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

@@ -1,0 +1,198 @@
+"""``maglevx explain``: every step of one scheduling decision.
+
+The per-step values come from the pure-Python twin (:mod:`maglevx._twin`),
+which reads like the kernel code; the final answer is checked against the
+C core, so an explanation never disagrees with ``predict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from maglevx import _twin
+from maglevx.backend import core
+from maglevx.errors import MaglevxError
+from maglevx.model import (
+    Director,
+    fold_address,
+    format_endpoint,
+    parse_five_tuple,
+)
+from maglevx.tools.text import flags_text
+
+
+@dataclass
+class Probe:
+    """One step of ``ip_vs_mh_get_fallback()``."""
+
+    offset: int  # off
+    roffset: int  # (off + slot) mod M, added into the hash input
+    v: int  # offset + port + fold (u32): what hsiphash reads
+    hash: int
+    slot: int
+    real_server: str | None  # None: empty slot
+    available: bool
+
+
+@dataclass
+class Explanation:
+    """How the director schedules one new flow."""
+
+    flow: str
+    service: str
+    variant: str
+    word_size: int
+    table_size: int
+    flags: str
+    hashed_address: str
+    fold: int  # the address as the 32-bit value hashed (IPv6: XOR of words)
+    hashed_port: int  # 0 unless the port is hashed
+    port_reason: str
+    v: int
+    v_bytes: str  # v as stored in (little-endian) memory: what hsiphash reads
+    key: int  # hsiphash key word (both words equal)
+    hash: int
+    slot: int
+    slot_server: str | None
+    slot_server_available: bool
+    fallback: bool
+    probes: list[Probe] = field(default_factory=list)
+    result: str | None = None  # the real server, None: no destination
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serializable dict."""
+        return asdict(self)
+
+
+def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Explanation:
+    """Explain how *director* schedules *flow* (``proto,saddr,sport,daddr,dport``).
+
+    Raises MaglevxError for a bad flow, no matching service, or (a bug) when
+    the twin and the C core disagree.
+    """
+    fields = [f.strip() for f in flow.split(",")]
+    proto, saddr, sport, daddr, dport = parse_five_tuple(fields)
+    svc = director.service_for(proto, daddr, dport, fwmark)
+    if svc is None:
+        raise MaglevxError(
+            f"no virtual service for {proto} {format_endpoint(daddr, dport)}",
+            field="daddr",
+        )
+    svc._require_mh()
+    if saddr.version != svc.family:
+        raise MaglevxError(f"{saddr} is not IPv{svc.family}", field="saddr")
+    d = svc.director
+    m, ws = d.table_size, d.word_size
+    fold = fold_address(saddr)
+    port = svc.hashed_port(proto, sport)
+    if d.variant == "backport":
+        why = "backport hashes the client port" if port else "hash_port=0"
+    else:
+        why = "mh-port is set" if port else "mh-port is not set: port 0"
+    table = svc.table.tolist()
+    avail = svc.availability().tolist()
+    servers = [rs.endpoint for rs in svc.table_servers]
+
+    def at(slot: int) -> tuple[str | None, bool]:
+        i = table[slot]
+        if i == _twin.SLOT_EMPTY:
+            return None, False
+        return servers[i], bool(avail[i])
+
+    v = (port + fold) & 0xFFFFFFFF
+    h = _twin.hashkey(ws, _twin.HASH1_KEY, fold, port, 0)
+    slot = h % m
+    first, first_ok = at(slot)
+    ex = Explanation(
+        flow=",".join(fields),
+        service=svc.name,
+        variant=d.variant,
+        word_size=ws,
+        table_size=m,
+        flags=flags_text(svc.flags),
+        hashed_address=str(saddr),
+        fold=fold,
+        hashed_port=port,
+        port_reason=why,
+        v=v,
+        v_bytes=v.to_bytes(4, "little").hex(" "),
+        key=_twin.HASH1_KEY,
+        hash=h,
+        slot=slot,
+        slot_server=first,
+        slot_server_available=first_ok,
+        fallback=svc.fallback,
+    )
+    if first is None:
+        ex.reason = "the slot is empty: no destination"
+    elif first_ok:
+        ex.result, ex.reason = first, "the slot's real server is available"
+    elif not svc.fallback:
+        ex.reason = (
+            f"{first} is unavailable (weight 0 or overloaded) and there is no "
+            "mh-fallback: no destination (ICMP port unreachable)"
+        )
+    else:
+        ex.reason = f"all {m} probes failed: no destination"
+        for off in range(m):
+            roff = (off + slot) % m
+            ph = _twin.hashkey(ws, _twin.HASH1_KEY, fold, port, roff)
+            rs, ok = at(ph % m)
+            ex.probes.append(
+                Probe(off, roff, (roff + port + fold) & 0xFFFFFFFF, ph, ph % m, rs, ok)
+            )
+            if rs is None:
+                ex.reason = f"probe {off} hit an empty slot: no destination"
+                break
+            if ok:
+                ex.result = rs
+                ex.reason = f"probe {off} found an available real server"
+                break
+    c = svc.schedule(saddr, sport, proto)
+    if (c.endpoint if c else None) != ex.result or core.slot(m, ws, fold, port) != slot:
+        raise MaglevxError(
+            f"internal error: the C core picks {c} but the twin {ex.result}; "
+            "please report this flow"
+        )
+    return ex
+
+
+def render(ex: Explanation, *, max_probes: int = 20) -> str:
+    """The human-readable form of :func:`explain`."""
+    lines = [
+        f"flow        {ex.flow}",
+        f"service     {ex.service} ({ex.variant}, {ex.word_size}-bit, "
+        f"M={ex.table_size}, flags {ex.flags})",
+        f"address     {ex.hashed_address} -> fold 0x{ex.fold:08x}",
+        f"port        {ex.hashed_port} ({ex.port_reason})",
+        f"hash input  v = 0 + {ex.hashed_port} + 0x{ex.fold:08x} = 0x{ex.v:08x} "
+        f"(bytes {ex.v_bytes})",
+        f"hash        hsiphash{ex.word_size}(v, key {ex.key}) = 0x{ex.hash:08x}",
+        f"slot        0x{ex.hash:08x} mod {ex.table_size} = {ex.slot}",
+        f"table       slot {ex.slot} -> "
+        + (
+            "empty"
+            if ex.slot_server is None
+            else f"{ex.slot_server} ("
+            + ("available" if ex.slot_server_available else "unavailable")
+            + ")"
+        ),
+    ]
+    if ex.probes:
+        lines.append(
+            "fallback    off  roffset  v           hash        slot   real server"
+        )
+        for p in ex.probes[:max_probes]:
+            state = "empty" if p.real_server is None else (
+                f"{p.real_server} " + ("available" if p.available else "unavailable")
+            )  # fmt: skip
+            lines.append(
+                f"            {p.offset:<4} {p.roffset:<8} 0x{p.v:08x}  "
+                f"0x{p.hash:08x}  {p.slot:<6} {state}"
+            )
+        if len(ex.probes) > max_probes:
+            lines.append(f"            ... {len(ex.probes) - max_probes} more (--json)")
+    lines.append(f"result      {ex.result or 'no destination'}: {ex.reason}")
+    return "\n".join(lines)

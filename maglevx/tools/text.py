@@ -1,0 +1,54 @@
+"""Plain-text tables for the tools' human-readable output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, indent: str = "  "
+) -> str:
+    """Columns padded to their widest cell; numbers right-aligned.
+
+    >>> print(render_table(["a", "n"], [["x", 1], ["yy", 22]]))
+      a    n
+      x    1
+      yy  22
+    """
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    numeric = [
+        all(isinstance(row[i], (int, float)) for row in rows) and bool(rows)
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            out.append(v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]))
+        return (indent + "  ".join(out)).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in cells)])
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+def percent(part: float, whole: float) -> float:
+    """100 * part / whole, 0 when whole is 0."""
+    return 100.0 * part / whole if whole else 0.0
+
+
+def flags_text(flags: int) -> str:
+    """The mh scheduler flags as ipvsadm spells them, e.g. ``mh-fallback,mh-port``."""
+    from maglevx.model import FLAG_FALLBACK, FLAG_PORT
+
+    names = [n for bit, n in ((FLAG_FALLBACK, "mh-fallback"), (FLAG_PORT, "mh-port"))
+             if flags & bit]  # fmt: skip
+    return ",".join(names) or "none"
