@@ -6,15 +6,27 @@ from setuptools import Extension, setup
 
 extension = Extension(
     "maglevx._core",
-    sources=["maglevx/_core.pyx", "csrc/mx_maglev.c", "csrc/mx_hsiphash.c"],
+    sources=[
+        "maglevx/_core.pyx",
+        "csrc/mx_maglev.c",
+        "csrc/mx_hsiphash.c",
+        "csrc/mx_bulk.c",
+    ],
     include_dirs=["csrc", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=["-O3"],
 )
 
+# The fast path of `maglevx predict` (CSV scanning); independent of csrc/.
+fastcsv = Extension(
+    "maglevx._fastcsv",
+    sources=["maglevx/_fastcsv.pyx"],
+    extra_compile_args=["-O3"],
+)
+
 setup(
     ext_modules=cythonize(
-        [extension],
+        [extension, fastcsv],
         compiler_directives={"language_level": "3"},
     ),
 )

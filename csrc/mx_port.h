@@ -7,7 +7,10 @@
  *   - fixed-width types u8/u16/u32/u64 (the kernel's names),
  *   - size_t,
  *   - MX_INLINE for small hot helpers,
- *   - mx_le32()/mx_le64(): little-endian loads from a byte buffer.
+ *   - MX_VECTOR_CLONES: build a hot array loop a second time for AVX-512,
+ *     picked when the library loads (userspace x86-64 with glibc only),
+ *   - mx_le32()/mx_le64(): little-endian loads from a byte buffer,
+ *   - mx_be32(): big-endian (network order) load from a byte buffer.
  *
  * Everything else in csrc/ includes only this header. The core never
  * allocates: callers pass every buffer.
@@ -20,6 +23,9 @@
 #include <linux/types.h>
 #include <linux/kernel.h>
 
+/* No vector registers in kernel code. */
+#define MX_VECTOR_CLONES
+
 #else /* userspace: freestanding headers only */
 
 #include <stddef.h>
@@ -29,6 +35,21 @@ typedef uint8_t u8;
 typedef uint16_t u16;
 typedef uint32_t u32;
 typedef uint64_t u64;
+
+/*
+ * target_clones needs the loader's ifunc support (glibc; <stdint.h> has
+ * brought in <features.h>) and a compiler that knows the x86-64-v4 level.
+ * -DMX_NO_VECTOR_CLONES turns it off.
+ */
+#if defined(__x86_64__) && defined(__GLIBC__) && \
+	!defined(MX_NO_VECTOR_CLONES) && \
+	((defined(__clang__) && __clang_major__ >= 14) || \
+	 (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12))
+#define MX_VECTOR_CLONES \
+	__attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define MX_VECTOR_CLONES
+#endif
 
 #endif /* __KERNEL__ */
 
@@ -43,6 +64,11 @@ MX_INLINE u32 mx_le32(const u8 *p)
 MX_INLINE u64 mx_le64(const u8 *p)
 {
 	return (u64)mx_le32(p) | (u64)mx_le32(p + 4) << 32;
+}
+
+MX_INLINE u32 mx_be32(const u8 *p)
+{
+	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | (u32)p[3];
 }
 
 #endif /* MX_PORT_H */

@@ -48,3 +48,14 @@ cdef extern from "mx_hsiphash.h" nogil:
                            uint64_t k1)
     uint32_t mx_hsiphash32(const uint8_t *data, size_t length, uint32_t k0,
                            uint32_t k1)
+
+
+cdef extern from "mx_bulk.h" nogil:
+    void mx_bulk_lookup(const mx_params *p, const mx_slot_t *table,
+                        const uint8_t *avail, int fallback, size_t n,
+                        const uint32_t *folds, const uint16_t *ports,
+                        uint32_t *out)
+    void mx_bulk_lookup6(const mx_params *p, const mx_slot_t *table,
+                         const uint8_t *avail, int fallback, size_t n,
+                         const uint32_t *words, const uint8_t *bytes,
+                         const uint16_t *ports, uint32_t *out)

@@ -38,5 +38,14 @@ def lookup_many(
     avail: npt.NDArray[np.uint8],
     fallback: bool,
     folds: npt.NDArray[np.uint32],
-    ports: npt.NDArray[np.uint16],
+    ports: npt.NDArray[np.uint16] | None,
+) -> npt.NDArray[np.uint32]: ...
+def lookup_many6(
+    m: int,
+    word_size: int,
+    table: npt.NDArray[np.uint16],
+    avail: npt.NDArray[np.uint8],
+    fallback: bool,
+    addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+    ports: npt.NDArray[np.uint16] | None,
 ) -> npt.NDArray[np.uint32]: ...

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Thin wrappers over the C core in csrc/ (see _twin.py for the same in Python)."""
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 cimport maglevx._cmaglev as c
@@ -94,27 +94,84 @@ def lookup(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
     return c.mx_lookup(&p, &table[0], &avail[0] if avail.shape[0] else NULL, fold, port)
 
 
-def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
-                const uint8_t[::1] avail, bint fallback,
-                const uint32_t[::1] folds, const uint16_t[::1] ports):
-    """lookup() over arrays; releases the GIL while it runs."""
-    cdef c.mx_params p = _params(m, word_size)
-    cdef size_t n = folds.shape[0]
-    if <size_t>ports.shape[0] != n:
-        raise ValueError("folds and ports differ in length")
+cdef const uint8_t *_checked_avail(uint32_t m, const uint16_t[::1] table,
+                                   const uint8_t[::1] avail) except? NULL:
+    """The availability pointer, once the table only refers to servers in it."""
     if table.shape[0] != m:
         raise ValueError("table size differs from m")
+    cdef int32_t top = -1
     cdef size_t i
-    cdef uint32_t nd = avail.shape[0]
     for i in range(m):
-        if table[i] != c.MX_SLOT_EMPTY and table[i] >= nd:
-            raise ValueError("table refers to a real server beyond avail")
+        if table[i] != c.MX_SLOT_EMPTY and table[i] > top:
+            top = table[i]
+    if top >= <int32_t>avail.shape[0]:
+        raise ValueError("table refers to a real server beyond avail")
+    return &avail[0] if avail.shape[0] else NULL
+
+
+cdef const uint16_t *_ports_ptr(object ports, size_t n) except? NULL:
+    """The hashed ports, or NULL for None (no port hashed)."""
+    if ports is None:
+        return NULL
+    cdef const uint16_t[::1] pv = ports
+    if <size_t>pv.shape[0] != n:
+        raise ValueError("folds and ports differ in length")
+    return &pv[0] if n else NULL
+
+
+def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
+                const uint8_t[::1] avail, bint fallback,
+                const uint32_t[::1] folds, ports):
+    """lookup() over arrays; releases the GIL while it runs.
+
+    *ports*: uint16 hashed ports, or None when no port is hashed.
+    """
+    cdef c.mx_params p = _params(m, word_size)
+    cdef size_t n = folds.shape[0]
+    cdef const uint16_t *pp = _ports_ptr(ports, n)
+    cdef const uint8_t *ap = _checked_avail(m, table, avail)
     out = np.empty(n, dtype=np.uint32)
     cdef uint32_t[::1] o = out
     if n == 0:
         return out
-    cdef const uint8_t *ap = &avail[0] if nd else NULL
     with nogil:
-        c.mx_lookup_many(&p, &table[0], ap, fallback, n, &folds[0], &ports[0],
-                         &o[0])
+        c.mx_bulk_lookup(&p, &table[0], ap, fallback, n, &folds[0], pp, &o[0])
+    return out
+
+
+def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
+                 const uint8_t[::1] avail, bint fallback, addrs, ports):
+    """lookup_many() for IPv6 client addresses, folded on the way.
+
+    *addrs*: shape (n, 4) uint32 numeric words, most significant first, or
+    shape (n, 16) uint8 bytes in network order; C-contiguous.
+    """
+    cdef c.mx_params p = _params(m, word_size)
+    cdef const uint32_t[:, ::1] words
+    cdef const uint8_t[:, ::1] raw
+    cdef const uint32_t *wp = NULL
+    cdef const uint8_t *bp = NULL
+    cdef size_t n
+    if addrs.dtype == np.uint8:
+        raw = addrs
+        if raw.shape[1] != 16:
+            raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
+        n = raw.shape[0]
+        if n:
+            bp = &raw[0, 0]
+    else:
+        words = addrs
+        if words.shape[1] != 4:
+            raise ValueError("IPv6 addresses as words must have shape (n, 4)")
+        n = words.shape[0]
+        if n:
+            wp = &words[0, 0]
+    cdef const uint16_t *pp = _ports_ptr(ports, n)
+    cdef const uint8_t *ap = _checked_avail(m, table, avail)
+    out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = out
+    if n == 0:
+        return out
+    with nogil:
+        c.mx_bulk_lookup6(&p, &table[0], ap, fallback, n, wp, bp, pp, &o[0])
     return out

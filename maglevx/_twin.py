@@ -218,16 +218,34 @@ def lookup_many(
     avail: npt.NDArray[np.uint8],
     fallback: bool,
     folds: npt.NDArray[np.uint32],
-    ports: npt.NDArray[np.uint16],
+    ports: npt.NDArray[np.uint16] | None,
 ) -> npt.NDArray[np.uint32]:
-    """lookup() for arrays of folded client addresses and hashed ports."""
+    """lookup() for arrays of folded client addresses and hashed ports.
+
+    *ports* None: no port is hashed (all 0).
+    """
     tab = table.tolist()
     av = avail.tolist()
-    out = [
-        lookup(m, word_size, tab, av, fallback, f, p)
-        for f, p in zip(folds.tolist(), ports.tolist())
-    ]
+    fl = folds.tolist()
+    po = [0] * len(fl) if ports is None else ports.tolist()
+    out = [lookup(m, word_size, tab, av, fallback, f, p) for f, p in zip(fl, po)]
     return np.array(out, dtype=np.uint32)
+
+
+def lookup_many6(
+    m: int,
+    word_size: int,
+    table: npt.NDArray[np.uint16],
+    avail: npt.NDArray[np.uint8],
+    fallback: bool,
+    addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+    ports: npt.NDArray[np.uint16] | None,
+) -> npt.NDArray[np.uint32]:
+    """lookup_many() for IPv6 addresses: (n, 4) uint32 words or (n, 16) bytes."""
+    if addrs.dtype == np.uint8:
+        addrs = addrs.view(">u4").astype(np.uint32)
+    folds = addrs[:, 0] ^ addrs[:, 1] ^ addrs[:, 2] ^ addrs[:, 3]
+    return lookup_many(m, word_size, table, avail, fallback, folds, ports)
 
 
 KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"
