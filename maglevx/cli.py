@@ -15,7 +15,6 @@ import numpy as np
 
 from maglevx.errors import MaglevxError
 from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, VARIANTS, Director
-from maglevx.predict import predict_lines
 from maglevx.tools.sources import DirectorParams, load_text, read_text
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -108,19 +107,33 @@ def load_director(args: argparse.Namespace) -> Director:
 
 
 def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx import predict
+
     director = load_director(args)
     if args.flows == "-":
-        predict_lines(director, sys.stdin, stdout, source="<stdin>")
-        return EXIT_OK
-    try:
-        f = open(args.flows, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise MaglevxError(f"cannot read: {exc.strerror}", source=args.flows) from None
-    with f:
+        stream, source = sys.stdin.buffer, "<stdin>"
+    else:
         try:
-            predict_lines(director, f, stdout, source=args.flows)
-        except UnicodeDecodeError:
-            raise MaglevxError("not UTF-8 text", source=args.flows) from None
+            stream = open(args.flows, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise MaglevxError(
+                f"cannot read: {exc.strerror}", source=args.flows
+            ) from None
+        source = args.flows
+    try:
+        fmt = args.format
+        if fmt == "auto":
+            fmt = predict.detect_format(stream)
+        progress = predict.Progress(predict.input_size(stream))
+        if fmt == "csv":
+            predict.predict_stream(
+                director, stream, stdout, source=source, progress=progress
+            )
+        else:
+            predict.predict_capture(director, stream, stdout, fmt, source=source)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     return EXIT_OK
 
 
@@ -273,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument(
         "flows", nargs="?", default="-", metavar="FLOWS", help="CSV file or - (stdin)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "csv", "ip_vs_conn", "conntrack", "pcap"),
+        default="auto",
+        help="input format (default: detected). Captures are turned into flow "
+        "lines `proto,saddr,sport,daddr,dport` and only flows to mh services "
+        "are kept",
     )
     p.set_defaults(func=_cmd_predict)
 

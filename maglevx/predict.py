@@ -7,16 +7,30 @@ flat for any input size.
 
 On a bad line, every line before it has been written, nothing after it is,
 and MaglevxError names the file, line and field.
+
+Two implementations keep that contract: :func:`predict_lines`, line by line
+in Python over any iterable of str (the *slow path*, the reference), and
+:func:`predict_stream` over a binary stream, which scans blocks with the
+C scanner of :mod:`maglevx._fastcsv` and hands every line the scanner is not
+sure of to the slow path, so that errors name the same line and field.
+:func:`predict_capture` reads ``/proc/net/ip_vs_conn`` and ``conntrack -L``
+dumps and pcap files (see :mod:`maglevx.captures`).
 """
 
 from __future__ import annotations
 
+import io
+import os
+import re
 import socket
+import sys
+import time
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import IO, BinaryIO, TextIO
 
 import numpy as np
 
+from maglevx.backend import core
 from maglevx.errors import MaglevxError
 from maglevx.model import (
     PROTOCOLS,
@@ -93,7 +107,7 @@ def _parse_chunk(
             svc = services.get(p, daddr, dport)
             try:
                 fold = _fold4(saddr) if svc.family == 4 else _fold6(saddr)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: embedded NUL
                 raise MaglevxError(
                     f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
                     field="saddr",
@@ -133,8 +147,6 @@ def _decide(
         svc = svcs[idx[0]]
         ia = np.array(idx, dtype=np.intp)
         d = svc.director
-        from maglevx.backend import core
-
         res = core.lookup_many(
             d.table_size,
             d.word_size,
@@ -201,3 +213,364 @@ def predict_lines(
             raise error
         del lineno_of[:-1]
     return count
+
+
+# -- the fast path ---------------------------------------------------------
+
+try:
+    from maglevx import _fastcsv
+except ImportError:  # pragma: no cover - not built: the slow path serves
+    _fastcsv = None  # type: ignore[assignment]
+
+BLOCK_BYTES = 8 << 20
+SCAN_FLOWS = 1 << 18
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+
+
+class _Sink:
+    """Writes bytes to a text stream's buffer, or text to a text-only one."""
+
+    def __init__(self, out: IO) -> None:
+        self.out = out
+        self.binary: BinaryIO | None = None
+        if isinstance(out, (io.RawIOBase, io.BufferedIOBase)):
+            self.binary = out  # type: ignore[assignment]
+        elif hasattr(out, "buffer"):
+            out.flush()
+            self.binary = out.buffer
+        self.encoding = getattr(out, "encoding", None) or "utf-8"
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self.binary is not None:
+            self.binary.write(data)
+        else:
+            self.out.write(data.decode("ascii"))
+
+    def write_text(self, text: str) -> None:
+        if self.binary is not None:
+            self.binary.write(text.encode(self.encoding, "surrogateescape"))
+        else:
+            self.out.write(text)
+
+    def flush(self) -> None:
+        (self.binary or self.out).flush()
+
+
+class Progress:
+    """A one-line progress report on stderr, only for a terminal.
+
+    Shown once the input has run for *delay* seconds, so short inputs
+    print nothing; cleared when done.
+    """
+
+    def __init__(
+        self, total_bytes: int | None, *, stream: TextIO | None = None,
+        delay: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.total = total_bytes
+        self.start = time.monotonic()
+        self.last = self.start + delay
+        self.shown = False
+
+    def update(self, done_bytes: int, flows: int) -> None:
+        """Report progress (rate-limited to a few updates a second)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now < self.last:
+            return
+        self.last = now + 0.25
+        rate = flows / max(now - self.start, 1e-9)
+        pct = f"{100 * done_bytes / self.total:5.1f}% " if self.total else ""
+        self.stream.write(
+            f"\rmaglevx predict: {pct}{flows:,} flows, {rate / 1e6:.2f} M flows/s"
+        )
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        """Erase the progress line."""
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+class _FastPredictor:
+    """Per-run state of the fast path: key resolution and output suffixes."""
+
+    def __init__(self, director: Director, sink: _Sink, source: str) -> None:
+        assert _fastcsv is not None
+        self.scanner = _fastcsv.FlowScanner()
+        self.services = _ServiceCache(director)
+        self.sink = sink
+        self.source = source
+        # per key id: service (None: the key is an error), family, port hashed
+        self.key_service: list[VirtualService | None] = []
+        self.key_family = np.zeros(0, np.uint8)
+        self.key_hashes_port: list[bool] = []
+        # output suffixes: id 0 is ",," (no destination)
+        self.suffix_parts: list[bytes] = [b",,"]
+        self.suffix_base: dict[int, int] = {}
+        self.suffix_blob = np.frombuffer(b",,", np.uint8)
+        self.suffix_offsets = np.array([0, 2], np.int64)
+        cap = SCAN_FLOWS
+        self.starts = np.empty(cap, np.int64)
+        self.ends = np.empty(cap, np.int64)
+        self.keys = np.empty(cap, np.int32)
+        self.folds = np.empty(cap, np.uint32)
+        self.sports = np.empty(cap, np.uint16)
+        self.families = np.empty(cap, np.uint8)
+        self.count = 0
+
+    def _resolve_keys(self) -> None:
+        keys = self.scanner.keys
+        if len(self.key_service) == len(keys):
+            return
+        fam = list(self.key_family.tolist())
+        for proto, daddr, dport in keys[len(self.key_service) :]:
+            try:
+                svc: VirtualService | None = self.services.get(proto, daddr, dport)
+            except MaglevxError:
+                svc = None  # the slow path raises it, for the first such line
+            self.key_service.append(svc)
+            fam.append(svc.family if svc is not None else 0)
+            self.key_hashes_port.append(
+                svc is not None and svc.hashed_port(proto, 1) != 0
+            )
+            if svc is not None and id(svc) not in self.suffix_base:
+                self.suffix_base[id(svc)] = len(self.suffix_parts)
+                self.suffix_parts += [
+                    f",{rs.address},{rs.port}".encode() for rs in svc.table_servers
+                ]
+                lens = [len(x) for x in self.suffix_parts]
+                self.suffix_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(
+                    np.int64
+                )
+                self.suffix_blob = np.frombuffer(b"".join(self.suffix_parts), np.uint8)
+        self.key_family = np.array(fam, np.uint8)
+
+    def _suffix_ids(self, n: int) -> np.ndarray:
+        """Per flow, the id of its ``,raddr,rport`` suffix."""
+        keys = self.keys[:n]
+        out = np.zeros(n, np.int32)
+        present = np.flatnonzero(np.bincount(keys, minlength=len(self.key_service)))
+        if len(present) == 1:
+            groups = [(int(present[0]), slice(0, n))]
+        else:
+            order = np.argsort(keys, kind="stable")
+            bounds = np.searchsorted(keys[order], present, side="left").tolist()
+            bounds.append(n)
+            groups = [
+                (int(k), order[bounds[i] : bounds[i + 1]])
+                for i, k in enumerate(present.tolist())
+            ]
+        for k, sel in groups:
+            svc = self.key_service[k]
+            assert svc is not None
+            d = svc.director
+            folds = np.ascontiguousarray(self.folds[:n][sel])
+            if self.key_hashes_port[k]:
+                ports = np.ascontiguousarray(self.sports[:n][sel])
+            else:
+                ports = np.zeros(folds.shape[0], np.uint16)
+            res = core.lookup_many(
+                d.table_size, d.word_size, svc.table, svc.availability(),
+                svc.fallback, folds, ports,
+            ).view(np.int32)  # fmt: skip
+            base = self.suffix_base[id(svc)]
+            out[sel] = np.where(res < 0, 0, res + base)
+        return out
+
+    def _write(self, buf: bytes, n: int) -> None:
+        if n == 0:
+            return
+        ids = self._suffix_ids(n)
+        self.sink.write(
+            _fastcsv.assemble(
+                buf, self.starts[:n], self.ends[:n], ids,
+                self.suffix_blob, self.suffix_offsets,
+            )
+        )  # fmt: skip
+        self.count += n
+
+    def slow_line(self, raw: bytes, lineno: int) -> None:
+        """Decide one line with the slow path; raise its error, located."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.sink.flush()
+            raise MaglevxError("not UTF-8 text", source=self.source) from None
+        if not text.strip():
+            return
+        try:
+            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.services)
+        except _ChunkError as exc:
+            self.sink.flush()
+            raise exc.error.located(self.source, lineno) from None
+        (suffix,) = _decide(svcs, folds, ports)
+        self.sink.write_text(f"{kept[0]}{suffix}\n")
+        self.count += 1
+
+    def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
+        """Predict the complete lines of *buf*; returns (bytes used, lines)."""
+        pos, end, lines = 0, len(buf), 0
+        while True:
+            status, n, stop, nl = self.scanner.scan(
+                buf, pos, end, final, self.starts, self.ends, self.keys,
+                self.folds, self.sports, self.families,
+            )  # fmt: skip
+            self._resolve_keys()
+            if n:
+                bad = self.key_family[self.keys[:n]] != self.families[:n]
+                if bad.any():
+                    e = int(np.argmax(bad))
+                    self._write(buf, e)
+                    before = len(_NEWLINE.findall(buf, pos, int(self.starts[e])))
+                    s, t = int(self.starts[e]), int(self.ends[e])
+                    self.slow_line(buf[s:t], lineno + lines + before + 1)
+                    # not reached: a bad key or family is an error
+                    raise AssertionError(
+                        "slow path accepted a line the fast path refused"
+                    )
+                self._write(buf, n)
+            lines += nl
+            pos = stop
+            if status == _fastcsv.FULL:
+                continue
+            if status == _fastcsv.SLOW:
+                le, nxt = _fastcsv.line_end(buf, pos, end)
+                lines += 1
+                self.slow_line(buf[pos:le], lineno + lines)
+                pos = nxt
+                continue
+            return pos, lines
+
+
+def predict_stream(
+    director: Director,
+    stream: BinaryIO,
+    out: IO,
+    *,
+    source: str = "<flows>",
+    block_bytes: int = BLOCK_BYTES,
+    progress: Progress | None = None,
+) -> int:
+    """Like :func:`predict_lines`, for CSV bytes from *stream*, much faster.
+
+    Reads *block_bytes* at a time (memory stays flat), writes to *out* (a
+    text stream, written through its binary buffer when it has one, or a
+    binary stream). Returns the number of flows written.
+    """
+    if _fastcsv is None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        try:
+            return predict_lines(director, text, out, source=source)
+        except UnicodeDecodeError:
+            raise MaglevxError("not UTF-8 text", source=source) from None
+    sink = _Sink(out)
+    fast = _FastPredictor(director, sink, source)
+    pending = b""
+    lineno = done = 0
+    while True:
+        block = stream.read(block_bytes)
+        final = not block
+        buf = pending + block if pending else block
+        used, lines = fast.feed(buf, final, lineno)
+        lineno += lines
+        done += len(block)
+        pending = buf[used:]
+        if progress is not None:
+            progress.update(done, fast.count)
+        if final:
+            break
+    sink.flush()
+    if progress is not None:
+        progress.close()
+    return fast.count
+
+
+def input_size(stream: IO) -> int | None:
+    """The size of a regular file behind *stream*, else None."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    import stat
+
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+FORMATS = ("csv", "ip_vs_conn", "conntrack")
+
+
+def detect_format(stream: IO[bytes]) -> str:
+    """The format of a buffered binary stream, from its first bytes."""
+    from maglevx.captures import detect
+
+    peek = getattr(stream, "peek", None)
+    head = peek(4096)[:4096] if peek is not None else b""
+    return detect(head)
+
+
+def predict_capture(
+    director: Director,
+    stream: IO[bytes],
+    out: TextIO,
+    fmt: str,
+    *,
+    source: str = "<capture>",
+    err: TextIO | None = None,
+) -> int:
+    """Predict the flows of a capture (``ip_vs_conn`` or ``conntrack``).
+
+    Writes each flow to an ``mh`` service as a CSV flow line with
+    ``,raddr,rport`` appended, in capture order; flows to other
+    destinations are skipped and counted on *err* (stderr). Persistence
+    templates in ``ip_vs_conn`` dumps are skipped too. Returns the number
+    of flows written.
+    """
+    from maglevx import captures
+
+    if fmt == "pcap":
+        raise MaglevxError(
+            "pcap input is not supported; convert it, e.g. `tshark -r FILE -Y "
+            "'tcp.flags.syn==1 && tcp.flags.ack==0' -T fields -E separator=, -e "
+            "ip.proto ...`, or read /proc/net/ip_vs_conn or `conntrack -L`",
+            source=source,
+        )
+    parse = {"ip_vs_conn": captures.parse_ip_vs_conn,
+             "conntrack": captures.parse_conntrack}[fmt]  # fmt: skip
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    cache: dict[tuple[str, object, int], bool] = {}
+    skipped = 0
+
+    def flows() -> Iterator[str]:
+        nonlocal skipped
+        for f in parse(text, source=source):
+            key = (f.proto, f.daddr, f.dport)
+            ok = cache.get(key)
+            if ok is None:
+                svc = None
+                if f.proto in PROTOCOLS:
+                    svc = director.service_for(f.proto, f.daddr, f.dport)
+                ok = cache[key] = svc is not None and svc.scheduler == "mh"
+            if ok and not f.template:
+                yield f.csv()
+            else:
+                skipped += 1
+
+    try:
+        n = predict_lines(director, flows(), out, source=source)
+    except UnicodeDecodeError:
+        raise MaglevxError("not UTF-8 text", source=source) from None
+    finally:
+        text.detach()
+    if skipped:
+        print(
+            f"maglevx: {source}: skipped {skipped} entries that are not new "
+            "connections to an mh service",
+            file=err if err is not None else sys.stderr,
+        )
+    return n
