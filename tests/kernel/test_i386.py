@@ -1,0 +1,139 @@
+"""Debian's real i386 kernel against ``maglevx predict --word-size 32``.
+
+One boot of ``linux-image-6.1.0-NN-686-pae`` under qemu-system-i386 (TCG) runs the
+same seeded random ipvsadm histories and flows as the x86_64 tests
+(``ipvs_vm.scenarios``); every flow's real server, read from
+/proc/net/ip_vs_conn, must equal maglevx's 32-bit (HalfSipHash) prediction.
+
+Prerequisites: ``scripts/i386-prereqs.sh``. Under ``CI=true`` a missing one fails
+the tests; otherwise they are skipped with what is missing.
+
+Run: ``python -m pytest -m kernel tests/kernel/test_i386.py``
+Seeds: the first ten of the x86_64 campaign's fixed seeds plus its random seed
+(``MAGLEVX_SEED`` replays it); ``MAGLEVX_I386_SEEDS`` (e.g. ``1-10`` or ``3,5,8``)
+replaces the fixed ones. ``MAGLEVX_KERNEL_FLOWS`` sets the flows per scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import pytest
+from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, fail_or_skip
+from ipvs_vm import i386, predict, scenarios
+from ipvs_vm.kernels import PrerequisiteError
+
+pytestmark = pytest.mark.kernel
+
+MIN_FLOWS, MIN_SCENARIOS = 20000, 10
+BUDGET_SECONDS = 240  # the i386 part's share of the suite
+
+
+def _seeds() -> list[int]:
+    spec = os.environ.get("MAGLEVX_I386_SEEDS", "1-10")
+    seeds: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        seeds += range(int(lo), int(hi or lo) + 1)
+    return [*seeds, RANDOM_SEED] if RANDOM_SEED not in seeds else seeds
+
+
+SEEDS = _seeds()
+
+
+def _unavailable(why: str) -> None:
+    fail_or_skip(f"i386 kernel tests cannot run: {why} (run scripts/i386-prereqs.sh)")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    t0 = time.monotonic()
+    missing = i386.missing_prerequisites()
+    if missing:
+        _unavailable("missing " + "; ".join(missing))
+    why = predict.maglevx_available()
+    if why:
+        _unavailable(f"python -m maglevx predict does not work: {why}")
+    try:
+        k = i386.fetch_kernel()
+        i386.fetch_userland()
+        i386.build_flowgen()
+    except PrerequisiteError as exc:
+        _unavailable(str(exc))
+    return k, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def report(kernel):
+    k, fetch_seconds = kernel
+    scs = [scenarios.generate(seed, FLOWS_PER_SCENARIO) for seed in SEEDS]
+    rep = i386.run(k, scs, keep_results=True, log=lambda *_: None)
+    total = rep.wall_seconds + fetch_seconds
+    note = i386.kernel_note(k)
+    print(
+        f"\n{rep.summary()}; seeds {SEEDS}; wall {rep.wall_seconds:.1f}s "
+        f"+ fetch/check {fetch_seconds:.1f}s" + (f"; {note}" if note else "")
+    )
+    if total > BUDGET_SECONDS:
+        warnings.warn(
+            f"i386 kernel tests took {total:.0f}s (budget {BUDGET_SECONDS}s)",
+            stacklevel=1,
+        )
+    return rep
+
+
+def test_guest_is_a_32bit_kernel_with_ip_vs_mh(kernel, report):
+    info = report.guest_info
+    assert info.get("uname-m") in ("i686", "i586", "i386"), info
+    assert info.get("uname-r") == kernel[0].release, info
+    assert info.get("ip_vs_mh") == "1", info
+    assert info.get("ipvsadm", "").startswith("ipvsadm v1."), info
+
+
+def test_enough_flows_and_scenarios(report):
+    if len(SEEDS) < MIN_SCENARIOS or FLOWS_PER_SCENARIO < 2500:
+        pytest.skip("MAGLEVX_I386_SEEDS / MAGLEVX_KERNEL_FLOWS shrink the run")
+    assert report.scenarios >= MIN_SCENARIOS
+    assert report.flows >= MIN_FLOWS, report.summary()
+
+
+def test_no_harness_problems(report):
+    assert report.problems == [], "\n".join(report.problems[:20])
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{s}" for s in SEEDS])
+def test_every_flow_matches_word_size_32(report, seed):
+    res = next(r for r in report.results if r.scenario.seed == seed)
+    name = res.scenario.name
+    bad = [m for m in report.mismatches if m.scenario == name]
+    flows = sum(len(p.results) for p in res.phases)
+    assert flows > 0
+    assert bad == [], (
+        f"{len(bad)}/{flows} flows of {name} differ from maglevx --word-size 32, "
+        f"e.g. {bad[:5]}; replays: {[str(d) for d in report.replay_dirs]}"
+    )
+
+
+def test_kernel_list_order_is_newest_first(report):
+    assert report.order_mismatches == [], report.order_mismatches[:3]
+
+
+def test_word_size_64_would_mispredict(report):
+    """The check has teeth: the 64-bit (SipHash) model disagrees with this kernel."""
+    flows = differ = 0
+    for res in report.results[:3]:
+        sc = res.scenario
+        for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
+            if not ph.flows:
+                continue
+            pred = predict.predict(
+                sc.history_upto(j), ph.flows, extra_args=("--word-size", "64")
+            )
+            flows += len(pred)
+            differ += sum(
+                not predict.same_choice(r.choice, p) for r, p in zip(pr.results, pred)
+            )
+    assert flows > 0
+    assert differ > flows // 10, f"only {differ}/{flows} flows differ at 64 bits"
