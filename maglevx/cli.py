@@ -224,6 +224,66 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
     return out
 
 
+def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.tools import consistency
+    from maglevx.tools.sources import load_spec, parse_spec
+
+    if len(args.configs) < 2:
+        raise MaglevxError("give at least two configurations to compare")
+    defaults = params_from(args)
+    specs = [parse_spec(t, defaults) for t in args.configs]
+    directors = [(f"{s.label} ({s.params.describe()})", load_spec(s)) for s in specs]
+    rep = consistency.compare_directors(
+        directors,
+        samples=_samples(args, directors[0][1]),
+        sample_size=args.sample,
+        seed=args.seed,
+    )
+    if args.plot:
+        from maglevx.tools import plot
+
+        plot.plot_consistency(directors, rep, args.plot)
+    _emit(args, stdout, rep.to_json(), consistency.render(rep))
+    return EXIT_OK if rep.consistent else EXIT_DIFFERENT
+
+
+def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
+    import os
+
+    from maglevx.captures import parse_ip_vs_conn
+    from maglevx.tools import verify
+
+    params = params_from(args)
+    kmod_path = args.kmod_tables
+    if kmod_path is None and not args.no_kmod and os.path.exists(verify.KMOD_TABLES):
+        kmod_path = verify.KMOD_TABLES
+    kmod_text = read_text(kmod_path) if kmod_path else None
+    history = None
+    if args.history is not None:
+        history = read_text(args.history)
+        director = load_text(history, source=args.history, kind="history",
+                             params=params)  # fmt: skip
+    elif args.snapshot is not None:
+        director = load_text(read_text(args.snapshot), source=args.snapshot,
+                             kind="snapshot", params=params)  # fmt: skip
+    else:
+        director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
+                             kind="snapshot", params=params)  # fmt: skip
+    conns = list(parse_ip_vs_conn(read_text(args.conn).splitlines(),
+                                  source=args.conn))  # fmt: skip
+    rep = verify.verify(
+        director,
+        conns,
+        history=history,
+        kmod_dump=kmod_text,
+        kmod_source=kmod_path or verify.KMOD_TABLES,
+        from_listing=history is None,
+    )
+
+    _emit(args, stdout, rep.to_json(), verify.render(rep, show_caveats=args.caveats))
+    return EXIT_DIFFERENT if rep.different else EXIT_OK
+
+
 def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import explain
 
@@ -348,6 +408,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(p)
     _add_output(p, plot=True)
     p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser(
+        "consistency",
+        help="do several directors build the same tables?",
+        description="Compare directors (histories or listings, each with its "
+        "own parameters) with the first: slots and sampled flows on which they "
+        "disagree, why (servers, list order, weights, flags, M, word size), "
+        "and the fix. Exit 1 when they disagree.",
+    )
+    p.add_argument("configs", metavar="CONFIG", nargs="+", help=SPEC_HELP)
+    _add_params(p)
+    _add_sample(p)
+    _add_output(p, plot=True)
+    p.set_defaults(func=_cmd_consistency)
+
+    p = sub.add_parser(
+        "verify",
+        help="compare a live director's connections with the predictions",
+        description="Read the configuration (default: run `ipvsadm -Ln "
+        "--nosort`) and /proc/net/ip_vs_conn, report every connection whose "
+        "real server differs from the prediction (persistence and connections "
+        "older than a change are caveats), and with maglevx's module loaded "
+        "compare its tables slot by slot. Exit 1 when something differs.",
+    )
+    _add_config_args(p, required=False)
+    p.add_argument(
+        "--conn",
+        default="/proc/net/ip_vs_conn",
+        metavar="FILE",
+        help="connections (default: /proc/net/ip_vs_conn)",
+    )
+    p.add_argument(
+        "--kmod-tables",
+        metavar="FILE",
+        help="the module's table dump (default: "
+        "/sys/kernel/debug/ip_vs_mh/tables when it exists)",
+    )
+    p.add_argument(
+        "--no-kmod", action="store_true", help="do not compare the module's tables"
+    )
+    p.add_argument(
+        "--caveats", action="store_true", help="also list connections a caveat explains"
+    )
+    # fmt: skip
+    _add_output(p)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
         "explain",

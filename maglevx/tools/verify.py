@@ -1,0 +1,366 @@
+"""``maglevx verify``: whether a live director does what we predict.
+
+Reads the configuration (``ipvsadm -Ln --nosort``, or a history or listing
+from a file) and the kernel's connections (``/proc/net/ip_vs_conn``, or a
+captured copy), predicts every connection's real server and reports each
+one that differs. Known causes are caveats, not errors:
+
+- *persistence*: on a persistent service, connections follow the template
+  made for the client's first connection, not their own hash; templates
+  themselves (client port 0) are listed as caveats too;
+- *last_weight*: ``ipvsadm -Ln`` does not show the ``last_weight`` an
+  upstream real server edited to weight 0 keeps its slots with, so a table
+  read from a listing is uncertain where such servers exist;
+- *older than a change*: a connection is scheduled once, when it starts.
+  With a history, a connection that matches the prediction of an earlier
+  configuration is reported with the line after which it stopped matching;
+  with a listing, one to a real server that is gone or drained is.
+
+With maglevx's module (``kmod/``) loaded, ``/sys/kernel/debug/ip_vs_mh/
+tables`` (format version 1, written by ``kmod/ip_vs_mh_debugfs.c``) is
+compared with the predicted tables slot by slot.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from ipaddress import ip_address
+from typing import Any
+
+import numpy as np
+
+from maglevx.captures import CapturedFlow
+from maglevx.errors import MaglevxError
+from maglevx.ipvsadm import apply_command, parse_command, parse_endpoint, tokenize
+from maglevx.model import (
+    PROTOCOLS,
+    SVC_F_PERSISTENT,
+    Director,
+    VirtualService,
+    fold_address,
+)
+
+PROC_CONN = "/proc/net/ip_vs_conn"
+KMOD_TABLES = "/sys/kernel/debug/ip_vs_mh/tables"
+KMOD_DUMP_VERSION = 1
+
+
+@dataclass
+class ConnCheck:
+    """One connection whose real server is not the predicted one."""
+
+    line: int
+    flow: str
+    service: str
+    actual: str | None
+    predicted: str | None
+    state: str
+    verdict: str  # mismatch, persistence, template, older
+    note: str = ""
+
+
+@dataclass
+class KmodService:
+    """A service's table as the module dumps it."""
+
+    service: str
+    family: int
+    table_size: int
+    word_size: int
+    hash_port: bool
+    dests: list[str]
+    slots: list[int | None]  # index into dests, None: empty
+    line: int
+
+
+@dataclass
+class KmodCheck:
+    """The module's table of one service against the prediction."""
+
+    service: str
+    slots_differ: int
+    first_differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify`."""
+
+    checked: int = 0
+    matched: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    mismatches: list[ConnCheck] = field(default_factory=list)
+    caveats: list[ConnCheck] = field(default_factory=list)
+    kmod: list[KmodCheck] = field(default_factory=list)
+
+    @property
+    def different(self) -> bool:
+        """Whether anything differs that no caveat explains."""
+        return bool(self.mismatches) or any(k.slots_differ or k.notes
+                                            for k in self.kmod)  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serializable dict."""
+        return {**asdict(self), "different": self.different}
+
+
+def _predict(svc: VirtualService, flows: list[CapturedFlow]) -> list[str | None]:
+    folds = np.array([fold_address(f.saddr) for f in flows], np.uint32)
+    ports = np.array([svc.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
+    idx = svc.lookup_many(folds, ports, protocol="tcp" if svc.hashes_port else "ip")
+    names = [rs.endpoint for rs in svc.table_servers]
+    return [names[i] if i >= 0 else None for i in idx.tolist()]
+
+
+def _group(
+    director: Director, conns: list[CapturedFlow], report: VerifyReport | None
+) -> dict[int, tuple[VirtualService, list[CapturedFlow]]]:
+    groups: dict[int, tuple[VirtualService, list[CapturedFlow]]] = {}
+    skipped: Counter[str] = Counter()
+    for c in conns:
+        svc = None
+        if c.proto in PROTOCOLS:
+            svc = director.find_service((c.proto, c.daddr, c.dport))
+        if svc is None:
+            skipped["no such service (fwmark services are not in ip_vs_conn)"] += 1
+        elif svc.scheduler != "mh":
+            skipped[f"scheduler {svc.scheduler}"] += 1
+        elif c.saddr.version != svc.family:
+            skipped["client of another family"] += 1
+        else:
+            groups.setdefault(id(svc), (svc, []))[1].append(c)
+    if report is not None:
+        report.skipped = dict(skipped)
+    return groups
+
+
+def verify(
+    director: Director,
+    conns: list[CapturedFlow],
+    *,
+    history: str | None = None,
+    kmod_dump: str | None = None,
+    kmod_source: str = KMOD_TABLES,
+    from_listing: bool = False,
+) -> VerifyReport:
+    """Compare the kernel's connections (and module tables) with predictions.
+
+    *history*: the ``ipvsadm -R`` text *director* was built from, to
+    recognize connections older than a change. *kmod_dump*: the text of
+    the module's debugfs ``tables`` file. *from_listing*: *director* was
+    read from ``ipvsadm -Ln``, which shows no ``last_weight``: on upstream
+    services with weight-0 real servers the table is then uncertain, and
+    differences there are caveats.
+    """
+    rep = VerifyReport()
+    for svc, flows in _group(director, conns, rep).values():
+        predicted = _predict(svc, flows)
+        persistent = bool(svc.flags & SVC_F_PERSISTENT)
+        for f, p in zip(flows, predicted):
+            rep.checked += 1
+            if f.real_server == p:
+                rep.matched += 1
+                continue
+            chk = ConnCheck(f.line, f.csv(), svc.name, f.real_server, p, f.state,
+                            "mismatch")  # fmt: skip
+            if f.template:
+                chk.verdict = "template"
+                chk.note = "persistence template: made for the client's first flow"
+            elif persistent:
+                chk.verdict = "persistence"
+                chk.note = "persistent service: follows the client's template"
+            elif (
+                from_listing
+                and svc.director.variant == "upstream"
+                and any(rs.weight == 0 for rs in svc.table_servers)
+            ):
+                chk.verdict = "last_weight"
+                chk.note = (
+                    "a listing shows no last_weight of weight-0 real servers, "
+                    "which keep their slots: verify with --history"
+                )
+            else:
+                cur = {rs.endpoint: rs for rs in svc.table_servers}
+                rs = cur.get(f.real_server or "")
+                if history is None and (rs is None or not rs.available):
+                    chk.verdict = "older"
+                    chk.note = (
+                        "its real server is "
+                        + ("gone" if rs is None else "drained")
+                        + ": the connection is older than that change"
+                    )
+            (rep.caveats if chk.verdict != "mismatch" else rep.mismatches).append(chk)
+    if history is not None and rep.mismatches:
+        _older_than_a_change(director, history, rep)
+    if kmod_dump is not None:
+        rep.kmod = compare_kmod(director, parse_kmod_tables(kmod_dump, kmod_source))
+    return rep
+
+
+def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:
+    """Move mismatches that an earlier configuration explains to caveats."""
+    d = Director(
+        director.variant,
+        director.word_size,
+        director.table_size,
+        backport_hash_port=director.backport_hash_port,
+    )
+    flows = [_flow_of(c) for c in rep.mismatches]
+    index = {id(f): i for i, f in enumerate(flows)}
+    last_match: dict[int, int] = {}
+    for lineno, raw in enumerate(history.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        apply_command(d, parse_command(tokenize(line)))
+        for svc, fl in _group(d, flows, None).values():
+            for f, p in zip(fl, _predict(svc, fl)):
+                if p == f.real_server:
+                    last_match[index[id(f)]] = lineno
+    for i, lineno in last_match.items():
+        c = rep.mismatches[i]
+        c.verdict = "older"
+        c.note = f"matches the configuration up to line {lineno}: older than a change"
+    rep.caveats += [c for c in rep.mismatches if c.verdict == "older"]
+    rep.mismatches = [c for c in rep.mismatches if c.verdict != "older"]
+
+
+def _flow_of(c: ConnCheck) -> CapturedFlow:
+    proto, sa, sp, da, dp = c.flow.split(",")
+    raddr = rport = None
+    if c.actual is not None:
+        raddr, rport = parse_endpoint(c.actual, "DestIP")
+    return CapturedFlow(
+        proto, ip_address(sa), int(sp), ip_address(da), int(dp), c.line, raddr, rport
+    )
+
+
+def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]:
+    """Parse the module's ``tables`` dump (``kmod/ip_vs_mh_debugfs.c``, v1)."""
+    out: list[KmodService] = []
+    cur: dict[str, Any] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        f = raw.split()
+        if not f:
+            continue
+        try:
+            if f[0] == "version":
+                if f[1:] != [str(KMOD_DUMP_VERSION)]:
+                    raise MaglevxError(
+                        f"dump version {' '.join(f[1:])} is not {KMOD_DUMP_VERSION}",
+                        field="version",
+                    )
+            elif f[0] == "service":
+                i = f.index("af")
+                cur = {
+                    "service": " ".join(f[1:i]),
+                    "line": lineno,
+                    "family": 6 if f[i + 1] == "inet6" else 4,
+                    "dests": [],
+                }
+            elif f[0] == "params":
+                kv = dict(zip(f[1::2], f[2::2]))
+                cur.update(table_size=int(kv["table_size"]),
+                           word_size=int(kv["word_size"]),
+                           hash_port=kv["hash_port"] == "1")  # fmt: skip
+            elif f[0] == "dest":
+                cur["dests"].append(f[2])
+            elif f[0] == "table":
+                cur["slots"] = [None if x == "-" else int(x) for x in f[1:]]
+            elif f[0] == "dests":
+                pass
+            elif f[0] == "end":
+                out.append(KmodService(**cur))
+                cur = {}
+            else:
+                raise MaglevxError(f"unknown record {f[0]!r}", field=f[0])
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            if isinstance(exc, MaglevxError):
+                raise exc.located(source, lineno) from None
+            raise MaglevxError(
+                f"malformed {f[0]!r} record", source=source, line=lineno, field=f[0]
+            ) from None
+    return out
+
+
+def compare_kmod(director: Director, dump: list[KmodService]) -> list[KmodCheck]:
+    """Slot-by-slot comparison of the module's tables with the predictions."""
+    by_name = {s.name: s for s in director.services if s.scheduler == "mh"}
+    out = []
+    for k in dump:
+        name = k.service
+        if name.startswith("FWM") and k.family == 6:
+            name += " IPv6"
+        svc = by_name.get(name)
+        chk = KmodCheck(service=name, slots_differ=0)
+        out.append(chk)
+        if svc is None:
+            chk.notes.append("the module has this service; the configuration has not")
+            continue
+        d = svc.director
+        if (k.table_size, k.word_size) != (d.table_size, d.word_size):
+            chk.notes.append(
+                f"module builds with M={k.table_size}, {k.word_size}-bit; "
+                f"predicted with M={d.table_size}, {d.word_size}-bit: use "
+                f"--table-size {k.table_size} --word-size {k.word_size}"
+            )
+            continue
+        if d.variant != "backport":
+            chk.notes.append("the module is the backport: use --variant backport")
+        ours = [rs.endpoint for rs in svc.table_servers]
+        if ours != k.dests:
+            chk.notes.append(f"list order: module {k.dests}, predicted {ours}")
+        table = svc.table.tolist()
+        for slot, (mine, theirs) in enumerate(zip(table, k.slots)):
+            a = None if mine == 0xFFFF else ours[mine]
+            b = None if theirs is None else k.dests[theirs]
+            if a != b:
+                chk.slots_differ += 1
+                if len(chk.first_differences) < 10:
+                    chk.first_differences.append(
+                        f"slot {slot}: module {b}, predicted {a}"
+                    )
+    return out
+
+
+def run_ipvsadm() -> str:
+    """``ipvsadm -Ln --nosort`` of this machine (the kernel's list order)."""
+    try:
+        r = subprocess.run(["ipvsadm", "-Ln", "--nosort"], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MaglevxError(f"cannot run ipvsadm -Ln --nosort: {exc}") from None
+    if r.returncode != 0:
+        raise MaglevxError(f"ipvsadm -Ln --nosort failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def render(rep: VerifyReport, *, show_caveats: bool = False) -> str:
+    """The human-readable form of :func:`verify`."""
+    out = [
+        f"{rep.checked} connections checked: {rep.matched} as predicted, "
+        f"{len(rep.mismatches)} differ, {len(rep.caveats)} explained (caveats)"
+    ]
+    for why, n in rep.skipped.items():
+        out.append(f"  skipped {n}: {why}")
+    if rep.caveats:
+        kinds = Counter(c.verdict for c in rep.caveats)
+        out.append("  caveats: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
+    shown = rep.mismatches + (rep.caveats if show_caveats else [])
+    for c in shown:
+        out.append(
+            f"  line {c.line}: {c.flow} [{c.state}] -> kernel {c.actual}, "
+            f"predicted {c.predicted or 'no destination'}"
+            + (f" ({c.verdict}: {c.note})" if c.verdict != "mismatch" else "")
+        )
+    for k in rep.kmod:
+        status = "identical" if not (k.slots_differ or k.notes) else (
+            f"{k.slots_differ} slots differ"
+        )  # fmt: skip
+        out.append(f"module table {k.service}: {status}")
+        out += [f"  {x}" for x in k.notes + k.first_differences]
+    out.append("differences found" if rep.different else "as predicted")
+    return "\n".join(out)
