@@ -8,7 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from . import jobs, predict, scenarios as scen
+from . import jobs, predict
+from . import scenarios as scen
 from .kernels import Kernel, cache_dir
 
 
@@ -38,20 +39,25 @@ class Report:
     results: list = dataclasses.field(default_factory=list)  # ScenarioResult, if kept
 
     def summary(self) -> str:
-        boots = ", ".join(f"{b:.1f}/{g:.1f}s" for b, g in zip(self.boot_seconds,
-                                                               self.guest_seconds))
-        return (f"kernel {self.kernel.describe()}: {self.flows} flows in "
-                f"{self.scenarios} scenarios over {self.boots} boots "
-                f"(boot/total per boot: {boots}); {self.no_destination} got no destination; "
-                f"{len(self.mismatches)} mismatches; {len(self.problems)} harness problems; "
-                f"maglevx time {self.predict_seconds:.1f}s")
+        boots = ", ".join(
+            f"{b:.1f}/{g:.1f}s" for b, g in zip(self.boot_seconds, self.guest_seconds)
+        )
+        return (
+            f"kernel {self.kernel.describe()}: {self.flows} flows in "
+            f"{self.scenarios} scenarios over {self.boots} boots "
+            f"(boot/total per boot: {boots}); {self.no_destination} got no destination; "
+            f"{len(self.mismatches)} mismatches; {len(self.problems)} harness problems; "
+            f"maglevx time {self.predict_seconds:.1f}s"
+        )
 
 
 def replay_root() -> Path:
     return cache_dir() / "replays"
 
 
-def write_replay(kernel: Kernel, res: jobs.ScenarioResult, preds: list, tag: str) -> Path:
+def write_replay(
+    kernel: Kernel, res: jobs.ScenarioResult, preds: list, tag: str
+) -> Path:
     """Everything needed to replay a scenario offline, one directory per scenario."""
     sc = res.scenario
     d = replay_root() / f"{time.strftime('%Y%m%d-%H%M%S')}-{kernel.key}-{sc.name}-{tag}"
@@ -60,34 +66,53 @@ def write_replay(kernel: Kernel, res: jobs.ScenarioResult, preds: list, tag: str
     cmds = []
     for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
         (d / f"phase{j}.history").write_text(sc.history_upto(j))
-        (d / f"phase{j}.flows.csv").write_text("".join(f.csv() + "\n" for f in ph.flows))
-        (d / f"phase{j}.kernel.csv").write_text("".join(
-            f"{r.flow.csv()},{r.raddr or ''},{'' if r.rport is None else r.rport},{r.status}\n"
-            for r in pr.results))
-        (d / f"phase{j}.maglevx.csv").write_text("".join(
-            f"{r.flow.csv()},{p[0] if p else ''},{p[1] if p else ''}\n"
-            for r, p in zip(pr.results, preds[j])))
+        (d / f"phase{j}.flows.csv").write_text(
+            "".join(f.csv() + "\n" for f in ph.flows)
+        )
+        (d / f"phase{j}.kernel.csv").write_text(
+            "".join(
+                f"{r.flow.csv()},{r.raddr or ''},{'' if r.rport is None else r.rport},{r.status}\n"
+                for r in pr.results
+            )
+        )
+        (d / f"phase{j}.maglevx.csv").write_text(
+            "".join(
+                f"{r.flow.csv()},{p[0] if p else ''},{p[1] if p else ''}\n"
+                for r, p in zip(pr.results, preds[j])
+            )
+        )
         (d / f"phase{j}.ipvsadm-Ln-nosort.txt").write_text(pr.listing)
-        cmds.append(f"python -m maglevx predict --history {d}/phase{j}.history "
-                    f"{d}/phase{j}.flows.csv | diff - <(cut -d, -f1-7 {d}/phase{j}.kernel.csv)")
+        cmds.append(
+            f"python -m maglevx predict --history {d}/phase{j}.history "
+            f"{d}/phase{j}.flows.csv | diff - <(cut -d, -f1-7 {d}/phase{j}.kernel.csv)"
+        )
     (d / "README").write_text(
         f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
         f"replay offline (bash):\n" + "\n".join(cmds) + "\n"
         f"re-run in the VM: python tests/kernel/run.py --kernel {kernel.key} "
-        f"--seeds {sc.seed}\n")
+        f"--seeds {sc.seed}\n"
+    )
     return d
 
 
-def compare_results(kernel: Kernel, results, report: Report, variant: str = "upstream",
-                    keep_results: bool = False) -> None:
+def compare_results(
+    kernel: Kernel,
+    results,
+    report: Report,
+    variant: str = "upstream",
+    keep_results: bool = False,
+) -> None:
     for res in results:
         sc = res.scenario
         preds = []
         bad = []
         for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
             t0 = time.monotonic()
-            pred = predict.predict(sc.history_upto(j), ph.flows, variant=variant) \
-                if ph.flows else []
+            pred = (
+                predict.predict(sc.history_upto(j), ph.flows, variant=variant)
+                if ph.flows
+                else []
+            )
             report.predict_seconds += time.monotonic() - t0
             preds.append(pred)
             report.problems += [f"{sc.name} phase {j}: {p}" for p in pr.problems]
@@ -96,10 +121,14 @@ def compare_results(kernel: Kernel, results, report: Report, variant: str = "ups
                 report.no_destination += r.choice is None
                 if not predict.same_choice(r.choice, p):
                     bad.append(Mismatch(sc.name, j, r.flow.csv(), r.choice, p))
-            want = scen.expected_order(sc)[j] if j < len(scen.expected_order(sc)) else {}
+            want = (
+                scen.expected_order(sc)[j] if j < len(scen.expected_order(sc)) else {}
+            )
             got = scen.parse_listing(pr.listing)
             if want and got != want:
-                report.order_mismatches.append(f"{sc.name} phase {j}: kernel {got} model {want}")
+                report.order_mismatches.append(
+                    f"{sc.name} phase {j}: kernel {got} model {want}"
+                )
         report.scenarios += 1
         if bad or any(pr.problems for pr in res.phases):
             report.replay_dirs.append(write_replay(kernel, res, preds, "mismatch"))
@@ -108,9 +137,17 @@ def compare_results(kernel: Kernel, results, report: Report, variant: str = "ups
             report.results.append(res)
 
 
-def run(kernel: Kernel, scenario_list, *, max_flows_per_boot: int = 25000,
-        parallel: int = 1, variant: str = "upstream", extra_modules=(),
-        keep_results: bool = False, log=print) -> Report:
+def run(
+    kernel: Kernel,
+    scenario_list,
+    *,
+    max_flows_per_boot: int = 25000,
+    parallel: int = 1,
+    variant: str = "upstream",
+    extra_modules=(),
+    keep_results: bool = False,
+    log=print,
+) -> Report:
     """Run ``scenario_list`` on ``kernel`` (packed into boots), compare with maglevx."""
     report = Report(kernel=kernel)
     boots = scen.pack(list(scenario_list), max_flows_per_boot)
@@ -124,8 +161,52 @@ def run(kernel: Kernel, scenario_list, *, max_flows_per_boot: int = 25000,
             report.boot_seconds.append(boot.boot_seconds)
             report.guest_seconds.append(boot.total_seconds)
             n = sum(r.scenario.n_flows for r in results)
-            log(f"[{kernel.key}] boot {report.boots}/{len(boots)} ({boot.accel}): "
+            log(
+                f"[{kernel.key}] boot {report.boots}/{len(boots)} ({boot.accel}): "
                 f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
-                f"total {boot.total_seconds:.1f}s")
+                f"total {boot.total_seconds:.1f}s"
+            )
             compare_results(kernel, results, report, variant, keep_results)
     return report
+
+
+def run_campaign(
+    plan,
+    *,
+    parallel: int = 2,
+    max_flows_per_boot: int = 25000,
+    variant: str = "upstream",
+    keep_results: bool = False,
+    log=print,
+) -> dict:
+    """Run several kernels' scenario lists with one pool of ``parallel`` qemu workers.
+
+    ``plan``: list of (Kernel, scenarios). Boots of all kernels share the pool, so a
+    2-core machine keeps both cores busy; comparisons with maglevx happen as boots
+    finish. Returns {kernel.key: Report}.
+    """
+    reports = {k.key: Report(kernel=k) for k, _ in plan}
+    work = []
+    for kernel, scs in plan:
+        for batch in scen.pack(list(scs), max_flows_per_boot):
+            work.append((kernel, batch))
+    # biggest boots first, so the last one to finish is short
+    work.sort(key=lambda kb: -sum(s.n_flows for s in kb[1]))
+    totals = {k.key: sum(1 for kk, _ in work if kk.key == k.key) for k, _ in plan}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as ex:
+        futs = {ex.submit(jobs.run_scenarios, k, b): k for k, b in work}
+        for fut in concurrent.futures.as_completed(futs):
+            kernel = futs[fut]
+            results, boot = fut.result()
+            report = reports[kernel.key]
+            report.boots += 1
+            report.boot_seconds.append(boot.boot_seconds)
+            report.guest_seconds.append(boot.total_seconds)
+            n = sum(r.scenario.n_flows for r in results)
+            log(
+                f"[{kernel.key}] boot {report.boots}/{totals[kernel.key]} ({boot.accel}): "
+                f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
+                f"total {boot.total_seconds:.1f}s"
+            )
+            compare_results(kernel, results, report, variant, keep_results)
+    return reports

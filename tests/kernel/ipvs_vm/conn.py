@@ -41,9 +41,17 @@ def parse_line(line: str) -> ConnEntry | None:
     f = line.split()
     if len(f) < 9 or f[0] == "Pro":
         return None
-    return ConnEntry(proto=f[0].lower(), caddr=_addr(f[1]), cport=int(f[2], 16),
-                     vaddr=_addr(f[3]), vport=int(f[4], 16), daddr=_addr(f[5]),
-                     dport=int(f[6], 16), state=f[7], expires=int(f[8]))
+    return ConnEntry(
+        proto=f[0].lower(),
+        caddr=_addr(f[1]),
+        cport=int(f[2], 16),
+        vaddr=_addr(f[3]),
+        vport=int(f[4], 16),
+        daddr=_addr(f[5]),
+        dport=int(f[6], 16),
+        state=f[7],
+        expires=int(f[8]),
+    )
 
 
 def parse_table(text: str) -> list[ConnEntry]:

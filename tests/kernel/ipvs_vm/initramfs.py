@@ -37,8 +37,10 @@ class Cpio:
     def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
         self.ino += 1
         nameb = name.encode() + b"\0"
-        hdr = "070701" + "".join(f"{v:08X}" for v in (
-            self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0))
+        hdr = "070701" + "".join(
+            f"{v:08X}"
+            for v in (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nameb), 0)
+        )
         self.buf.write(hdr.encode() + nameb)
         self.buf.write(b"\0" * (-(110 + len(nameb)) % 4))
         self.buf.write(data)
@@ -93,8 +95,11 @@ def build_flowgen() -> Path:
         if shutil.which("gcc") is None:
             raise PrerequisiteError("gcc not found")
         tmp = out.with_suffix(".tmp")
-        subprocess.run(["gcc", "-O2", "-static", "-Wall", "-o", str(tmp), str(FLOWGEN_SRC)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["gcc", "-O2", "-static", "-Wall", "-o", str(tmp), str(FLOWGEN_SRC)],
+            check=True,
+            capture_output=True,
+        )
         tmp.rename(out)
     return out
 
@@ -104,8 +109,21 @@ def module_load_order(kernel: Kernel, names) -> list[Path]:
     order: list[Path] = []
     for name in names:
         out = subprocess.run(
-            ["modprobe", "-C", "/dev/null", "-d", str(kernel.root), "-S", kernel.release,
-             "--show-depends", name], check=True, capture_output=True, text=True).stdout
+            [
+                "modprobe",
+                "-C",
+                "/dev/null",
+                "-d",
+                str(kernel.root),
+                "-S",
+                kernel.release,
+                "--show-depends",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         for line in out.splitlines():
             m = re.match(r"insmod (\S+)", line)
             if m and Path(m.group(1)) not in order:
@@ -181,16 +199,34 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     flowgen = build_flowgen()
     modules = module_load_order(kernel, (*BASE_MODULES, *extra_module_names))
     h = hashlib.sha256()
-    for part in (INIT.encode(), NETSETUP.encode(), kernel.release.encode(), flowgen.name.encode(),
-                 Path(busybox).read_bytes(), Path(ipvsadm).read_bytes(),
-                 "\n".join(map(str, modules)).encode()):
+    for part in (
+        INIT.encode(),
+        NETSETUP.encode(),
+        kernel.release.encode(),
+        flowgen.name.encode(),
+        Path(busybox).read_bytes(),
+        Path(ipvsadm).read_bytes(),
+        "\n".join(map(str, modules)).encode(),
+    ):
         h.update(hashlib.sha256(part).digest())
     out = cache_dir() / "initramfs" / f"base-{kernel.release}-{h.hexdigest()[:12]}.cpio"
     if out.exists():
         return out
     c = Cpio()
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "job",
-              "out", "lib/modules", "etc"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "job",
+        "out",
+        "lib/modules",
+        "etc",
+    ):
         c.mkdir(d)
     c.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     c.file("init", INIT.encode(), 0o755)
@@ -204,11 +240,13 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     for mod in modules:
         data = mod.read_bytes()
         if mod.suffix == ".xz":
-            data = subprocess.run(["xz", "-dc", str(mod)], check=True,
-                                  capture_output=True).stdout
+            data = subprocess.run(
+                ["xz", "-dc", str(mod)], check=True, capture_output=True
+            ).stdout
         elif mod.suffix == ".zst":
-            data = subprocess.run(["zstd", "-dc", str(mod)], check=True,
-                                  capture_output=True).stdout
+            data = subprocess.run(
+                ["zstd", "-dc", str(mod)], check=True, capture_output=True
+            ).stdout
         name = mod.name.split(".ko")[0] + ".ko"
         c.file(f"lib/modules/{name}", data)
         names.append(f"/lib/modules/{name}")

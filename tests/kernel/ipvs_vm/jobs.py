@@ -29,7 +29,7 @@ class Flow:
         return f"{self.proto},{self.saddr},{self.sport},{self.daddr},{self.dport}"
 
     @classmethod
-    def from_csv(cls, line: str) -> "Flow":
+    def from_csv(cls, line: str) -> Flow:
         p, s, sp, d, dp = line.strip().split(",")[:5]
         return cls(p, s, int(sp), d, int(dp))
 
@@ -51,7 +51,7 @@ class Scenario:
     meta: dict = dataclasses.field(default_factory=dict)
 
     def history_upto(self, phase: int) -> str:
-        lines = [ln for p in self.phases[:phase + 1] for ln in p.history]
+        lines = [ln for p in self.phases[: phase + 1] for ln in p.history]
         return "\n".join(lines) + "\n"
 
     @property
@@ -59,15 +59,27 @@ class Scenario:
         return sum(len(p.flows) for p in self.phases)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "meta": self.meta,
-                "phases": [{"history": p.history, "flows": [f.csv() for f in p.flows]}
-                           for p in self.phases]}
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "meta": self.meta,
+            "phases": [
+                {"history": p.history, "flows": [f.csv() for f in p.flows]}
+                for p in self.phases
+            ],
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Scenario":
-        return cls(name=d["name"], seed=d.get("seed"), meta=d.get("meta", {}),
-                   phases=[Phase(list(p["history"]), [Flow.from_csv(f) for f in p["flows"]])
-                           for p in d["phases"]])
+    def from_json(cls, d: dict) -> Scenario:
+        return cls(
+            name=d["name"],
+            seed=d.get("seed"),
+            meta=d.get("meta", {}),
+            phases=[
+                Phase(list(p["history"]), [Flow.from_csv(f) for f in p["flows"]])
+                for p in d["phases"]
+            ],
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +131,14 @@ def _run_script(scenarios, pre_snippet: str, post_snippet: str) -> tuple[str, di
             tag = f"s{i}p{j}"
             files[f"{tag}.hist"] = "\n".join(ph.history) + "\n"
             files[f"{tag}.flows"] = "".join(
-                f"{f.proto} {f.saddr} {f.sport} {f.daddr} {f.dport}\n" for f in ph.flows)
-            body += [f"ipvsadm -R < {tag}.hist > /out/{tag}.restore 2>&1; "
-                     f"echo $? >> /out/{tag}.restore",
-                     f"ipvsadm -Ln --nosort > /out/{tag}.ln",
-                     f"/bin/flowgen {tag}.flows > /out/{tag}.out"]
+                f"{f.proto} {f.saddr} {f.sport} {f.daddr} {f.dport}\n" for f in ph.flows
+            )
+            body += [
+                f"ipvsadm -R < {tag}.hist > /out/{tag}.restore 2>&1; "
+                f"echo $? >> /out/{tag}.restore",
+                f"ipvsadm -Ln --nosort > /out/{tag}.ln",
+                f"/bin/flowgen {tag}.flows > /out/{tag}.out",
+            ]
         files[f"s{i}.sh"] = "\n".join(body) + "\n"
         lines.append(f"unshare -n sh /job/s{i}.sh")
     lines.append(post_snippet)
@@ -147,24 +162,40 @@ def _parse_phase(ph: Phase, out: str) -> tuple[list[FlowResult], int, list[str]]
         elif line.startswith("E "):
             problems.append(f"flowgen: {line}")
     if len(status) != len(ph.flows):
-        problems.append(f"flowgen reported {len(status)} statuses for {len(ph.flows)} flows")
+        problems.append(
+            f"flowgen reported {len(status)} statuses for {len(ph.flows)} flows"
+        )
         status = status.ljust(len(ph.flows), "e")
     results = []
     for f, st in zip(ph.flows, status):
         e = entries.get(f.client_key())
-        if e is not None and (str(e.vaddr) != str(ipaddress.ip_address(f.daddr))
-                              or e.vport != f.dport):
+        if e is not None and (
+            str(e.vaddr) != str(ipaddress.ip_address(f.daddr)) or e.vport != f.dport
+        ):
             problems.append(f"{f.csv()}: connection entry for another service {e}")
         if (e is None) != (st in "rp"):
             problems.append(f"{f.csv()}: client saw {st!r} but conn entry is {e}")
-        results.append(FlowResult(f, None if e is None else str(e.daddr),
-                                  None if e is None else e.dport, st))
+        results.append(
+            FlowResult(
+                f,
+                None if e is None else str(e.daddr),
+                None if e is None else e.dport,
+                st,
+            )
+        )
     return results, send_us, problems
 
 
-def run_scenarios(kernel: Kernel, scenarios, *, extra_modules=(), pre_snippet: str = "",
-                  post_snippet: str = "", timeout: float = 900,
-                  memory_mb: int = 2048) -> tuple[list[ScenarioResult], qemu.BootResult]:
+def run_scenarios(
+    kernel: Kernel,
+    scenarios,
+    *,
+    extra_modules=(),
+    pre_snippet: str = "",
+    post_snippet: str = "",
+    timeout: float = 900,
+    memory_mb: int = 2048,
+) -> tuple[list[ScenarioResult], qemu.BootResult]:
     """Boot ``kernel`` once and run ``scenarios`` in order.
 
     ``extra_modules``: :class:`qemu.ExtraModule` list (e.g. an out-of-tree
@@ -183,21 +214,26 @@ def run_scenarios(kernel: Kernel, scenarios, *, extra_modules=(), pre_snippet: s
                 seen.add(k)
     script, files = _run_script(scenarios, pre_snippet, post_snippet)
     files["run.sh"] = script
-    boot = qemu.boot(kernel, files, extra_modules=extra_modules, timeout=timeout,
-                     memory_mb=memory_mb)
+    boot = qemu.boot(
+        kernel, files, extra_modules=extra_modules, timeout=timeout, memory_mb=memory_mb
+    )
     results = []
     for i, sc in enumerate(scenarios):
         phases = []
         for j, ph in enumerate(sc.phases):
             tag = f"s{i}p{j}"
             if f"{tag}.out" not in boot.files:
-                raise qemu.GuestError(f"guest did not run {sc.name} phase {j}",
-                                      boot.console + boot.text("run.log"))
+                raise qemu.GuestError(
+                    f"guest did not run {sc.name} phase {j}",
+                    boot.console + boot.text("run.log"),
+                )
             restore = boot.text(f"{tag}.restore").strip().splitlines()
             rc = int(restore[-1]) if restore and restore[-1].isdigit() else -1
             res, us, problems = _parse_phase(ph, boot.text(f"{tag}.out"))
             if rc != 0:
-                problems.insert(0, f"ipvsadm -R failed ({rc}): " + " | ".join(restore[:-1]))
+                problems.insert(
+                    0, f"ipvsadm -R failed ({rc}): " + " | ".join(restore[:-1])
+                )
             phases.append(PhaseResult(res, boot.text(f"{tag}.ln"), rc, us, problems))
         results.append(ScenarioResult(sc, phases))
     return results, boot

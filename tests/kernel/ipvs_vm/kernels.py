@@ -85,13 +85,16 @@ def _ensure_apt_lists() -> None:
         raise PrerequisiteError("apt-cache not found (need a Debian host with apt)")
     if not _apt_lists_present():
         if os.geteuid() != 0:
-            raise PrerequisiteError("apt package lists are empty and not root: run apt-get update")
+            raise PrerequisiteError(
+                "apt package lists are empty and not root: run apt-get update"
+            )
         subprocess.run(["apt-get", "update"], check=True, capture_output=True)
 
 
 def _pkg_exists(name: str) -> bool:
-    out = subprocess.run(["apt-cache", "show", "--no-all-versions", name],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["apt-cache", "show", "--no-all-versions", name], capture_output=True, text=True
+    )
     return out.returncode == 0 and "Package:" in out.stdout
 
 
@@ -110,8 +113,15 @@ def resolve_image_package(key: str) -> tuple[str, str]:
         release = m.group(1)
     elif key == "6.12":
         names = _run(["apt-cache", "pkgnames", "linux-image-6.12."]).split()
-        rels = [m.group(1) for n in names
-                if (m := re.fullmatch(r"linux-image-(6\.12\.\d+\+deb12-amd64)(-unsigned)?", n))]
+        rels = [
+            m.group(1)
+            for n in names
+            if (
+                m := re.fullmatch(
+                    r"linux-image-(6\.12\.\d+\+deb12-amd64)(-unsigned)?", n
+                )
+            )
+        ]
         if not rels:
             raise PrerequisiteError("no linux-image-6.12.*+deb12-amd64 in apt's lists")
         release = max(set(rels), key=_version_key)
@@ -152,8 +162,13 @@ def _cached(key: str) -> Kernel | None:
     if not found:
         return None
     data = max(found, key=lambda d: _version_key(d["release"]))
-    return Kernel(key=key, release=data["release"], package=data["package"],
-                  version=data["version"], root=Path(data["root"]))
+    return Kernel(
+        key=key,
+        release=data["release"],
+        package=data["package"],
+        version=data["version"],
+        root=Path(data["root"]),
+    )
 
 
 def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
@@ -174,8 +189,13 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
     if meta.exists():
         data = json.loads(meta.read_text())
         if Path(data["root"]) == kdir / "root":
-            return Kernel(key=key, release=release, package=data["package"],
-                          version=data["version"], root=kdir / "root")
+            return Kernel(
+                key=key,
+                release=release,
+                package=data["package"],
+                version=data["version"],
+                root=kdir / "root",
+            )
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise PrerequisiteError("apt-get/dpkg-deb not found")
     debs = kdir / "debs"
@@ -185,8 +205,12 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
     root.mkdir(parents=True)
     pkgs = [image_pkg] + _header_packages(release)
     # apt-get download writes into the cwd; -o ... silences the _apt sandbox warning.
-    subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *pkgs],
-                   cwd=debs, check=True, capture_output=True)
+    subprocess.run(
+        ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *pkgs],
+        cwd=debs,
+        check=True,
+        capture_output=True,
+    )
     version = ""
     for pkg in pkgs:
         deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
@@ -194,11 +218,25 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
         if pkg == image_pkg:
             version = _run(["dpkg-deb", "-f", str(deb), "Version"]).strip()
     _fix_headers(root, release)
-    subprocess.run(["depmod", "-b", str(root), release], check=True, capture_output=True)
-    meta.write_text(json.dumps({"key": key, "release": release, "package": image_pkg,
-                                "version": version, "root": str(root),
-                                "packages": pkgs}, indent=1))
-    return Kernel(key=key, release=release, package=image_pkg, version=version, root=root)
+    subprocess.run(
+        ["depmod", "-b", str(root), release], check=True, capture_output=True
+    )
+    meta.write_text(
+        json.dumps(
+            {
+                "key": key,
+                "release": release,
+                "package": image_pkg,
+                "version": version,
+                "root": str(root),
+                "packages": pkgs,
+            },
+            indent=1,
+        )
+    )
+    return Kernel(
+        key=key, release=release, package=image_pkg, version=version, root=root
+    )
 
 
 def headers_dir(key: str) -> Path:

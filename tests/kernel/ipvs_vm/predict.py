@@ -24,27 +24,49 @@ class PredictError(RuntimeError):
 
 def maglevx_available() -> str | None:
     """None when ``python -m maglevx predict`` works, else why not."""
-    r = subprocess.run([sys.executable, "-m", "maglevx", "predict", "--help"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "maglevx", "predict", "--help"],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
-        return (r.stderr or r.stdout).strip().splitlines()[-1:] or ["maglevx not importable"]
+        return (r.stderr or r.stdout).strip().splitlines()[-1:] or [
+            "maglevx not importable"
+        ]
     return None
 
 
-def predict(history: str, flows: list[Flow], *, variant: str = "upstream",
-            extra_args=()) -> list[tuple[str, int] | None]:
+def predict(
+    history: str, flows: list[Flow], *, variant: str = "upstream", extra_args=()
+) -> list[tuple[str, int] | None]:
     """maglevx's (raddr, rport) or None per flow, for ``history`` (ipvsadm -R lines)."""
     with tempfile.TemporaryDirectory(prefix="maglevx-pred-") as td:
         hist = Path(td) / "history"
         hist.write_text(history)
         csv = Path(td) / "flows.csv"
         csv.write_text("".join(f.csv() + "\n" for f in flows))
-        cmd = [sys.executable, "-m", "maglevx", "predict", "--history", str(hist),
-               "--variant", variant, *extra_args, str(csv)]
-        r = subprocess.run(cmd, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONHASHSEED": "0"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "maglevx",
+            "predict",
+            "--history",
+            str(hist),
+            "--variant",
+            variant,
+            *extra_args,
+            str(csv),
+        ]
+        r = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
     if r.returncode != 0:
-        raise PredictError(f"{' '.join(cmd[1:])} failed ({r.returncode}): {r.stderr.strip()}")
+        raise PredictError(
+            f"{' '.join(cmd[1:])} failed ({r.returncode}): {r.stderr.strip()}"
+        )
     lines = r.stdout.splitlines()
     if len(lines) != len(flows):
         raise PredictError(f"maglevx printed {len(lines)} lines for {len(flows)} flows")
@@ -60,5 +82,7 @@ def predict(history: str, flows: list[Flow], *, variant: str = "upstream",
 def same_choice(kernel: tuple[str, int] | None, model: tuple[str, int] | None) -> bool:
     if kernel is None or model is None:
         return kernel is model
-    return (ipaddress.ip_address(kernel[0]) == ipaddress.ip_address(model[0])
-            and kernel[1] == model[1])
+    return (
+        ipaddress.ip_address(kernel[0]) == ipaddress.ip_address(model[0])
+        and kernel[1] == model[1]
+    )

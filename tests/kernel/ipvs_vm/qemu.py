@@ -67,7 +67,9 @@ class ExtraModule:
 
 class GuestError(RuntimeError):
     def __init__(self, msg: str, console: str = ""):
-        super().__init__(msg + ("\n--- console tail ---\n" + console[-4000:] if console else ""))
+        super().__init__(
+            msg + ("\n--- console tail ---\n" + console[-4000:] if console else "")
+        )
         self.console = console
 
 
@@ -87,14 +89,15 @@ def vmlinux(kernel: Kernel) -> Path | None:
     setup_sects = data[0x1F1] or 4
     start = (setup_sects + 1) * 512
     off, length = struct.unpack_from("<II", data, 0x248)
-    payload = data[start + off:start + off + length]
+    payload = data[start + off : start + off + length]
     try:
         if payload.startswith(b"\xfd7zXZ"):
             elf = lzma.LZMADecompressor().decompress(payload)
         elif payload.startswith(b"\x28\xb5\x2f\xfd") and shutil.which("zstd"):
             # the payload ends with the 4-byte uncompressed size, not part of the frame
-            elf = subprocess.run(["zstd", "-dc"], input=payload[:-4], check=True,
-                                 capture_output=True).stdout
+            elf = subprocess.run(
+                ["zstd", "-dc"], input=payload[:-4], check=True, capture_output=True
+            ).stdout
         elif payload.startswith(b"\x1f\x8b"):
             elf = gzip.decompress(payload[:-4])
         else:
@@ -112,18 +115,35 @@ def vmlinux(kernel: Kernel) -> Path | None:
 def _qemu_cmd(kernel: Kernel, initrd: Path, accel: str, memory_mb: int) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
-        raise PrerequisiteError("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
+        raise PrerequisiteError(
+            "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+        )
     image = vmlinux(kernel) or kernel.vmlinuz
-    cmd = [qemu, "-nographic", "-no-reboot", "-nic", "none", "-m", str(memory_mb),
-           "-smp", "1", "-kernel", str(image), "-initrd", str(initrd),
-           "-append", "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off "
-                      "nokaslr tsc=reliable"]
+    cmd = [
+        qemu,
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        "1",
+        "-kernel",
+        str(image),
+        "-initrd",
+        str(initrd),
+        "-append",
+        "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off nokaslr tsc=reliable",
+    ]
     if QBOOT.exists() and image != kernel.vmlinuz:
         cmd += ["-bios", str(QBOOT)]  # minimal firmware: ~1 s less than SeaBIOS
     if accel == "kvm":
         cmd += ["-accel", "kvm", "-cpu", "host"]
     else:
-        cmd += ["-accel", "tcg"] + os.environ.get("MAGLEVX_QEMU_CPU", "-cpu max").split()
+        cmd += ["-accel", "tcg"] + os.environ.get(
+            "MAGLEVX_QEMU_CPU", "-cpu max"
+        ).split()
     return cmd
 
 
@@ -150,14 +170,16 @@ def _job_archive(files: dict, extra_modules) -> bytes:
 def _run_qemu(cmd, timeout: float, ready_deadline: float | None):
     """Run qemu, return (console_text, seconds_to_ready, total, timed_out)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     os.set_blocking(proc.stdout.fileno(), False)
     chunks = []
     ready_at = None
     tail = b""
     timed_out = False
     import select
+
     while True:
         r, _, _ = select.select([proc.stdout], [], [], 0.5)
         if r:
@@ -176,7 +198,9 @@ def _run_qemu(cmd, timeout: float, ready_deadline: float | None):
                 chunks.append(data)
             break
         el = time.monotonic() - t0
-        if el > timeout or (ready_deadline and ready_at is None and el > ready_deadline):
+        if el > timeout or (
+            ready_deadline and ready_at is None and el > ready_deadline
+        ):
             timed_out = True
             proc.kill()
             proc.wait()
@@ -197,8 +221,14 @@ def _choose_accel() -> str:
     return "kvm" if _KVM_WORKS is None or _KVM_WORKS else "tcg"
 
 
-def boot(kernel: Kernel, job_files: dict | None = None, *, extra_modules=(),
-         timeout: float = 600, memory_mb: int = 2048) -> BootResult:
+def boot(
+    kernel: Kernel,
+    job_files: dict | None = None,
+    *,
+    extra_modules=(),
+    timeout: float = 600,
+    memory_mb: int = 2048,
+) -> BootResult:
     """Boot ``kernel`` with the base initramfs plus ``job_files`` placed in /job.
 
     If ``job_files`` has ``run.sh`` the guest sources it (cwd /job) with output in
@@ -216,33 +246,45 @@ def boot(kernel: Kernel, job_files: dict | None = None, *, extra_modules=(),
             f.write(job)
         accel = _choose_accel()
         console, ready, total, timed_out = _run_qemu(
-            _qemu_cmd(kernel, initrd, accel, memory_mb), timeout,
-            ready_deadline=30 if accel == "kvm" and _KVM_WORKS is None else None)
+            _qemu_cmd(kernel, initrd, accel, memory_mb),
+            timeout,
+            ready_deadline=30 if accel == "kvm" and _KVM_WORKS is None else None,
+        )
         if accel == "kvm" and _KVM_WORKS is None:
             _KVM_WORKS = ready is not None
             if not _KVM_WORKS:
                 accel = "tcg"
                 console, ready, total, timed_out = _run_qemu(
-                    _qemu_cmd(kernel, initrd, accel, memory_mb), timeout, None)
+                    _qemu_cmd(kernel, initrd, accel, memory_mb), timeout, None
+                )
     if timed_out:
-        raise GuestError(f"qemu timed out after {timeout}s ({kernel.release}, {accel})", console)
+        raise GuestError(
+            f"qemu timed out after {timeout}s ({kernel.release}, {accel})", console
+        )
     begin = console.find("@@OUT-BEGIN")
     end = console.find("@@OUT-END")
     if begin < 0 or end < 0:
         raise GuestError(f"guest produced no output block ({kernel.release})", console)
-    payload = console[begin + len("@@OUT-BEGIN"):end]
+    payload = console[begin + len("@@OUT-BEGIN") : end]
     files = {}
     raw = gzip.decompress(base64.b64decode("".join(payload.split())))
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
         for m in tf.getmembers():
             if m.isfile():
                 files[m.name.lstrip("./")] = tf.extractfile(m).read()
-    rest = console[:begin] + console[end + len("@@OUT-END"):]
+    rest = console[:begin] + console[end + len("@@OUT-END") :]
     job_exit = None
     for line in rest.splitlines():
         if line.startswith("@@JOB-EXIT"):
             job_exit = int(line.split()[1])
         if line.startswith("@@INSMOD-FAIL") and "crc32c" not in line:
             raise GuestError(f"module load failed: {line}", rest)
-    return BootResult(kernel=kernel, accel=accel, console=rest, files=files,
-                      boot_seconds=ready or 0.0, total_seconds=total, job_exit=job_exit)
+    return BootResult(
+        kernel=kernel,
+        accel=accel,
+        console=rest,
+        files=files,
+        boot_seconds=ready or 0.0,
+        total_seconds=total,
+        job_exit=job_exit,
+    )

@@ -133,7 +133,9 @@ class Generator:
                 addr = self.rs_addr(svc.v6)
             port = r.choice([svc.port, 8080, r.randint(1, 65535)])
             stored = port if method == "-m" else svc.port
-            if (addr, stored) not in taken and (method == "-m" or addr not in taken_addrs):
+            if (addr, stored) not in taken and (
+                method == "-m" or addr not in taken_addrs
+            ):
                 return RS(addr, port, method, self.weight(svc.weights), stored)
 
     def add_line(self, svc: Service, rs: RS) -> str:
@@ -145,7 +147,9 @@ class Generator:
     def edit_line(self, svc: Service, rs: RS) -> str:
         # -e must repeat the forwarding method: ipvsadm's default is -g, which
         # would also replace the port with the service port.
-        return f"-e {svc.opt} {svc.endpoint} -r {rs.endpoint()} {rs.method} -w {rs.weight}"
+        return (
+            f"-e {svc.opt} {svc.endpoint} -r {rs.endpoint()} {rs.method} -w {rs.weight}"
+        )
 
     def del_line(self, svc: Service, rs: RS) -> str:
         # ipvsadm swaps in the service port for -g/-i only on -a/-e, so -d must
@@ -155,8 +159,16 @@ class Generator:
     def op(self, svc: Service, out: list) -> None:
         """One random change to ``svc``, appended to ``out`` as ipvsadm lines."""
         r = self.rnd
-        ops = {"add": 3, "delete": 2, "readd": 2, "edit": 3, "to0": 2, "from0": 2,
-               "flags": 1 if self.theme != "flag-edits" else 4, "recreate": 0.3}
+        ops = {
+            "add": 3,
+            "delete": 2,
+            "readd": 2,
+            "edit": 3,
+            "to0": 2,
+            "from0": 2,
+            "flags": 1 if self.theme != "flag-edits" else 4,
+            "recreate": 0.3,
+        }
         if self.theme == "churn":
             ops.update(delete=4, readd=4, recreate=1)
         if self.theme == "fallback-zero":
@@ -176,7 +188,8 @@ class Generator:
             rs = r.choice(svc.deleted)
             svc.deleted.remove(rs)
             if rs.key in {s.key for s in live} or (
-                    rs.method != "-m" and rs.addr in {s.addr for s in live}):
+                rs.method != "-m" and rs.addr in {s.addr for s in live}
+            ):
                 return
             if r.random() < 0.5:
                 rs.weight = self.weight(svc.weights)
@@ -222,12 +235,17 @@ class Generator:
             if (proto, vip, port) not in used:
                 used.add((proto, vip, port))
                 break
-        flags = {"plain": ((),), "port": (("mh-port",),), "fallback-zero": (("mh-fallback",),
-                 ("mh-fallback", "mh-port")), "both": (("mh-fallback", "mh-port"),)}.get(
-                     t, FLAG_SETS)
+        flags = {
+            "plain": ((),),
+            "port": (("mh-port",),),
+            "fallback-zero": (("mh-fallback",), ("mh-fallback", "mh-port")),
+            "both": (("mh-fallback", "mh-port"),),
+        }.get(t, FLAG_SETS)
         flags = r.choice(flags) if r.random() < 0.8 else r.choice(FLAG_SETS)
         regimes = ["small", "equal", "wide", "large", "multiples", "zero-heavy"]
-        regime = {"big": "large", "fallback-zero": "zero-heavy"}.get(t, r.choice(regimes))
+        regime = {"big": "large", "fallback-zero": "zero-heavy"}.get(
+            t, r.choice(regimes)
+        )
         return Service(proto, vip, port, flags, regime, [], [])
 
     def client(self, svc: Service, pool: list) -> Flow:
@@ -257,7 +275,9 @@ class Generator:
                     if self.theme == "big":
                         n = r.randint(40, 64)
                     else:
-                        n = r.choice([1, 2, 3, 5, 8, r.randint(1, 64), r.randint(1, 16)])
+                        n = r.choice(
+                            [1, 2, 3, 5, 8, r.randint(1, 64), r.randint(1, 16)]
+                        )
                     for _ in range(n):
                         rs = self.new_rs(svc)
                         svc.servers.insert(0, rs)
@@ -278,12 +298,23 @@ class Generator:
                     flows.append(f)
             phases.append(Phase(lines, flows))
             # the list order the kernel should now have, per service
-            orders.append({
-                f"{s.proto.upper()} {s.endpoint}": [
-                    RS(x.addr, x.stored_port, x.method, x.weight, x.stored_port).endpoint()
-                    for x in s.servers] for s in services})
-        return Scenario(name=f"seed{self.seed}-{self.theme}", phases=phases, seed=self.seed,
-                        meta={"theme": self.theme, "expected_order": orders})
+            orders.append(
+                {
+                    f"{s.proto.upper()} {s.endpoint}": [
+                        RS(
+                            x.addr, x.stored_port, x.method, x.weight, x.stored_port
+                        ).endpoint()
+                        for x in s.servers
+                    ]
+                    for s in services
+                }
+            )
+        return Scenario(
+            name=f"seed{self.seed}-{self.theme}",
+            phases=phases,
+            seed=self.seed,
+            meta={"theme": self.theme, "expected_order": orders},
+        )
 
 
 def generate(seed: int, n_flows: int = 2500) -> Scenario:
