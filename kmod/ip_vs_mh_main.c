@@ -46,6 +46,7 @@
 
 struct mx_params ip_vs_mh_params;
 LIST_HEAD(ip_vs_mh_services);
+/* Protects ip_vs_mh_services (not the tables: __ip_vs_mutex does). */
 DEFINE_MUTEX(ip_vs_mh_services_lock);
 
 static unsigned int table_size = MX_DEFAULT_TABLE_SIZE;
