@@ -2,6 +2,10 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 
+cdef extern from "mx_port.h" nogil:
+    uint32_t mx_be32(const uint8_t *p)
+
+
 cdef extern from "mx_maglev.h" nogil:
     ctypedef uint16_t mx_slot_t
     const char *MX_KERNEL_REFERENCE
@@ -26,6 +30,7 @@ cdef extern from "mx_maglev.h" nogil:
     const uint32_t mx_primes[]
 
     int mx_params_init(mx_params *p, uint32_t table_size, uint32_t word_size)
+    uint32_t mx_fold6(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3)
     uint32_t mx_hashkey(const mx_params *p, uint32_t key, uint32_t fold,
                         uint32_t port, uint32_t offset)
     uint32_t mx_slot(const mx_params *p, uint32_t fold, uint32_t port)

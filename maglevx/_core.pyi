@@ -39,6 +39,7 @@ def lookup_many(
     fallback: bool,
     folds: npt.NDArray[np.uint32],
     ports: npt.NDArray[np.uint16] | None,
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]: ...
 def lookup_many6(
     m: int,
@@ -48,4 +49,17 @@ def lookup_many6(
     fallback: bool,
     addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
     ports: npt.NDArray[np.uint16] | None,
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]: ...
+
+class Scheduler:
+    def __init__(
+        self,
+        m: int,
+        word_size: int,
+        table: npt.NDArray[np.uint16],
+        avail: npt.NDArray[np.uint8],
+        fallback: bool,
+    ) -> None: ...
+    def lookup(self, fold: int, port: int) -> int: ...
+    def lookup_text(self, family: int, text: str, port: int) -> int: ...

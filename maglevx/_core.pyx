@@ -3,6 +3,14 @@
 
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport strlen
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    int AF_INET
+    int AF_INET6
 
 cimport maglevx._cmaglev as c
 
@@ -119,19 +127,27 @@ cdef const uint16_t *_ports_ptr(object ports, size_t n) except? NULL:
     return &pv[0] if n else NULL
 
 
+cdef uint32_t[::1] _out_array(object out, size_t n) except *:
+    if <size_t>out.shape[0] != n:
+        raise ValueError("out differs in length from the flows")
+    return out
+
+
 def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
                 const uint8_t[::1] avail, bint fallback,
-                const uint32_t[::1] folds, ports):
+                const uint32_t[::1] folds, ports, out=None):
     """lookup() over arrays; releases the GIL while it runs.
 
     *ports*: uint16 hashed ports, or None when no port is hashed.
+    *out*: uint32 array to write into (returned), else a new one.
     """
     cdef c.mx_params p = _params(m, word_size)
     cdef size_t n = folds.shape[0]
     cdef const uint16_t *pp = _ports_ptr(ports, n)
     cdef const uint8_t *ap = _checked_avail(m, table, avail)
-    out = np.empty(n, dtype=np.uint32)
-    cdef uint32_t[::1] o = out
+    if out is None:
+        out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = _out_array(out, n)
     if n == 0:
         return out
     with nogil:
@@ -140,11 +156,13 @@ def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
 
 
 def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
-                 const uint8_t[::1] avail, bint fallback, addrs, ports):
+                 const uint8_t[::1] avail, bint fallback, addrs, ports,
+                 out=None):
     """lookup_many() for IPv6 client addresses, folded on the way.
 
     *addrs*: shape (n, 4) uint32 numeric words, most significant first, or
     shape (n, 16) uint8 bytes in network order; C-contiguous.
+    *out*: as for lookup_many().
     """
     cdef c.mx_params p = _params(m, word_size)
     cdef const uint32_t[:, ::1] words
@@ -168,10 +186,66 @@ def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
             wp = &words[0, 0]
     cdef const uint16_t *pp = _ports_ptr(ports, n)
     cdef const uint8_t *ap = _checked_avail(m, table, avail)
-    out = np.empty(n, dtype=np.uint32)
-    cdef uint32_t[::1] o = out
+    if out is None:
+        out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = _out_array(out, n)
     if n == 0:
         return out
     with nogil:
         c.mx_bulk_lookup6(&p, &table[0], ap, fallback, n, wp, bp, pp, &o[0])
     return out
+
+
+cdef class Scheduler:
+    """A table and its availability, checked once, for lookups of one flow.
+
+    The arrays are held, not copied: do not change them while it is in use.
+    """
+
+    cdef c.mx_params p
+    cdef const uint16_t[::1] table
+    cdef const uint8_t[::1] avail
+    cdef const uint8_t *avail_ptr
+    cdef bint fallback
+
+    def __init__(self, uint32_t m, uint32_t word_size,
+                 const uint16_t[::1] table, const uint8_t[::1] avail,
+                 bint fallback):
+        self.p = _params(m, word_size)
+        self.avail_ptr = _checked_avail(m, table, avail)
+        self.table = table
+        self.avail = avail
+        self.fallback = fallback
+
+    def lookup(self, uint32_t fold, uint32_t port):
+        """As module-level lookup(): real server index or NONE."""
+        if self.fallback:
+            return c.mx_lookup_fallback(&self.p, &self.table[0], self.avail_ptr,
+                                        fold, port)
+        return c.mx_lookup(&self.p, &self.table[0], self.avail_ptr, fold, port)
+
+    def lookup_text(self, int family, str text, uint32_t port):
+        """lookup() for a client address as text, as inet_pton() reads it.
+
+        Returns -1 when *text* is not an IPv*family* address to inet_pton().
+        """
+        cdef Py_ssize_t size
+        cdef const char *s
+        cdef uint8_t a[16]
+        cdef uint32_t fold
+        try:
+            s = PyUnicode_AsUTF8AndSize(text, &size)
+        except UnicodeError:  # lone surrogates
+            return -1
+        if <size_t>size != strlen(s):  # an embedded NUL
+            return -1
+        if family == 4:
+            if inet_pton(AF_INET, s, a) != 1:
+                return -1
+            fold = c.mx_be32(a)
+        else:
+            if inet_pton(AF_INET6, s, a) != 1:
+                return -1
+            fold = c.mx_fold6(c.mx_be32(a), c.mx_be32(a + 4),
+                              c.mx_be32(a + 8), c.mx_be32(a + 12))
+        return self.lookup(fold, port)

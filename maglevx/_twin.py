@@ -7,6 +7,7 @@ checks that on randomized inputs. Read this file to learn the algorithm.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 import numpy as np
@@ -219,17 +220,23 @@ def lookup_many(
     fallback: bool,
     folds: npt.NDArray[np.uint32],
     ports: npt.NDArray[np.uint16] | None,
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]:
     """lookup() for arrays of folded client addresses and hashed ports.
 
-    *ports* None: no port is hashed (all 0).
+    *ports* None: no port is hashed (all 0). *out*: array to write into.
     """
     tab = table.tolist()
     av = avail.tolist()
     fl = folds.tolist()
     po = [0] * len(fl) if ports is None else ports.tolist()
-    out = [lookup(m, word_size, tab, av, fallback, f, p) for f, p in zip(fl, po)]
-    return np.array(out, dtype=np.uint32)
+    res = [lookup(m, word_size, tab, av, fallback, f, p) for f, p in zip(fl, po)]
+    if out is None:
+        return np.array(res, dtype=np.uint32)
+    if out.shape != (len(res),):
+        raise ValueError("out differs in length from the flows")
+    out[:] = res
+    return out
 
 
 def lookup_many6(
@@ -240,12 +247,51 @@ def lookup_many6(
     fallback: bool,
     addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
     ports: npt.NDArray[np.uint16] | None,
+    out: npt.NDArray[np.uint32] | None = None,
 ) -> npt.NDArray[np.uint32]:
     """lookup_many() for IPv6 addresses: (n, 4) uint32 words or (n, 16) bytes."""
     if addrs.dtype == np.uint8:
         addrs = addrs.view(">u4").astype(np.uint32)
     folds = addrs[:, 0] ^ addrs[:, 1] ^ addrs[:, 2] ^ addrs[:, 3]
-    return lookup_many(m, word_size, table, avail, fallback, folds, ports)
+    return lookup_many(m, word_size, table, avail, fallback, folds, ports, out)
+
+
+class Scheduler:
+    """A table and its availability, for lookups of one flow at a time."""
+
+    def __init__(
+        self,
+        m: int,
+        word_size: int,
+        table: npt.NDArray[np.uint16],
+        avail: npt.NDArray[np.uint8],
+        fallback: bool,
+    ) -> None:
+        if len(table) != m:
+            raise ValueError("table size differs from m")
+        if any(d != SLOT_EMPTY and d >= len(avail) for d in table.tolist()):
+            raise ValueError("table refers to a real server beyond avail")
+        self.args = (m, word_size, table.tolist(), avail.tolist(), fallback)
+
+    def lookup(self, fold: int, port: int) -> int:
+        """As module-level lookup(): real server index or NONE."""
+        return lookup(*self.args, fold, port)
+
+    def lookup_text(self, family: int, text: str, port: int) -> int:
+        """lookup() for a client address as text, as inet_pton() reads it.
+
+        Returns -1 when *text* is not an IPv*family* address to inet_pton().
+        """
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        try:
+            n = int.from_bytes(socket.inet_pton(af, text), "big")
+        except (OSError, ValueError, UnicodeError):
+            return -1
+        return self.lookup(n if family == 4 else _fold6(n), port)
+
+
+def _fold6(n: int) -> int:
+    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & _M32
 
 
 KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"

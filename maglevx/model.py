@@ -20,9 +20,11 @@ Linux >= 4.18) uses ``last_weight``; ``backport`` (the out-of-tree module of
 from __future__ import annotations
 
 import ipaddress
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +51,44 @@ FLAG_PORT = SVC_F_SCHED2
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 FORWARD_METHODS = ("masq", "route", "tunnel")
+
+
+class _Changes:
+    """How many changes the model has seen, to know when caches are stale.
+
+    Every attribute set on a Director, VirtualService or RealServer, and
+    every change to a Director's ``services`` list, counts. Caches of
+    derived state (service resolution, availability arrays) remember the
+    count they were filled at and are refilled once it moves. Reading the
+    count before filling a cache makes a concurrent change win.
+    """
+
+    count = 0
+
+    @classmethod
+    def bump(cls) -> None:
+        cls.count += 1
+
+
+class _ServiceList(list):  # type: ignore[type-arg]
+    """A Director's services: a list that reports its changes."""
+
+    def _changing(name: str) -> Any:  # noqa: N805 - builds methods below
+        method = getattr(list, name)
+
+        def changing(self: list[Any], *args: Any) -> Any:
+            _Changes.bump()
+            return method(self, *args)
+
+        changing.__name__ = name
+        return changing
+
+    for _name in (
+        "append", "extend", "insert", "remove", "pop", "clear", "sort",
+        "reverse", "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    ):  # fmt: skip
+        locals()[_name] = _changing(_name)
+    del _name, _changing
 
 
 def check_params(variant: str, word_size: int, table_size: int) -> None:
@@ -121,6 +161,10 @@ class RealServer:
     def __str__(self) -> str:
         return self.endpoint
 
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        _Changes.bump()
+
 
 @dataclass(eq=False)
 class VirtualService:
@@ -143,6 +187,13 @@ class VirtualService:
     # (real servers, table weights) the current table was built from
     _built: tuple[tuple[RealServer, ...], tuple[int, ...]] = ((), ())
     _table: npt.NDArray[np.uint16] | None = None
+    # (_Changes.count, what lookups need), see _lookup_state()
+    _state: tuple[int, _LookupState | None] = (-1, None)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name not in ("_table", "_state"):  # caches, not state
+            _Changes.bump()
 
     # -- identity --------------------------------------------------------
     @property
@@ -239,6 +290,19 @@ class VirtualService:
         """Per table server, 1 when it is available (live weight > 0)."""
         return np.array([rs.available for rs in self.table_servers], np.uint8)
 
+    def _lookup_state(self) -> _LookupState:
+        """What a lookup needs, computed once per change to the model."""
+        count = _Changes.count
+        seen, state = self._state
+        if seen != count or state is None:
+            d = self.director
+            avail = self.availability()
+            avail.flags.writeable = False  # shared by every lookup until a change
+            args = (d.table_size, d.word_size, self.table, avail, self.fallback)
+            state = _LookupState(*args, self.table_servers, core.Scheduler(*args))
+            self._state = (count, state)
+        return state
+
     # -- scheduling ------------------------------------------------------
     def hashed_port(self, protocol: str, sport: int) -> int:
         """The port that enters the hash for a flow of *protocol*."""
@@ -256,23 +320,19 @@ class VirtualService:
                 f"client address {saddr} is not IPv{self.family} like {self.name}",
                 field="saddr",
             )
-        d = self.director
-        idx = core.lookup(
-            d.table_size,
-            d.word_size,
-            self.table,
-            self.availability(),
-            self.fallback,
-            fold_address(saddr),
-            self.hashed_port(protocol, sport),
+        st = self._lookup_state()
+        idx = st.scheduler.lookup(
+            fold_address(saddr), self.hashed_port(protocol, sport)
         )
-        return None if idx == core.NONE else self.table_servers[idx]
+        return None if idx == core.NONE else st.servers[idx]
 
     def lookup_many(
         self,
         saddrs: npt.ArrayLike,
         sports: npt.ArrayLike | None = None,
         protocol: str = "tcp",
+        *,
+        threads: int = 1,
     ) -> npt.NDArray[np.int32]:
         """Schedule many flows at once; releases the GIL in the C core.
 
@@ -280,31 +340,45 @@ class VirtualService:
         addresses as four 32-bit words, most significant first (shape
         ``(n, 4)``), or as 16 bytes each (shape ``(n, 16)``, uint8).
         *sports*: client ports (ignored unless the port is hashed).
+        *threads*: split the flows over this many threads (the calling
+        thread is one of them); results do not depend on it.
 
         Returns, per flow, the index into ``table_servers`` or -1 for no
         destination.
         """
         self._require_mh()
-        folds = fold_array(saddrs, self.family)
-        n = folds.shape[0]
+        if type(threads) is not int or threads < 1:
+            raise MaglevxError(f"threads {threads!r} is not a positive integer")
+        addrs = _address_array(saddrs, self.family)
+        n = addrs.shape[0]
         if sports is None or protocol not in PROTOCOLS or not self.hashes_port:
-            ports = np.zeros(n, np.uint16)
+            ports = None
         else:
             ports = np.ascontiguousarray(sports, dtype=np.uint16)
             if ports.shape != (n,):
                 raise MaglevxError(
                     f"{ports.shape[0]} ports for {n} addresses", field="sports"
                 )
-        d = self.director
-        out = core.lookup_many(
-            d.table_size,
-            d.word_size,
-            self.table,
-            self.availability(),
-            self.fallback,
-            folds,
-            ports,
-        )
+        st = self._lookup_state()
+        run = core.lookup_many if self.family == 4 else core.lookup_many6
+        args = (st.m, st.word_size, st.table, st.avail, st.fallback)
+        if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
+            return run(*args, addrs, ports).view(np.int32)
+        out = np.empty(n, np.uint32)
+        bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
+        bounds = bounds.astype(np.intp)
+
+        def part(i: int) -> None:
+            lo, hi = bounds[i], bounds[i + 1]
+            p = None if ports is None else ports[lo:hi]
+            run(*args, addrs[lo:hi], p, out=out[lo:hi])
+
+        pending = [
+            _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
+        ]
+        part(0)
+        for f in pending:
+            f.result()
         return out.view(np.int32)
 
     def _require_mh(self) -> None:
@@ -313,6 +387,57 @@ class VirtualService:
                 f"{self.name} uses scheduler {self.scheduler!r}, not mh; "
                 "only mh decisions can be predicted"
             )
+
+
+@dataclass(frozen=True)
+class _LookupState:
+    """A service's table and availability as the C core takes them."""
+
+    m: int
+    word_size: int
+    table: npt.NDArray[np.uint16]
+    avail: npt.NDArray[np.uint8]
+    fallback: bool
+    servers: tuple[RealServer, ...]
+    scheduler: Any  # core.Scheduler over the above
+
+
+# Below this many flows per thread, starting the thread costs more than it saves.
+_MIN_FLOWS_PER_THREAD = 65536
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of at least *workers* threads for lookup_many()."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            old, _POOL = _POOL, ThreadPoolExecutor(workers, "maglevx")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def _address_array(saddrs: npt.ArrayLike, family: int) -> npt.NDArray[Any]:
+    """Client addresses as the C core takes them (see lookup_many).
+
+    IPv4: uint32 per address; IPv6: (n, 4) uint32 words or (n, 16) bytes,
+    folded by the core. Same checks and messages as fold_array().
+    """
+    a = np.asarray(saddrs)
+    if family == 4:
+        if a.ndim != 1:
+            raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
+        return np.ascontiguousarray(a, dtype=np.uint32)
+    if a.ndim == 2 and a.shape[1] == 16:
+        return np.ascontiguousarray(a, dtype=np.uint8)
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise MaglevxError(
+            "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
+            field="saddrs",
+        )
+    return np.ascontiguousarray(a, dtype=np.uint32)
 
 
 def fold_array(saddrs: npt.ArrayLike, family: int) -> npt.NDArray[np.uint32]:
@@ -362,7 +487,15 @@ class Director:
         self.word_size = word_size
         self.table_size = table_size
         self.backport_hash_port = backport_hash_port
-        self.services: list[VirtualService] = []
+        self.services: list[VirtualService] = _ServiceList()
+        # lookup(): (proto, daddr, dport, fwmark) as given -> _Route
+        self._routes: dict[tuple[object, ...], _Route | None] = {}
+        self._routes_seen = -1
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name not in ("_routes", "_routes_seen"):  # caches, not state
+            _Changes.bump()
 
     def __repr__(self) -> str:
         return (
@@ -495,6 +628,102 @@ def parse_port(value: object, what: str) -> int:
     return port
 
 
+@dataclass(frozen=True)
+class _Route:
+    """Where lookup() sends flows of one (proto, daddr, dport, fwmark)."""
+
+    service: VirtualService
+    family: int  # of the service and of daddr
+    hashes_port: bool
+    state: _LookupState
+
+
+_MAX_ROUTES = 4096
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_MISS = object()
+
+
+def _route(
+    director: Director, proto: str, daddr: object, dport: int, fwmark: int | None
+) -> _Route | None:
+    """The _Route for a flow, or None when only the slow path can say."""
+    p = proto.strip().lower()
+    if p not in PROTOCOLS:
+        return None
+    try:
+        da = parse_address(daddr, "daddr")
+    except MaglevxError:
+        return None
+    svc = director.service_for(p, da, dport, fwmark)
+    if svc is None or svc.scheduler != "mh" or svc.family != da.version:
+        return None
+    return _Route(svc, da.version, svc.hashes_port, svc._lookup_state())
+
+
+def _lookup_fast(
+    five_tuple: FiveTuple, director: Director, fwmark: int | None
+) -> RealServer | None | object:
+    """lookup() for the common case, or _MISS to take the slow path.
+
+    Returns only what the slow path would return; anything unusual (odd
+    types, bad values, no service) is left to it, errors included.
+    Service resolution is cached per (proto, daddr, dport, fwmark) as
+    given, and client addresses are parsed with inet_pton(), which accepts
+    a subset of what ipaddress accepts (no whitespace, no zone index).
+    """
+    if (
+        type(five_tuple) is not tuple
+        or len(five_tuple) != 5
+        or type(director.services) is not _ServiceList  # changes not seen
+    ):
+        return _MISS
+    proto, saddr, sport, daddr, dport = five_tuple
+    if (
+        type(proto) is not str
+        or type(sport) is not int
+        or type(dport) is not int
+        or not (fwmark is None or type(fwmark) is int)
+        or not 0 <= sport <= 65535
+        or not 0 <= dport <= 65535
+    ):
+        return _MISS
+    if director._routes_seen != _Changes.count:
+        director._routes_seen = _Changes.count
+        director._routes = {}
+    if type(daddr) is str:
+        dkey: object = daddr
+    elif type(daddr) in _ADDRESS_TYPES:
+        # they hash and compare in Python code: key on their value instead
+        dkey = (type(daddr), int(daddr))  # type: ignore[call-overload]
+    else:
+        return _MISS
+    route = director._routes.get((proto, dkey, dport, fwmark), _MISS)
+    if route is _MISS:
+        if len(director._routes) >= _MAX_ROUTES:
+            director._routes = {}
+        seen = _Changes.count
+        route = _route(director, proto, daddr, dport, fwmark)
+        if seen == _Changes.count:
+            director._routes[(proto, dkey, dport, fwmark)] = route
+    if route is None:
+        return _MISS
+    st = route.state
+    port = sport if route.hashes_port else 0
+    if type(saddr) is str:
+        idx = st.scheduler.lookup_text(route.family, saddr, port)
+        if idx == -1:
+            return _MISS
+    elif type(saddr) is _ADDRESS_TYPES[route.family == 6]:
+        n = int(saddr)  # type: ignore[call-overload]
+        fold = (
+            n if route.family == 4 else (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
+        )
+        idx = st.scheduler.lookup(fold, port)
+    else:
+        return _MISS
+    return None if idx == core.NONE else st.servers[idx]
+
+
 def lookup(
     five_tuple: FiveTuple, director: Director, *, fwmark: int | None = None
 ) -> RealServer | None:
@@ -511,6 +740,9 @@ def lookup(
     >>> str(lookup(("tcp", "192.0.2.7", 40000, "10.0.0.1", 80), d))
     '10.1.0.1:80'
     """
+    rs = _lookup_fast(five_tuple, director, fwmark)
+    if rs is not _MISS:
+        return rs  # type: ignore[return-value]
     proto, saddr, sport, daddr, dport = parse_five_tuple(five_tuple)
     svc = director.service_for(proto, daddr, dport, fwmark)
     if svc is None:
