@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	double t1 = now_us();
 
 	/* Let loopback deliver the ICMP port-unreachables IPVS sent for refused SYNs. */
-	usleep(20000);
+	usleep(50000);
 	for (size_t i = 0; i < n; i++) {
 		struct flow *f = &flows[i];
 		if (f->fd < 0)

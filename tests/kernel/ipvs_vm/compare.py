@@ -206,7 +206,17 @@ def run_campaign(
             log(
                 f"[{kernel.key}] boot {report.boots}/{totals[kernel.key]} ({boot.accel}): "
                 f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
-                f"total {boot.total_seconds:.1f}s"
+                f"total {boot.total_seconds:.1f}s, "
+                f"backlog drops {softnet_dropped(boot)}"
             )
             compare_results(kernel, results, report, variant, keep_results)
     return reports
+
+
+def softnet_dropped(boot) -> int:
+    """Packets the guest dropped at the backlog (column 2 of softnet_stat)."""
+    return sum(
+        int(line.split()[1], 16)
+        for line in boot.text("softnet_stat").splitlines()
+        if len(line.split()) > 1
+    )

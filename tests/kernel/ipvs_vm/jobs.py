@@ -142,6 +142,7 @@ def _run_script(scenarios, pre_snippet: str, post_snippet: str) -> tuple[str, di
         files[f"s{i}.sh"] = "\n".join(body) + "\n"
         lines.append(f"unshare -n sh /job/s{i}.sh")
     lines.append(post_snippet)
+    lines.append("cat /proc/net/softnet_stat > /out/softnet_stat")
     return "\n".join(lines) + "\n", files
 
 
