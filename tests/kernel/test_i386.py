@@ -1,9 +1,12 @@
 """Debian's real i386 kernel against ``maglevx predict --word-size 32``.
 
-One boot of ``linux-image-6.1.0-NN-686-pae`` under qemu-system-i386 (TCG) runs the
+A boot of ``linux-image-6.1.0-NN-686-pae`` under qemu-system-i386 (TCG) runs the
 same seeded random ipvsadm histories and flows as the x86_64 tests
 (``ipvs_vm.scenarios``); every flow's real server, read from
 /proc/net/ip_vs_conn, must equal maglevx's 32-bit (HalfSipHash) prediction.
+At the same time (one core each) kmod/ is built against Debian's i386 headers and a
+second boot, with it in place of the in-tree ip_vs_mh, is compared with
+``maglevx predict --variant backport --word-size 32``.
 
 Prerequisites: ``scripts/i386-prereqs.sh``. Under ``CI=true`` a missing one fails
 the tests; otherwise they are skipped with what is missing.
@@ -16,19 +19,24 @@ replaces the fixed ones. ``MAGLEVX_KERNEL_FLOWS`` sets the flows per scenario.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import subprocess
 import time
 import warnings
 
 import pytest
-from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, fail_or_skip
-from ipvs_vm import i386, predict, scenarios
+from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
+from ipvs_vm import i386, predict, qemu, scenarios
 from ipvs_vm.kernels import PrerequisiteError
 
 pytestmark = pytest.mark.kernel
 
 MIN_FLOWS, MIN_SCENARIOS = 20000, 10
 BUDGET_SECONDS = 240  # the i386 part's share of the suite
+# kmod/ built for i386, against maglevx --variant backport --word-size 32
+KMOD_SEEDS = list(range(3001, 3011))
+KMOD_FLOWS_PER_SCENARIO = 1000
 
 
 def _seeds() -> list[int]:
@@ -65,23 +73,72 @@ def kernel():
     return k, time.monotonic() - t0
 
 
-@pytest.fixture(scope="module")
-def report(kernel):
-    k, fetch_seconds = kernel
+def _upstream_run(k) -> i386.Report:
     scs = [scenarios.generate(seed, FLOWS_PER_SCENARIO) for seed in SEEDS]
-    rep = i386.run(k, scs, keep_results=True, log=lambda *_: None)
-    total = rep.wall_seconds + fetch_seconds
-    note = i386.kernel_note(k)
-    print(
-        f"\n{rep.summary()}; seeds {SEEDS}; wall {rep.wall_seconds:.1f}s "
-        f"+ fetch/check {fetch_seconds:.1f}s" + (f"; {note}" if note else "")
+    return i386.run(k, scs, keep_results=True, log=lambda *_: None)
+
+
+class KmodUnavailable(Exception):
+    pass
+
+
+def _kmod_run(k, build_dir):
+    """Build kmod/ against the i386 headers, then the backport differential."""
+    try:
+        import kmod_build  # helper of tests/kernel/test_kmod.py
+    except ImportError as exc:
+        raise KmodUnavailable(f"tests/kernel/kmod_build.py: {exc}") from exc
+    try:
+        kdir = i386.fetch_headers(k)
+        kmod_build.check_prerequisites(kdir)
+    except (PrerequisiteError, kmod_build.BuildError) as exc:
+        raise KmodUnavailable(f"cannot build kmod/ for i386: {exc}") from exc
+    build = kmod_build.build(kdir, build_dir)
+    scs = [scenarios.generate(s, KMOD_FLOWS_PER_SCENARIO) for s in KMOD_SEEDS]
+    module = qemu.ExtraModule(build.ko, replaces="ip_vs_mh")
+    rep = i386.run(
+        k,
+        scs,
+        variant="backport",
+        extra_modules=[module],
+        keep_results=True,
+        log=lambda *_: None,
     )
+    return build, rep
+
+
+@pytest.fixture(scope="module")
+def campaign(kernel, tmp_path_factory):
+    """Both i386 boots at once: the suite runs alone, so each gets one core."""
+    k, fetch_seconds = kernel
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        upstream = ex.submit(_upstream_run, k)
+        kmod = ex.submit(_kmod_run, k, tmp_path_factory.mktemp("kmod-i386"))
+        concurrent.futures.wait([upstream, kmod])
+    total = time.monotonic() - t0 + fetch_seconds
+    rep = upstream.result()
+    note = i386.kernel_note(k)
+    lines = [
+        f"i386 upstream: {rep.summary()}; seeds {SEEDS}",
+        f"i386 wall {total:.1f}s (fetch/check {fetch_seconds:.1f}s)"
+        + (f"; {note}" if note else ""),
+    ]
+    if kmod.exception() is None:
+        lines.insert(1, f"i386 kmod/ backport: {kmod.result()[1].summary()}")
+    SUMMARY.extend(lines)
+    print("\n" + "\n".join(lines))
     if total > BUDGET_SECONDS:
         warnings.warn(
             f"i386 kernel tests took {total:.0f}s (budget {BUDGET_SECONDS}s)",
             stacklevel=1,
         )
-    return rep
+    return {"upstream": rep, "kmod": kmod}
+
+
+@pytest.fixture(scope="module")
+def report(campaign):
+    return campaign["upstream"]
 
 
 def test_guest_is_a_32bit_kernel_with_ip_vs_mh(kernel, report):
@@ -137,3 +194,52 @@ def test_word_size_64_would_mispredict(report):
             )
     assert flows > 0
     assert differ > flows // 10, f"only {differ}/{flows} flows differ at 64 bits"
+
+
+# -- kmod/ (backport semantics) built against the i386 headers ----------------
+
+
+def _kmod(campaign):
+    try:
+        return campaign["kmod"].result()
+    except KmodUnavailable as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture(scope="module")
+def kmod_build_i386(campaign):
+    return _kmod(campaign)[0]
+
+
+@pytest.fixture(scope="module")
+def kmod_report(campaign):
+    return _kmod(campaign)[1]
+
+
+def test_kmod_builds_for_i386_without_warnings(kernel, kmod_build_i386):
+    b = kmod_build_i386
+    assert b.warnings == [], "\n".join(b.warnings)
+    head = b.ko.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and head[4] == 1, "not an ELF32 object"
+    assert int.from_bytes(head[18:20], "little") == 3, "not EM_386"
+    vermagic = subprocess.run(
+        ["modinfo", "-F", "vermagic", str(b.ko)], capture_output=True, text=True
+    ).stdout.split()
+    assert vermagic[:1] == [kernel[0].release]
+
+
+def test_kmod_is_the_module_in_use(kmod_report):
+    info = kmod_report.guest_info
+    assert info.get("ip_vs_mh") == "1", info
+    assert info.get("ip_vs_mh-version"), f"in-tree ip_vs_mh has no version: {info}"
+
+
+def test_kmod_matches_backport_word_size_32(kmod_report):
+    rep = kmod_report
+    assert rep.problems == [], rep.problems[:10]
+    assert rep.mismatches == [], (
+        f"{len(rep.mismatches)} of {rep.flows} flows differ, e.g. "
+        f"{rep.mismatches[:5]}; replays: {[str(d) for d in rep.replay_dirs]}"
+    )
+    assert rep.flows >= 0.9 * len(KMOD_SEEDS) * KMOD_FLOWS_PER_SCENARIO
+    assert 0 < rep.no_destination < rep.flows

@@ -25,6 +25,7 @@ exactly those of the x86_64 harness, so both architectures run the same scenario
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -33,6 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -151,8 +153,9 @@ def _unpack(pkgs, debs: Path, root: Path) -> dict:
     subprocess.run([*APT_DOWNLOAD, *pkgs], cwd=debs, check=True, capture_output=True)
     versions = {}
     for pkg in pkgs:
-        name = pkg.split(":")[0].split("=")[0]
-        arch = pkg.split(":")[1] if ":" in pkg else None
+        # "name[:arch][=version]" (a version may hold an epoch's colon)
+        m = re.fullmatch(r"([^:=]+)(?::([^=]+))?(?:=.*)?", pkg)
+        name, arch = m.group(1), m.group(2)
         pattern = f"{name}_*_{arch}.deb" if arch else f"{name}_*.deb"
         deb = max(debs.glob(pattern), key=lambda p: p.stat().st_mtime)
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
@@ -222,6 +225,38 @@ def kernel_note(kernel: Kernel) -> str:
     return json.loads(meta.read_text()).get("note", "") if meta.exists() else ""
 
 
+def fetch_headers(kernel: Kernel) -> Path:
+    """Unpack the build headers of ``kernel`` into its root; return KDIR (cached).
+
+    ``linux-headers-<release>:i386`` and ``linux-headers-<abi>-common`` give the
+    i386 ``.config`` and headers; their ``.kernelvariables`` set ``ARCH=x86`` and
+    ``CONFIG_X86_32`` makes kbuild pass ``-m32`` (gcc-12 + gcc-multilib). The
+    kbuild host tools (fixdep, modpost, ...) come from the *amd64*
+    ``linux-kbuild-6.1`` of the same version: the i386 package's tools are i386
+    binaries that would need libc6:i386 installed on the host.
+    """
+    meta = kernel.root.parent / "headers.json"
+    kdir = kernel.headers_dir
+    if meta.exists() and kdir.exists():
+        return kdir
+    abi = re.sub(rf"-{FLAVOUR}$", "", kernel.release)
+    pkgs = [
+        f"linux-headers-{kernel.release}:i386",
+        f"linux-headers-{abi}-common={kernel.version}",
+        f"linux-kbuild-{'.'.join(abi.split('.')[:2])}={kernel.version}",
+    ]
+    got = _unpack(pkgs, kernel.root.parent / "debs", kernel.root)
+    mk = kdir / "Makefile"
+    text = mk.read_text()
+    # the one absolute path in the headers: point it into the cache
+    fixed = re.sub(
+        r"^include /usr/src/", f"include {kernel.root}/usr/src/", text, flags=re.M
+    )
+    mk.write_text(fixed)
+    meta.write_text(json.dumps(got, indent=1))
+    return kdir
+
+
 # -- userland -------------------------------------------------------------------
 
 
@@ -263,6 +298,21 @@ def fetch_userland(*, offline_ok: bool = True) -> Userland:
     )
     meta.write_text(json.dumps(got, indent=1))
     return Userland(udir / "root", got)
+
+
+_USERLAND: list[Userland] = []
+
+
+def _userland() -> Userland:
+    """fetch_userland() once per process (apt-cache takes seconds)."""
+    if not _USERLAND:
+        _USERLAND.append(fetch_userland())
+    return _USERLAND[0]
+
+
+def _tmp_name(out: Path) -> Path:
+    """A private temporary name next to ``out`` (two boots may build it at once)."""
+    return out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 LIB_DIRS = ("lib/i386-linux-gnu", "usr/lib/i386-linux-gnu", "lib")
@@ -308,7 +358,7 @@ def build_flowgen() -> Path:
     if shutil.which("gcc") is None:
         raise PrerequisiteError("gcc not found")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = _tmp_name(out)
     r = subprocess.run(
         ["gcc", "-m32", "-O2", "-static", "-Wall", "-o", str(tmp)]
         + [str(initramfs.FLOWGEN_SRC)],
@@ -321,7 +371,7 @@ def build_flowgen() -> Path:
             "gcc -m32 -static failed (apt-get install gcc-multilib): "
             + r.stderr.strip()[-500:]
         )
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out
 
 
@@ -373,9 +423,9 @@ def base_image(kernel: Kernel, userland: Userland, extra_module_names=()) -> Pat
         names.append(f"/lib/modules/{name}")
     c.file("modules.list", ("\n".join(names) + "\n").encode())
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = _tmp_name(out)
     tmp.write_bytes(c.bytes())
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out
 
 
@@ -413,7 +463,7 @@ def boot(
 
     768 MiB keeps the whole guest in 32-bit lowmem (no highmem bounce work).
     """
-    userland = fetch_userland()
+    userland = _userland()
     base = base_image(kernel, userland)
     job = qemu._job_archive(job_files or {}, extra_modules)
     with tempfile.TemporaryDirectory(prefix="ipvs-vm-i386-") as td:
@@ -504,6 +554,29 @@ def run_scenarios(
     return out, result
 
 
+def predict_scenarios(
+    scenario_list, *, variant: str = "upstream", extra_args=()
+) -> tuple[list[list[list]], float]:
+    """maglevx's 32-bit choices for every phase of every scenario, and the seconds.
+
+    Needs only the histories and flows, so it can run while the guest boots.
+    """
+    t0 = time.monotonic()
+    args = ("--word-size", str(WORD_SIZE), *extra_args)
+    out = [
+        [
+            predict.predict(
+                sc.history_upto(j), ph.flows, variant=variant, extra_args=args
+            )
+            if ph.flows
+            else []
+            for j, ph in enumerate(sc.phases)
+        ]
+        for sc in scenario_list
+    ]
+    return out, time.monotonic() - t0
+
+
 def compare_results(
     kernel: Kernel,
     results,
@@ -511,24 +584,23 @@ def compare_results(
     *,
     variant: str = "upstream",
     extra_args=(),
+    predictions=None,
     keep_results: bool = False,
 ) -> None:
-    """``compare.compare_results`` with ``--word-size 32`` passed to maglevx."""
-    args = ("--word-size", str(WORD_SIZE), *extra_args)
-    for res in results:
+    """``compare.compare_results`` with ``--word-size 32`` passed to maglevx.
+
+    ``predictions``: :func:`predict_scenarios` of the results' scenarios, if
+    already computed.
+    """
+    if predictions is None:
+        predictions, seconds = predict_scenarios(
+            [r.scenario for r in results], variant=variant, extra_args=extra_args
+        )
+        report.predict_seconds += seconds
+    for res, preds in zip(results, predictions):
         sc = res.scenario
-        preds, bad = [], []
-        for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
-            t0 = time.monotonic()
-            pred = (
-                predict.predict(
-                    sc.history_upto(j), ph.flows, variant=variant, extra_args=args
-                )
-                if ph.flows
-                else []
-            )
-            report.predict_seconds += time.monotonic() - t0
-            preds.append(pred)
+        bad = []
+        for j, (pr, pred) in enumerate(zip(res.phases, preds)):
             report.problems += [f"{sc.name} phase {j}: {p}" for p in pr.problems]
             for r, p in zip(pr.results, pred):
                 report.flows += 1
@@ -558,6 +630,7 @@ echo "uname-m $(uname -m)"
 echo "uname-r $(uname -r)"
 echo "ipvsadm $(ipvsadm --version 2>&1 | head -n 1)"
 echo "ip_vs_mh $(grep -c '^ip_vs_mh ' /proc/modules)"
+echo "ip_vs_mh-version $(cat /sys/module/ip_vs_mh/version 2>/dev/null)"
 } > /out/guest-info.txt
 """
 
@@ -591,9 +664,16 @@ def run(
     report = Report(kernel=kernel)
     boots = scen.pack(list(scenario_list), max_flows_per_boot)
     for batch in boots:
-        results, b = run_scenarios(
-            kernel, batch, extra_modules=extra_modules, pre_snippet=GUEST_INFO
-        )
+        # maglevx's predictions need no kernel: compute them while the guest runs
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ex:
+            pending = ex.submit(
+                predict_scenarios, batch, variant=variant, extra_args=extra_args
+            )
+            results, b = run_scenarios(
+                kernel, batch, extra_modules=extra_modules, pre_snippet=GUEST_INFO
+            )
+            predictions, seconds = pending.result()
+        report.predict_seconds += seconds
         report.guest_info = parse_guest_info(b.text("guest-info.txt"))
         report.boots += 1
         report.boot_seconds.append(b.boot_seconds)
@@ -610,6 +690,7 @@ def run(
             report,
             variant=variant,
             extra_args=extra_args,
+            predictions=predictions,
             keep_results=keep_results,
         )
     report.wall_seconds = time.monotonic() - t0
