@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def _one_line(text: str) -> str:
+    """*text* with line breaks and other unprintable characters escaped.
+
+    Messages quote what the user gave (file names, tokens): a file name
+    holding a newline must not split an error into two lines.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class MaglevxError(ValueError):
     """Bad input: names what is wrong and where (file, line, field).
 
@@ -34,7 +45,7 @@ class MaglevxError(ValueError):
         elif self.line is not None:
             where = f"line {self.line}: "
         what = f"field {self.field!r}: " if self.field else ""
-        return f"{where}{what}{self.message}"
+        return _one_line(f"{where}{what}{self.message}")
 
     def located(
         self, source: str | None = None, line: int | None = None

@@ -25,6 +25,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from maglevx.backend import core
 from maglevx.errors import MaglevxError
 from maglevx.model import (
     SVC_F_ONEPACKET,
@@ -144,7 +145,14 @@ def _number(text: str, lo: int, hi: int, what: str, field: str) -> int:
     s = text.strip()
     if not s.isascii() or not s.isdigit():
         raise MaglevxError(f"{what} {text!r} is not a number", field=field)
-    n = int(s)
+    digits = s.lstrip("0") or "0"
+    if len(digits) > 20:
+        # int() refuses strings past sys.get_int_max_str_digits() (4300)
+        raise MaglevxError(
+            f"{what} {digits[:20]}... ({len(digits)} digits) is outside {lo}..{hi}",
+            field=field,
+        )
+    n = int(digits)
     if not lo <= n <= hi:
         raise MaglevxError(f"{what} {n} is outside {lo}..{hi}", field=field)
     return n
@@ -174,6 +182,13 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
         ) from None
     if s.startswith("[") and address.version != 6:
         raise MaglevxError(f"{addr_text!r} in brackets is not IPv6", field=field)
+    if getattr(address, "scope_id", None) is not None:
+        # ipvsadm's inet_pton() refuses "%zone"; ipaddress would keep it and
+        # then treat fe80::1%eth0 and fe80::1 as two different real servers
+        raise MaglevxError(
+            f"{addr_text!r}: IPv6 zone indices (%...) are not accepted by ipvsadm",
+            field=field,
+        )
     port = None
     if port_text is not None:
         port = _number(port_text, 0, 65535, "port", field)
@@ -472,7 +487,10 @@ def apply_command(director: Director, cmd: Command) -> None:
 
 def _lines(text: str | Iterable[str]) -> Iterable[str]:
     if isinstance(text, str):
-        return text.splitlines()
+        # Only \n, \r\n and \r end a line, as for editors, `wc -l` and open():
+        # str.splitlines() would also split at \f, \v, \x1c.. and U+2028,
+        # and error line numbers would no longer match the file.
+        return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return text
 
 
@@ -491,15 +509,19 @@ def apply_history(
     return director
 
 
+# re.ASCII: \d must not match other scripts' digits (int("٣") == 3).
 _SVC_RE = re.compile(
-    r"^(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)\s+(?P<sched>\S+)(?P<rest>.*)$"
+    r"^(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)\s+(?P<sched>\S+)(?P<rest>.*)$",
+    re.ASCII,
 )
 _FWM_RE = re.compile(
-    r"^FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?\s+(?P<sched>\S+)(?P<rest>.*)$"
+    r"^FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?\s+(?P<sched>\S+)(?P<rest>.*)$",
+    re.ASCII,
 )
 _RS_RE = re.compile(
     r"^->\s+(?P<addr>\S+)\s+(?P<fwd>Masq|Local|Route|Tunnel|Bypass)\s+"
-    r"(?P<weight>-?\d+)(\s+\d+\s+\d+)?\s*$"
+    r"(?P<weight>-?\d+)(\s+\d+\s+\d+)?\s*$",
+    re.ASCII,
 )
 _FWD_NAMES = {
     "Masq": "masq", "Local": "masq", "Route": "route",
@@ -571,10 +593,10 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
     if fm:
         flags = _parse_sched_flags(fm["flags"], sched, "Flags")
         rest = rest[fm.end() :]
-    pm = re.match(r"^persistent\s+(?P<t>\d+)\s*", rest)
+    pm = re.match(r"^persistent\s+(?P<t>\d+)\s*", rest, re.ASCII)
     if pm:
         flags |= SVC_F_PERSISTENT
-        persistent = int(pm["t"])
+        persistent = _number(pm["t"], 0, 0xFFFFFFFF, "timeout", "persistent")
         rest = rest[pm.end() :]
     rest = re.sub(r"^mask\s+\S+\s*", "", rest)
     rest = re.sub(r"^pe\s+\S+\s*", "", rest)
@@ -605,11 +627,23 @@ def _snapshot_server(svc: VirtualService, line: str) -> None:
     if m is None:
         raise MaglevxError(f"not a real server line: {line!r}")
     address, port = parse_endpoint(m["addr"], "RemoteAddress:Port")
-    weight = int(m["weight"])
-    if not 0 <= weight <= 65535:
-        raise MaglevxError(f"weight {weight} is outside 0..65535", field="Weight")
+    if m["weight"].startswith("-"):
+        raise MaglevxError(
+            f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"
+        )
+    weight = _number(m["weight"], 0, 65535, "weight", "Weight")
     if svc.find(address, port or 0) is not None:
         raise MaglevxError(f"real server {m['addr']} listed twice in {svc.name}")
+    limit = min(svc.director.table_size, core.MAX_DESTS)
+    if svc.scheduler == "mh" and len(svc.real_servers) >= limit:
+        # The kernel refused to rebuild (ip_vs_mh_reassign(): -EINVAL) and kept
+        # a table from before, which a listing does not show: refuse rather
+        # than predict from a table that does not exist.
+        raise MaglevxError(
+            f"{svc.name} lists more than {limit} real servers, the table size: "
+            "the kernel kept an older table a snapshot cannot show "
+            "(use the history, or a larger --table-size)"
+        )
     svc.real_servers.append(  # listed head first
         RealServer(
             address=address,

@@ -360,10 +360,9 @@ class VirtualService:
                     f"{ports.shape[0]} ports for {n} addresses", field="sports"
                 )
         st = self._lookup_state()
-        run = core.lookup_many if self.family == 4 else core.lookup_many6
-        args = (st.m, st.word_size, st.table, st.avail, st.fallback)
+        run = st.scheduler.lookup_many if self.family == 4 else st.scheduler.lookup_many6
         if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
-            return run(*args, addrs, ports).view(np.int32)
+            return run(addrs, ports).view(np.int32)
         out = np.empty(n, np.uint32)
         bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
         bounds = bounds.astype(np.intp)
@@ -371,7 +370,7 @@ class VirtualService:
         def part(i: int) -> None:
             lo, hi = bounds[i], bounds[i + 1]
             p = None if ports is None else ports[lo:hi]
-            run(*args, addrs[lo:hi], p, out=out[lo:hi])
+            run(addrs[lo:hi], p, out[lo:hi])
 
         pending = [
             _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
@@ -604,6 +603,8 @@ def parse_address(value: object, what: str) -> IPAddress:
         return value
     if not isinstance(value, str):
         raise MaglevxError(f"{value!r} is not an IP address", field=what)
+    if "%" in value:  # zone indices: inet_pton() and the kernel know none
+        raise MaglevxError(f"{value!r} is not an IP address", field=what)
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError:
@@ -618,6 +619,8 @@ def parse_port(value: object, what: str) -> int:
         s = value.strip()
         if not s.isdigit() or not s.isascii():
             raise MaglevxError(f"{value!r} is not a port", field=what)
+        if len(s.lstrip("0")) > 5:  # also keeps int() under its 4300 digits
+            raise MaglevxError(f"port {s[:20]!r} is outside 0..65535", field=what)
         port = int(s)
     elif isinstance(value, (int, np.integer)):
         port = int(value)
