@@ -32,3 +32,8 @@ if command -v apt-get >/dev/null 2>&1; then
     python3 tests/kernel/run.py fetch \
         || echo "kernel-prereqs: could not fetch the kernels (the kernel tests will say why)" >&2
 fi
+
+# --- i386 kernel tests (tests/kernel/test_i386.py, issue 8) -------------------------
+# dpkg's i386 architecture + apt's i386 lists, gcc-multilib, qemu-system-i386.
+bash scripts/i386-prereqs.sh \
+    || echo "kernel-prereqs: i386 prerequisites incomplete (the i386 tests will say why)" >&2
