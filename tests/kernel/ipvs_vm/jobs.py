@@ -194,6 +194,7 @@ def run_scenarios(
     extra_modules=(),
     pre_snippet: str = "",
     post_snippet: str = "",
+    extra_files: dict | None = None,
     timeout: float = 900,
     memory_mb: int = 2048,
 ) -> tuple[list[ScenarioResult], qemu.BootResult]:
@@ -203,7 +204,8 @@ def run_scenarios(
     ip_vs_mh.ko replacing the in-tree one, with its parameters). ``pre_snippet`` /
     ``post_snippet``: guest shell run before the first / after the last scenario
     (cwd /job, output in the boot's ``run.log``; write files to /out to get them
-    back in ``boot.files``).
+    back in ``boot.files``). ``extra_files``: more files for /job, e.g.
+    ``{"params.ip_vs": "conn_tab_bits=16"}`` gives an in-tree module parameters.
     """
     seen = set()
     for sc in scenarios:
@@ -214,6 +216,7 @@ def run_scenarios(
                     raise ValueError(f"client {k} used twice in one boot ({sc.name})")
                 seen.add(k)
     script, files = _run_script(scenarios, pre_snippet, post_snippet)
+    files.update(extra_files or {})
     files["run.sh"] = script
     boot = qemu.boot(
         kernel, files, extra_modules=extra_modules, timeout=timeout, memory_mb=memory_mb
