@@ -62,4 +62,16 @@ class Scheduler:
         fallback: bool,
     ) -> None: ...
     def lookup(self, fold: int, port: int) -> int: ...
+    def lookup_many(
+        self,
+        folds: npt.NDArray[np.uint32],
+        ports: npt.NDArray[np.uint16] | None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]: ...
+    def lookup_many6(
+        self,
+        addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        ports: npt.NDArray[np.uint16] | None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]: ...
     def lookup_text(self, family: int, text: str, port: int) -> int: ...

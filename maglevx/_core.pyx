@@ -141,18 +141,8 @@ def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
     *ports*: uint16 hashed ports, or None when no port is hashed.
     *out*: uint32 array to write into (returned), else a new one.
     """
-    cdef c.mx_params p = _params(m, word_size)
-    cdef size_t n = folds.shape[0]
-    cdef const uint16_t *pp = _ports_ptr(ports, n)
-    cdef const uint8_t *ap = _checked_avail(m, table, avail)
-    if out is None:
-        out = np.empty(n, dtype=np.uint32)
-    cdef uint32_t[::1] o = _out_array(out, n)
-    if n == 0:
-        return out
-    with nogil:
-        c.mx_bulk_lookup(&p, &table[0], ap, fallback, n, &folds[0], pp, &o[0])
-    return out
+    return Scheduler(m, word_size, table, avail, fallback).lookup_many(
+        folds, ports, out)
 
 
 def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
@@ -164,40 +154,12 @@ def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
     shape (n, 16) uint8 bytes in network order; C-contiguous.
     *out*: as for lookup_many().
     """
-    cdef c.mx_params p = _params(m, word_size)
-    cdef const uint32_t[:, ::1] words
-    cdef const uint8_t[:, ::1] raw
-    cdef const uint32_t *wp = NULL
-    cdef const uint8_t *bp = NULL
-    cdef size_t n
-    if addrs.dtype == np.uint8:
-        raw = addrs
-        if raw.shape[1] != 16:
-            raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
-        n = raw.shape[0]
-        if n:
-            bp = &raw[0, 0]
-    else:
-        words = addrs
-        if words.shape[1] != 4:
-            raise ValueError("IPv6 addresses as words must have shape (n, 4)")
-        n = words.shape[0]
-        if n:
-            wp = &words[0, 0]
-    cdef const uint16_t *pp = _ports_ptr(ports, n)
-    cdef const uint8_t *ap = _checked_avail(m, table, avail)
-    if out is None:
-        out = np.empty(n, dtype=np.uint32)
-    cdef uint32_t[::1] o = _out_array(out, n)
-    if n == 0:
-        return out
-    with nogil:
-        c.mx_bulk_lookup6(&p, &table[0], ap, fallback, n, wp, bp, pp, &o[0])
-    return out
+    return Scheduler(m, word_size, table, avail, fallback).lookup_many6(
+        addrs, ports, out)
 
 
 cdef class Scheduler:
-    """A table and its availability, checked once, for lookups of one flow.
+    """A table and its availability, checked once, for any number of lookups.
 
     The arrays are held, not copied: do not change them while it is in use.
     """
@@ -249,3 +211,49 @@ cdef class Scheduler:
             fold = c.mx_fold6(c.mx_be32(a), c.mx_be32(a + 4),
                               c.mx_be32(a + 8), c.mx_be32(a + 12))
         return self.lookup(fold, port)
+
+    def lookup_many(self, const uint32_t[::1] folds, ports, out=None):
+        """Module-level lookup_many() with this table and availability."""
+        cdef size_t n = folds.shape[0]
+        cdef const uint16_t *pp = _ports_ptr(ports, n)
+        if out is None:
+            out = np.empty(n, dtype=np.uint32)
+        cdef uint32_t[::1] o = _out_array(out, n)
+        if n == 0:
+            return out
+        with nogil:
+            c.mx_bulk_lookup(&self.p, &self.table[0], self.avail_ptr,
+                             self.fallback, n, &folds[0], pp, &o[0])
+        return out
+
+    def lookup_many6(self, addrs, ports, out=None):
+        """Module-level lookup_many6() with this table and availability."""
+        cdef const uint32_t[:, ::1] words
+        cdef const uint8_t[:, ::1] raw
+        cdef const uint32_t *wp = NULL
+        cdef const uint8_t *bp = NULL
+        cdef size_t n
+        if addrs.dtype == np.uint8:
+            raw = addrs
+            if raw.shape[1] != 16:
+                raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
+            n = raw.shape[0]
+            if n:
+                bp = &raw[0, 0]
+        else:
+            words = addrs
+            if words.shape[1] != 4:
+                raise ValueError("IPv6 addresses as words must have shape (n, 4)")
+            n = words.shape[0]
+            if n:
+                wp = &words[0, 0]
+        cdef const uint16_t *pp = _ports_ptr(ports, n)
+        if out is None:
+            out = np.empty(n, dtype=np.uint32)
+        cdef uint32_t[::1] o = _out_array(out, n)
+        if n == 0:
+            return out
+        with nogil:
+            c.mx_bulk_lookup6(&self.p, &self.table[0], self.avail_ptr,
+                              self.fallback, n, wp, bp, pp, &o[0])
+        return out

@@ -272,10 +272,31 @@ class Scheduler:
         if any(d != SLOT_EMPTY and d >= len(avail) for d in table.tolist()):
             raise ValueError("table refers to a real server beyond avail")
         self.args = (m, word_size, table.tolist(), avail.tolist(), fallback)
+        self.arrays = (m, word_size, table, avail, fallback)
 
     def lookup(self, fold: int, port: int) -> int:
         """As module-level lookup(): real server index or NONE."""
         return lookup(*self.args, fold, port)
+
+    def lookup_many(
+        self,
+        folds: npt.NDArray[np.uint32],
+        ports: npt.NDArray[np.uint16] | None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]:
+        """Module-level lookup_many() with this table and availability."""
+        m, word_size, table, avail, fallback = self.arrays
+        return lookup_many(m, word_size, table, avail, fallback, folds, ports, out)
+
+    def lookup_many6(
+        self,
+        addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        ports: npt.NDArray[np.uint16] | None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]:
+        """Module-level lookup_many6() with this table and availability."""
+        m, word_size, table, avail, fallback = self.arrays
+        return lookup_many6(m, word_size, table, avail, fallback, addrs, ports, out)
 
     def lookup_text(self, family: int, text: str, port: int) -> int:
         """lookup() for a client address as text, as inet_pton() reads it.

@@ -360,7 +360,9 @@ class VirtualService:
                     f"{ports.shape[0]} ports for {n} addresses", field="sports"
                 )
         st = self._lookup_state()
-        run = st.scheduler.lookup_many if self.family == 4 else st.scheduler.lookup_many6
+        run = (
+            st.scheduler.lookup_many if self.family == 4 else st.scheduler.lookup_many6
+        )
         if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
             return run(addrs, ports).view(np.int32)
         out = np.empty(n, np.uint32)
