@@ -1,0 +1,282 @@
+"""One boot per kernel that puts kmod's ip_vs_mh.ko through everything.
+
+The guest (helper-1's harness: :func:`ipvs_vm.qemu.boot`, with the in-tree
+ip_vs_mh skipped) runs, in order:
+
+1. bad parameters: each ``insmod ip_vs_mh.ko <param>`` must fail and leave no
+   module behind;
+2. per :class:`Config` (table size x hash_port): ``insmod`` with its parameters,
+   then its scenarios (``ipvsadm -C``; per phase ``ipvsadm -R`` of the phase's
+   lines, ``ipvsadm -Ln --nosort``, the flows through ``flowgen``, and the debugfs
+   table dump), then ``ipvsadm -C`` and ``rmmod``;
+3. churn: real servers added, edited (to and from weight 0), deleted, services
+   deleted and re-created and the dump read, in a loop for ``churn_seconds`` of
+   guest time while flows keep arriving; then the listing and dump, ``ipvsadm
+   -C`` and ``rmmod``.
+
+Everything comes back as files of the boot (see :class:`KmodRun`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import random
+import re
+import shlex
+from pathlib import Path
+
+from ipvs_vm import conn, qemu
+from ipvs_vm.jobs import Flow, Phase, Scenario
+from ipvs_vm.kernels import Kernel
+
+DEBUGFS = "/sys/kernel/debug/ip_vs_mh/tables"
+
+# insmod must refuse each of these (non-primes, out of range, not numbers).
+BAD_PARAMS = ("table_size=4092", "table_size=250", "table_size=131072", "table_size=0",
+              "table_size=-1", "table_size=garbage", "table_size=4093x", "table_size=",
+              "hash_port=maybe")
+
+CHUNK = 400  # flows per flowgen run
+
+CHURN_V4 = ("tcp", "10.1.250.1", 80)
+CHURN_V6 = ("udp", "fd00:1::fa", 53)
+
+
+@dataclasses.dataclass
+class Config:
+    table_size: int
+    hash_port: bool
+    scenarios: list[Scenario]
+
+    @property
+    def params(self) -> str:
+        p = [] if self.table_size == 4093 else [f"table_size={self.table_size}"]
+        return " ".join(p + ([] if self.hash_port else ["hash_port=0"]))
+
+    @property
+    def n_flows(self) -> int:
+        return sum(sc.n_flows for sc in self.scenarios)
+
+
+def _tag(c: int, s: int, p: int) -> str:
+    return f"c{c}s{s}p{p}"
+
+
+def churn_flows(seed: int, files: int, per_file: int) -> list[list[Flow]]:
+    """Unique new clients for the churn loop (10.250.0.0/16 and fd00:d::/32)."""
+    rnd = random.Random(seed)
+    out, seen = [], set()
+    for _ in range(files):
+        flows = []
+        while len(flows) < per_file:
+            if rnd.random() < 0.5:
+                proto, vip, port = CHURN_V4
+                addr = f"10.250.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}"
+            else:
+                proto, vip, port = CHURN_V6
+                addr = str(ipaddress.IPv6Address("fd00:d::") + rnd.getrandbits(64))
+            f = Flow(proto, addr, rnd.randint(1024, 65535), vip, port)
+            if f.client_key() not in seen:
+                seen.add(f.client_key())
+                flows.append(f)
+        out.append(flows)
+    return out
+
+
+CHURN = r"""
+insmod /job/ip_vs_mh.ko > /out/churn.insmod 2>&1; echo $? >> /out/churn.insmod
+V4=10.1.250.1:80
+V6=[fd00:1::fa]:53
+ipvsadm -A -t $V4 -s mh
+ipvsadm -A -u $V6 -s mh
+for r in 1 2 3 4 5 6; do
+    ipvsadm -a -t $V4 -r 172.16.250.$r:80 -m -w $r
+    ipvsadm -a -u $V6 -r [2001:db8:fa::$r]:53 -m -w $r
+done
+end=$(( $(date +%s) + CHURN_SECONDS ))
+(
+    n=0
+    while [ $(date +%s) -lt $end ]; do
+        /bin/flowgen churn$((n % CHURN_FILES)).flows > /tmp/churn.out
+        grep -c '^C ' /tmp/churn.out >> /out/churn.scheduled
+        n=$((n + 1))
+    done
+    echo $n > /out/churn.flowruns
+) &
+flows_pid=$!
+ops=0
+t0=$(date +%s)
+while [ $(date +%s) -lt $end ]; do
+    r=$((RANDOM % 12 + 1)); w=$((RANDOM % 4))
+    case $((RANDOM % 16)) in
+    0|1|2) ipvsadm -a -t $V4 -r 172.16.250.$r:80 -m -w $w ;;
+    3|4|5) ipvsadm -e -t $V4 -r 172.16.250.$r:80 -m -w $w ;;
+    6|7) ipvsadm -d -t $V4 -r 172.16.250.$r:80 ;;
+    8) ipvsadm -a -u $V6 -r [2001:db8:fa::$r]:53 -m -w $w ;;
+    9) ipvsadm -e -u $V6 -r [2001:db8:fa::$r]:53 -m -w $w ;;
+    10) ipvsadm -d -u $V6 -r [2001:db8:fa::$r]:53 ;;
+    11|12) cat DEBUGFS > /dev/null ;;
+    13) ipvsadm -E -t $V4 -s mh -b mh-port ;;
+    14) ipvsadm -D -t $V4; ipvsadm -A -t $V4 -s mh ;;
+    15) ipvsadm -D -u $V6; ipvsadm -A -u $V6 -s mh
+        ipvsadm -a -u $V6 -r [2001:db8:fa::$r]:53 -m -w $w ;;
+    esac 2>/dev/null
+    ops=$((ops + 1))
+done
+wait $flows_pid
+echo "$ops $(( $(date +%s) - t0 ))" > /out/churn.ops
+ipvsadm -Ln --nosort > /out/churn.ln
+cat DEBUGFS > /out/churn.tables
+ipvsadm -C; echo $? > /out/churn.clear
+rmmod ip_vs_mh; echo $? > /out/churn.rmmod
+grep '^ip_vs_mh ' /proc/modules > /out/churn.after
+true
+"""
+
+
+def guest_job(ko: Path, configs: list[Config], *, churn_seconds: int,
+              churn_seed: int = 1, churn_files: int = 40,
+              churn_per_file: int = 250) -> dict:
+    """The job files (``run.sh`` + data) for :func:`ipvs_vm.qemu.boot`."""
+    files: dict = {"ip_vs_mh.ko": ko.read_bytes(), "skip-module.ip_vs_mh": b""}
+    sh = ["# generated by tests/kernel/kmod_vm.py",
+          "mount -t debugfs none /sys/kernel/debug 2>/dev/null",
+          # UDP entries otherwise live 5 min and every flowgen run reads them
+          # all; 60 s still outlives any phase (20 s did not, under load)
+          "ipvsadm --set 0 0 60",
+          "date +%s > /out/t.start"]
+    for i, p in enumerate(BAD_PARAMS):
+        sh += [f"insmod /job/ip_vs_mh.ko {shlex.quote(p)} > /out/bad{i}.txt 2>&1; "
+               f"echo \"rc $?\" >> /out/bad{i}.txt",
+               f"if grep -q '^ip_vs_mh ' /proc/modules; then echo loaded >> /out/bad{i}.txt; "
+               "rmmod ip_vs_mh; fi"]
+    seen: set = set()
+    for c, cfg in enumerate(configs):
+        sh += [f"insmod /job/ip_vs_mh.ko {cfg.params} > /out/c{c}.insmod 2>&1; "
+               f"echo $? >> /out/c{c}.insmod",
+               f"cat /sys/module/ip_vs_mh/parameters/table_size "
+               f"/sys/module/ip_vs_mh/parameters/hash_port > /out/c{c}.params"]
+        for s, sc in enumerate(cfg.scenarios):
+            sh.append("ipvsadm -C")
+            for p, ph in enumerate(sc.phases):
+                for f in ph.flows:
+                    if f.client_key() in seen:
+                        raise ValueError(f"client {f.client_key()} used twice in one boot")
+                    seen.add(f.client_key())
+                tag = _tag(c, s, p)
+                files[f"{tag}.hist"] = "".join(ln + "\n" for ln in ph.history)
+                sh += [f"ipvsadm -R < {tag}.hist > /out/{tag}.restore 2>&1; "
+                       f"echo $? >> /out/{tag}.restore",
+                       f"ipvsadm -Ln --nosort > /out/{tag}.ln",
+                       f": > /out/{tag}.out"]
+                # Short flowgen runs: a TCP entry whose SYN met an unreachable real
+                # server lives 10 s, and a long send loop on a busy host outlasts it.
+                for k in range(0, len(ph.flows), CHUNK):
+                    files[f"{tag}.flows{k}"] = "".join(
+                        f"{f.proto} {f.saddr} {f.sport} {f.daddr} {f.dport}\n"
+                        for f in ph.flows[k:k + CHUNK])
+                    sh.append(f"/bin/flowgen {tag}.flows{k} >> /out/{tag}.out")
+                sh.append(f"cat {DEBUGFS} > /out/{tag}.tables")
+        sh += ["ipvsadm -C", f"rmmod ip_vs_mh; echo $? > /out/c{c}.rmmod",
+               f"date +%s > /out/t.c{c}"]
+    for i, flows in enumerate(churn_flows(churn_seed, churn_files, churn_per_file)):
+        files[f"churn{i}.flows"] = "".join(
+            f"{f.proto} {f.saddr} {f.sport} {f.daddr} {f.dport}\n" for f in flows)
+    if churn_seconds > 0:
+        sh.append(CHURN.replace("CHURN_SECONDS", str(churn_seconds))
+                  .replace("CHURN_FILES", str(churn_files)).replace("DEBUGFS", DEBUGFS))
+    files["run.sh"] = "\n".join(sh) + "\n"
+    return files
+
+
+# -- results -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PhaseOutcome:
+    choices: list  # per flow: (raddr, rport) or None, from /proc/net/ip_vs_conn
+    status: str  # flowgen's per-flow status characters
+    restore_rc: int
+    restore_log: str
+    listing: str
+    tables: str
+    problems: list[str]
+
+
+def parse_phase(flows: list[Flow], out: str) -> tuple[list, str, list[str]]:
+    status, entries, problems = "", {}, []
+    for line in out.splitlines():
+        if line.startswith("S "):
+            status += line[2:]  # one line per flowgen run, in flow order
+        elif line.startswith("C "):
+            e = conn.parse_line(line[2:])
+            if e is not None:
+                entries[e.client_key] = e
+        elif line.startswith("E "):
+            problems.append(f"flowgen: {line}")
+    if len(status) != len(flows):
+        problems.append(f"flowgen reported {len(status)} statuses for {len(flows)} flows")
+        status = status.ljust(len(flows), "e")
+    choices = []
+    for f, st in zip(flows, status):
+        e = entries.get(f.client_key())
+        if e is not None and (e.vaddr != ipaddress.ip_address(f.daddr) or e.vport != f.dport):
+            problems.append(f"{f.csv()}: connection entry for another service")
+        if (e is None) != (st in "rp"):
+            problems.append(f"{f.csv()}: client saw {st!r} but the conn entry is {e}")
+        choices.append(None if e is None else (str(e.daddr), e.dport))
+    return choices, status, problems
+
+
+class KmodRun:
+    """What one boot produced, with accessors per config/scenario/phase."""
+
+    def __init__(self, boot: qemu.BootResult, configs: list[Config]):
+        self.boot = boot
+        self.configs = configs
+
+    def text(self, name: str) -> str:
+        return self.boot.text(name)
+
+    def phase(self, c: int, s: int, p: int) -> PhaseOutcome:
+        tag = _tag(c, s, p)
+        ph = self.configs[c].scenarios[s].phases[p]
+        if f"{tag}.out" not in self.boot.files:
+            raise qemu.GuestError(f"guest did not run {tag}",
+                                  self.boot.console + self.text("run.log"))
+        restore = self.text(f"{tag}.restore").strip().splitlines()
+        rc = int(restore[-1]) if restore and restore[-1].lstrip("-").isdigit() else -1
+        choices, status, problems = parse_phase(ph.flows, self.text(f"{tag}.out"))
+        return PhaseOutcome(choices, status, rc, "\n".join(restore[:-1]), self.text(f"{tag}.ln"),
+                            self.text(f"{tag}.tables"), problems)
+
+    def bad_param(self, i: int) -> tuple[int, bool, str]:
+        """(insmod's exit code, whether the module stayed loaded, insmod's output)."""
+        text = self.text(f"bad{i}.txt")
+        m = re.search(r"^rc (\d+)$", text, re.M)
+        return (int(m.group(1)) if m else -1, "\nloaded" in "\n" + text, text)
+
+
+def _boot_smp(kernel: Kernel, files: dict, cpus: int, timeout: float) -> qemu.BootResult:
+    """qemu.boot with ``cpus`` vCPUs, so RCU readers (flows) and the writer
+    (ipvsadm) really run at the same time; the harness boots one vCPU."""
+    orig = getattr(qemu, "_qemu_cmd", None)
+    if orig is None or cpus == 1:
+        return qemu.boot(kernel, files, timeout=timeout)
+
+    def cmd(*args, **kw):
+        c = orig(*args, **kw)
+        if "-smp" in c:
+            c[c.index("-smp") + 1] = str(cpus)
+        return c
+    qemu._qemu_cmd = cmd
+    try:
+        return qemu.boot(kernel, files, timeout=timeout)
+    finally:
+        qemu._qemu_cmd = orig
+
+
+def run(kernel: Kernel, ko: Path, configs: list[Config], *, churn_seconds: int,
+        cpus: int = 1, timeout: float = 900) -> KmodRun:
+    files = guest_job(ko, configs, churn_seconds=churn_seconds)
+    return KmodRun(_boot_smp(kernel, files, cpus, timeout), configs)
