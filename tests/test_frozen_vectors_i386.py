@@ -1,6 +1,6 @@
 """Frozen 32-bit vectors: what Debian's real i386 kernel chose, replayed without a VM.
 
-tests/vectors/kernel-6.1-686-pae.txt was captured by
+tests/vectors/kernel-6.1-686-pae.txt.gz was captured by
 tests/kernel/capture_vectors_i386.py (its header says from which kernel, ipvsadm,
 date and command). Every flow must come out the same from maglevx with
 ``word_size=32``; the 64-bit model must not (a 32-bit director is different).
@@ -9,6 +9,7 @@ date and command). Every flow must come out the same from maglevx with
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import ipaddress
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 import maglevx
 
-VECTORS = Path(__file__).resolve().parent / "vectors" / "kernel-6.1-686-pae.txt"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "kernel-6.1-686-pae.txt.gz"
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ def load(path: Path) -> tuple[list[str], list[Case]]:
     """(header lines, cases) of a frozen-vectors file."""
     header: list[str] = []
     cases: list[Case] = []
-    for line in path.read_text().splitlines():
+    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
         if line.startswith("#"):
             header.append(line)
         elif line.startswith("== "):

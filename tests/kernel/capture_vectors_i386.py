@@ -6,9 +6,10 @@ writes what the kernel chose for every flow, with a header saying which kernel,
 ipvsadm, date and command produced it. tests/test_frozen_vectors_i386.py replays
 the file through maglevx with ``--word-size 32`` without any VM.
 
-    python tests/kernel/capture_vectors_i386.py -o tests/vectors/kernel-6.1-686-pae.txt
+    python tests/kernel/capture_vectors_i386.py -o tests/vectors/kernel-6.1-686-pae.txt.gz
 
-File format (text, one file per kernel):
+File format (text, gzip-compressed when the name ends in .gz, one file per kernel;
+the same as the amd64 vectors of tests/kernel/capture_vectors.py):
 
 * ``#`` lines: the header (provenance) and comments;
 * ``== NAME``: starts a case;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import shlex
 import sys
 from pathlib import Path
@@ -118,7 +120,12 @@ def main(argv=None) -> int:
     command = shlex.join(
         ["python", "tests/kernel/capture_vectors_i386.py", *argv_shown]
     )
-    out.write_text(render(report, kernel, command))
+    text = render(report, kernel, command).encode()
+    if out.suffix == ".gz":
+        with gzip.GzipFile(out, "wb", mtime=0) as f:  # mtime 0: reproducible bytes
+            f.write(text)
+    else:
+        out.write_bytes(text)
     print(f"wrote {out}")
     return 1 if report.mismatches or report.problems else 0
 
