@@ -42,8 +42,8 @@ if [ "$long" = 1 ]; then
     py_bound=(-runs="${FUZZ_PY_RUNS:-300000}")
     cli_bound=(-runs="${FUZZ_CLI_RUNS:-50000}")  # ~20x slower per input
 else
-    core_bound=(-max_total_time="${seconds:-25}")
-    py_bound=(-max_total_time="${seconds:-8}")
+    core_bound=(-max_total_time="${seconds:-15}")
+    py_bound=(-max_total_time="${seconds:-5}")
     cli_bound=("${py_bound[@]}")
 fi
 [ -n "$seconds" ] && [ "$long" = 1 ] && {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECONDS = {"core": 20, "history": 6, "snapshot": 6, "flows": 6, "captures": 6, "cli": 6}
+SECONDS = {"core": 15, "history": 5, "snapshot": 5, "flows": 5, "captures": 5, "cli": 5}
 
 
 def ensure_prereqs(need_clang: bool, need_atheris: bool) -> None:
