@@ -11,8 +11,8 @@
 # artifacts live under $MAGLEVX_FUZZ_DIR (default .cache/maglevx/fuzz); the
 # committed seeds in fuzz/seeds/TARGET start each corpus. Each target prints
 # one line "fuzz TARGET: N runs, C crashes"; the exit status is 1 if any
-# target crashed, hung or failed to start. Runs at nice 19: the machine is
-# shared with qemu VMs.
+# target crashed, hung or failed to start. --long runs at nice 19: the
+# machine is shared with qemu VMs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,7 +37,9 @@ done
 # Bounds. Short: by time, to stay inside the test suite's budget. Long: by
 # executions, the targets of issue 7 (>= 1,000,000 for the core and for the
 # parsers together).
+nice=()
 if [ "$long" = 1 ]; then
+    nice=(nice -n 19)  # hours of CPU on machines shared with qemu VMs
     core_bound=(-runs="${FUZZ_CORE_RUNS:-1100000}")
     py_bound=(-runs="${FUZZ_PY_RUNS:-300000}")
     cli_bound=(-runs="${FUZZ_CLI_RUNS:-50000}")  # ~20x slower per input
@@ -93,7 +95,7 @@ run_target() { # name command...
     mkdir -p "$WORK/corpus/$name"
     local seeds=()
     [ -d "$ROOT/fuzz/seeds/$name" ] && seeds=("$ROOT/fuzz/seeds/$name")
-    nice -n 19 "$@" "${common[@]}" -artifact_prefix="$WORK/artifacts/$name-" \
+    "${nice[@]}" "$@" "${common[@]}" -artifact_prefix="$WORK/artifacts/$name-" \
         "$WORK/corpus/$name" "${seeds[@]}" >"$log" 2>&1 || rc=$?
     report "$name" "$log" "$rc"
 }
