@@ -222,7 +222,11 @@ def parse_phase(flows: list[Flow], out: str) -> tuple[list, str, list[str]]:
         e = entries.get(f.client_key())
         if e is not None and (e.vaddr != ipaddress.ip_address(f.daddr) or e.vport != f.dport):
             problems.append(f"{f.csv()}: connection entry for another service")
-        if (e is None) != (st in "rp"):
+        # Sent ('s', or 'h': forwarded to an unroutable real server) without an
+        # entry is "scheduled, real server unobserved": /proc/net/ip_vs_conn is
+        # read in pages, each restarting by position, so entries expiring
+        # meanwhile make the reader skip others. The test counts these.
+        if e is not None and st in "rp" or e is None and st not in "rpsh":
             problems.append(f"{f.csv()}: client saw {st!r} but the conn entry is {e}")
         choices.append(None if e is None else (str(e.daddr), e.dport))
     return choices, status, problems

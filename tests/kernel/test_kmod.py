@@ -108,16 +108,21 @@ def test_dkms_source_tree_builds(key, kmod_kernel, tmp_path):
     assert "/build/csrc/mx_maglev.o" in b.log  # ./csrc, not ../csrc
 
 
+# the module's own sources (not kbuild's generated ip_vs_mh.mod.c of a local build)
+KMOD_SOURCES = sorted(p.name for p in kmod_build.KMOD.glob("*.[ch]")
+                      if not p.name.endswith(".mod.c"))
+
+
 def test_version_tests_only_in_compat_h():
     """Kernel-version differences are named feature flags of compat.h."""
-    for path in sorted(kmod_build.KMOD.glob("*.[ch]")):
+    for path in (kmod_build.KMOD / n for n in KMOD_SOURCES):
         if path.name != "compat.h":
             assert "LINUX_VERSION_CODE" not in path.read_text(), path.name
             assert "KERNEL_VERSION(" not in path.read_text(), path.name
 
 
 def test_hash_not_from_kernel_siphash():
-    for path in sorted(kmod_build.KMOD.glob("*.[ch]")):
+    for path in (kmod_build.KMOD / n for n in KMOD_SOURCES):
         assert "linux/siphash.h" not in path.read_text(), path.name
 
 
@@ -146,7 +151,7 @@ def _checkpatch(script: Path, path: Path, *extra: str) -> list[tuple[str, str, s
     return out
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in kmod_build.KMOD.glob("*.[ch]")))
+@pytest.mark.parametrize("name", KMOD_SOURCES)
 def test_checkpatch_kmod_strict(name, checkpatch):
     assert _checkpatch(checkpatch, kmod_build.KMOD / name, "--strict") == []
 
@@ -161,7 +166,8 @@ def test_checkpatch_csrc(name, checkpatch):
 
 def _configs(key: str) -> list[kmod_vm.Config]:
     """Scenarios for the four configurations, about FLOWS_PER_KERNEL flows in all."""
-    n_scen = -(-FLOWS_PER_KERNEL // FLOWS_PER_SCENARIO)
+    # 4% spare: scenarios lose clients to pack(), flows to unobserved entries
+    n_scen = -(-FLOWS_PER_KERNEL * 104 // 100 // FLOWS_PER_SCENARIO)
     base = 1000 if key == "6.1" else 2000  # different histories per kernel
     scs = [scenarios.generate(base + i, FLOWS_PER_SCENARIO + 60) for i in range(n_scen)]
     scenarios.pack(scs, 10 ** 9)  # one boot: drop clients an earlier scenario used
@@ -244,14 +250,23 @@ def _predictions(run: kmod_vm.KmodRun):
 def test_flows_match_maglevx(key, kmod_runs, maglevx_cli):
     run = kmod_runs(key)
     preds = _predictions(run)
-    total = mismatches = none = 0
+    total = mismatches = none = unobserved = 0
     examples, problems = [], []
     for (c, s, p), model in preds.items():
         out = run.phase(c, s, p)
         sc = run.configs[c].scenarios[s]
         assert out.restore_rc == 0, f"{sc.name} phase {p}: ipvsadm -R: {out.restore_log}"
         problems += [f"{sc.name} phase {p}: {x}" for x in out.problems]
-        for f, got, want in zip(sc.phases[p].flows, out.choices, model):
+        for f, got, st, want in zip(sc.phases[p].flows, out.choices, out.status, model):
+            if got is None and st in "sh":
+                # the kernel scheduled it (the client's packet left) but its
+                # entry was not seen: only "has a destination" can be compared
+                unobserved += 1
+                if want is None:
+                    mismatches += 1
+                    examples.append(f"c{c} {sc.name} p{p} {f.csv()}: kernel scheduled "
+                                    "(entry unobserved), maglevx: no destination")
+                continue
             total += 1
             none += got is None
             if not predict.same_choice(got, want):
@@ -259,10 +274,12 @@ def test_flows_match_maglevx(key, kmod_runs, maglevx_cli):
                 if len(examples) < 10:
                     examples.append(f"c{c} {sc.name} p{p} {f.csv()}: kernel {got} "
                                     f"maglevx {want}")
-    print(f"\n{key}: {total} flows, {mismatches} mismatches, {none} without destination")
-    assert problems == []
-    assert mismatches == 0, "\n".join(examples)
+    print(f"\n{key}: {total} flows compared, {mismatches} mismatches, {none} without "
+          f"destination; {unobserved} more scheduled with the entry unobserved")
+    assert problems == [], "\n".join(problems[:20])
+    assert mismatches == 0, "\n".join(examples[:20])
     assert total >= FLOWS_PER_KERNEL
+    assert unobserved < 0.02 * total
     assert 0 < none < total  # both outcomes were exercised
 
 
