@@ -48,7 +48,11 @@ def machine() -> dict[str, str]:
     flags = " ".join(
         [sysconfig.get_config_var("CFLAGS") or "", "-O3"]
     ).strip()  # as the extension is built
-    dirty = " (with uncommitted changes)" if _sh("git", "status", "--porcelain") else ""
+    measured = ("csrc", "maglevx", "setup.py", "bench", "tests/bench")
+    changed = _sh(
+        "git", "status", "--porcelain", "--untracked-files=no", "--", *measured
+    )
+    dirty = " (with uncommitted changes to the code measured)" if changed else ""
     return {
         "CPU": cpu or "unknown",
         "Cores": f"{os.cpu_count()} logical"
