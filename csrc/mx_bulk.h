@@ -44,7 +44,7 @@ void mx_fastmod_init(struct mx_fastmod *f, u32 d);
  *
  * Return: @a % @f->d.
  */
-MX_INLINE u32 mx_fastmod(const struct mx_fastmod *f, u32 a)
+static inline u32 mx_fastmod(const struct mx_fastmod *f, u32 a)
 {
 	u64 frac = f->c * a;
 	u64 lo = (u64)(u32)frac * f->d;

@@ -47,7 +47,7 @@ u32 mx_hsiphash32(const u8 *data, size_t len, u32 k0, u32 k1);
  *
  * Return: the same as mx_hsiphash64() over the 4 little-endian bytes of @v.
  */
-MX_INLINE u32 mx_hsiphash64_u32(u32 v, u64 k0, u64 k1)
+static inline u32 mx_hsiphash64_u32(u32 v, u64 k0, u64 k1)
 {
 	u64 v0 = 0x736f6d6570736575ULL ^ k0;
 	u64 v1 = 0x646f72616e646f6dULL ^ k1;
@@ -73,7 +73,7 @@ MX_INLINE u32 mx_hsiphash64_u32(u32 v, u64 k0, u64 k1)
  *
  * Return: the same as mx_hsiphash32() over the 4 little-endian bytes of @v.
  */
-MX_INLINE u32 mx_hsiphash32_u32(u32 v, u32 k0, u32 k1)
+static inline u32 mx_hsiphash32_u32(u32 v, u32 k0, u32 k1)
 {
 	u32 v0 = 0 ^ k0;
 	u32 v1 = 0 ^ k1;

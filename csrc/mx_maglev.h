@@ -80,7 +80,7 @@ int mx_params_init(struct mx_params *p, u32 table_size, u32 word_size);
  * An IPv4 address folds to its own numeric value.
  * Return: the XOR of the four words.
  */
-MX_INLINE u32 mx_fold6(u32 w0, u32 w1, u32 w2, u32 w3)
+static inline u32 mx_fold6(u32 w0, u32 w1, u32 w2, u32 w3)
 {
 	return w0 ^ w1 ^ w2 ^ w3;
 }
@@ -95,8 +95,8 @@ MX_INLINE u32 mx_fold6(u32 w0, u32 w1, u32 w2, u32 w3)
  *
  * Return: hsiphash(&v, 4, {key, key}) with v = offset + port + fold.
  */
-MX_INLINE u32 mx_hashkey(const struct mx_params *p, u32 key, u32 fold,
-			 u32 port, u32 offset)
+static inline u32 mx_hashkey(const struct mx_params *p, u32 key, u32 fold,
+			     u32 port, u32 offset)
 {
 	u32 v = offset + port + fold;
 
@@ -113,7 +113,7 @@ MX_INLINE u32 mx_hashkey(const struct mx_params *p, u32 key, u32 fold,
  *
  * Return: the slot index in 0..m-1.
  */
-MX_INLINE u32 mx_slot(const struct mx_params *p, u32 fold, u32 port)
+static inline u32 mx_slot(const struct mx_params *p, u32 fold, u32 port)
 {
 	return mx_hashkey(p, MX_HASH1_KEY, fold, port, 0) % p->m;
 }
@@ -139,8 +139,8 @@ int mx_build_table(const struct mx_params *p, u32 n, const u32 *folds,
  *
  * Return: the real server index, or MX_NONE for "no destination".
  */
-MX_INLINE u32 mx_lookup(const struct mx_params *p, const mx_slot_t *table,
-			const u8 *avail, u32 fold, u32 port)
+static inline u32 mx_lookup(const struct mx_params *p, const mx_slot_t *table,
+			    const u8 *avail, u32 fold, u32 port)
 {
 	u32 d = table[mx_slot(p, fold, port)];
 

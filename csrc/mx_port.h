@@ -6,7 +6,6 @@
  * Provides:
  *   - fixed-width types u8/u16/u32/u64 (the kernel's names),
  *   - size_t,
- *   - MX_INLINE for small hot helpers,
  *   - MX_VECTOR_CLONES: build a hot array loop a second time for AVX-512,
  *     picked when the library loads (userspace x86-64 with glibc only),
  *   - mx_le32()/mx_le64(): little-endian loads from a byte buffer,
@@ -53,20 +52,18 @@ typedef uint64_t u64;
 
 #endif /* __KERNEL__ */
 
-#define MX_INLINE static inline
-
 /* Byte-wise loads: correct on any host and any alignment. */
-MX_INLINE u32 mx_le32(const u8 *p)
+static inline u32 mx_le32(const u8 *p)
 {
 	return (u32)p[0] | (u32)p[1] << 8 | (u32)p[2] << 16 | (u32)p[3] << 24;
 }
 
-MX_INLINE u64 mx_le64(const u8 *p)
+static inline u64 mx_le64(const u8 *p)
 {
 	return (u64)mx_le32(p) | (u64)mx_le32(p + 4) << 32;
 }
 
-MX_INLINE u32 mx_be32(const u8 *p)
+static inline u32 mx_be32(const u8 *p)
 {
 	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | (u32)p[3];
 }
