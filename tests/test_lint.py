@@ -14,5 +14,7 @@ def test_ruff(args):
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is not installed (pip install -e '.[test]')")
-    r = subprocess.run([ruff, *args, "maglevx", "tests"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [ruff, *args, "maglevx", "tests", "fuzz"], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -35,17 +35,23 @@ class Build:
     @property
     def warnings(self) -> list[str]:
         """Compiler/modpost warnings and errors in the log."""
-        return [ln for ln in self.log.splitlines()
-                if re.search(r"\b(warning|error)\b", ln, re.I)
-                and "Skipping BTF generation" not in ln]
+        return [
+            ln
+            for ln in self.log.splitlines()
+            if re.search(r"\b(warning|error)\b", ln, re.I)
+            and "Skipping BTF generation" not in ln
+        ]
 
 
 def ensure_pahole() -> None:
     """BTF for modules needs pahole (Debian: dwarves); install it when root."""
     if shutil.which("pahole") is None and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                        "dwarves"], env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "dwarves"],
+            env=env,
+            capture_output=True,
+        )
 
 
 def check_prerequisites(headers_dir: Path) -> None:
@@ -56,24 +62,37 @@ def check_prerequisites(headers_dir: Path) -> None:
             raise BuildError(f"{tool} not found")
     # Kernels with BTF ship vmlinux in their headers; modules then need pahole.
     if (headers_dir / "vmlinux").exists() and shutil.which("pahole") is None:
-        raise BuildError("pahole not found (apt-get install dwarves): needed for BTF "
-                         f"of modules built against {headers_dir.name}")
+        raise BuildError(
+            "pahole not found (apt-get install dwarves): needed for BTF "
+            f"of modules built against {headers_dir.name}"
+        )
 
 
 def _copy_tree(dest: Path) -> Path:
-    ignore = shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd",
-                                    "modules.order", "Module.symvers", ".tmp_versions")
+    ignore = shutil.ignore_patterns(
+        "*.o",
+        "*.ko",
+        "*.mod",
+        "*.mod.c",
+        ".*.cmd",
+        "modules.order",
+        "Module.symvers",
+        ".tmp_versions",
+    )
     shutil.copytree(KMOD, dest / "kmod", ignore=ignore)
     shutil.copytree(CSRC, dest / "csrc", ignore=ignore)
     return dest / "kmod"
 
 
 def _make(args: list[str], cwd: Path, timeout: float = 600) -> str:
-    proc = subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        ["make", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise BuildError(f"make {' '.join(args)} failed ({proc.returncode}):\n{log[-6000:]}")
+        raise BuildError(
+            f"make {' '.join(args)} failed ({proc.returncode}):\n{log[-6000:]}"
+        )
     return log
 
 
@@ -119,11 +138,15 @@ def build_dkms_layout(headers_dir: Path, out_dir: Path) -> Build:
     shutil.copytree(src, build_dir)
     if (build_dir.parent / "csrc").exists():
         raise BuildError("the dkms build tree must not have a ../csrc to fall back on")
-    variables = {"kernel_source_dir": str(headers_dir), "dkms_tree": str(out_dir / "dkms"),
-                 "PACKAGE_NAME": name, "PACKAGE_VERSION": version}
+    variables = {
+        "kernel_source_dir": str(headers_dir),
+        "dkms_tree": str(out_dir / "dkms"),
+        "PACKAGE_NAME": name,
+        "PACKAGE_VERSION": version,
+    }
     cmd = dkms_conf_value(conf, "MAKE[0]")
     for k, v in variables.items():
-        cmd = cmd.replace("${%s}" % k, v)
+        cmd = cmd.replace("${" + k + "}", v)
     args = shlex.split(cmd)
     if args[0] != "make":
         raise BuildError(f"MAKE[0] does not run make: {cmd}")
@@ -154,21 +177,40 @@ def checkpatch_script(cache: Path) -> Path:
     if not tars:
         debs = cache / "checkpatch" / "debs"
         debs.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
-                            "linux-source-6.1"], cwd=debs, capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "apt-get",
+                "download",
+                "-q",
+                "-o",
+                "APT::Sandbox::User=root",
+                "linux-source-6.1",
+            ],
+            cwd=debs,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
-            raise BuildError(f"no checkpatch.pl: apt-get download linux-source-6.1 failed: "
-                             f"{r.stderr.strip()}")
+            raise BuildError(
+                f"no checkpatch.pl: apt-get download linux-source-6.1 failed: "
+                f"{r.stderr.strip()}"
+            )
         root = debs / "root"
         for deb in debs.glob("linux-source-6.1_*.deb"):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         tars = sorted(root.glob("usr/src/linux-source-*.tar.xz"))
         if not tars:
             raise BuildError("linux-source-6.1 has no tarball")
-    top = tars[-1].name[:-len(".tar.xz")]
-    members = [f"{top}/scripts/checkpatch.pl", f"{top}/scripts/spelling.txt",
-               f"{top}/scripts/const_structs.checkpatch"]
+    top = tars[-1].name[: -len(".tar.xz")]
+    members = [
+        f"{top}/scripts/checkpatch.pl",
+        f"{top}/scripts/spelling.txt",
+        f"{top}/scripts/const_structs.checkpatch",
+    ]
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-C", str(dest), "-xJf", str(tars[-1]), *members], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["tar", "-C", str(dest), "-xJf", str(tars[-1]), *members],
+        check=True,
+        capture_output=True,
+    )
     return dest / top / "scripts" / "checkpatch.pl"

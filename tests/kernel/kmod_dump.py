@@ -70,9 +70,17 @@ def parse(text: str) -> list[DumpService]:
                 proto, mark, rest = f[1], None, f[3:]
                 addr, port = parse_endpoint(f[2])
             attrs = dict(zip(rest[::2], rest[1::2]))
-            cur = DumpService(proto, addr, port, mark, attrs["af"],
-                              int(attrs["netns"]) if "netns" in attrs else None,
-                              {}, [], [])
+            cur = DumpService(
+                proto,
+                addr,
+                port,
+                mark,
+                attrs["af"],
+                int(attrs["netns"]) if "netns" in attrs else None,
+                {},
+                [],
+                [],
+            )
         elif cur is None:
             raise DumpFormatError(f"line {n}: {key!r} outside a service record")
         elif key == "params":
@@ -82,14 +90,19 @@ def parse(text: str) -> list[DumpService]:
         elif key == "dest":
             a, p = parse_endpoint(f[2])
             attrs = dict(zip(f[3::2], f[4::2]))
-            cur.dests.append(DumpDest(int(f[1]), a, p, int(attrs["weight"]),
-                                      attrs["overload"] == "1"))
+            cur.dests.append(
+                DumpDest(
+                    int(f[1]), a, p, int(attrs["weight"]), attrs["overload"] == "1"
+                )
+            )
         elif key == "table":
             cur.table = [EMPTY if v == "-" else int(v) for v in f[1:]]
         elif key == "end":
             if len(cur.table) != cur.params.get("table_size"):
-                raise DumpFormatError(f"line {n}: {len(cur.table)} slots, "
-                                      f"table_size {cur.params.get('table_size')}")
+                raise DumpFormatError(
+                    f"line {n}: {len(cur.table)} slots, "
+                    f"table_size {cur.params.get('table_size')}"
+                )
             if [d.index for d in cur.dests] != list(range(len(cur.dests))):
                 raise DumpFormatError(f"line {n}: dest indices not 0..n-1")
             out.append(cur)
@@ -115,19 +128,25 @@ def compare_with_model(dump: list[DumpService], director) -> list[str]:
         seen.add(name)
         svc = model.get(name)
         if svc is None:
-            problems.append(f"{name}: in the kernel's dump, not an mh service in maglevx")
+            problems.append(
+                f"{name}: in the kernel's dump, not an mh service in maglevx"
+            )
             continue
         servers = [(str(rs.address), rs.port, rs.weight) for rs in svc.table_servers]
         dests = [(d.address, d.port, d.weight) for d in ds.dests]
         if servers != dests:
-            problems.append(f"{name}: real servers differ: kernel {dests} maglevx {servers}")
+            problems.append(
+                f"{name}: real servers differ: kernel {dests} maglevx {servers}"
+            )
             continue
         table = [int(x) for x in svc.table]
         if table != ds.table:
             diff = [i for i, (a, b) in enumerate(zip(ds.table, table)) if a != b]
-            problems.append(f"{name}: {len(diff)} of {len(table)} slots differ, first at "
-                            f"{diff[:5]}: kernel {[ds.table[i] for i in diff[:5]]} "
-                            f"maglevx {[table[i] for i in diff[:5]]}")
+            problems.append(
+                f"{name}: {len(diff)} of {len(table)} slots differ, first at "
+                f"{diff[:5]}: kernel {[ds.table[i] for i in diff[:5]]} "
+                f"maglevx {[table[i] for i in diff[:5]]}"
+            )
     for name in model:
         if name not in seen:
             problems.append(f"{name}: mh service in maglevx, not in the kernel's dump")

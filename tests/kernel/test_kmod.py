@@ -22,11 +22,10 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 import kmod_build
 import kmod_dump
 import kmod_vm
+import pytest
 from ipvs_vm import kernels, predict, prereqs, scenarios
 from ipvs_vm.kernels import PrerequisiteError
 
@@ -38,10 +37,12 @@ CHURN_SECONDS = int(os.environ.get("MAGLEVX_KMOD_CHURN_SECONDS", "30"))
 # (table_size, hash_port): two sizes, with and without the port opt-out
 CONFIGS = ((4093, True), (251, False), (251, True), (4093, False))
 FLOWS_PER_SCENARIO = 2500
-BAD_LOG = re.compile(r"WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
-                     r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
-                     r"KASAN|UBSAN|list_add corruption|list_del corruption|"
-                     r"Call Trace|kernel BUG")
+BAD_LOG = re.compile(
+    r"WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
+    r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
+    r"KASAN|UBSAN|list_add corruption|list_del corruption|"
+    r"Call Trace|kernel BUG"
+)
 
 
 def missing(why: str):
@@ -52,6 +53,7 @@ def missing(why: str):
 
 
 # -- builds --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def kmod_kernel():
@@ -67,6 +69,7 @@ def kmod_kernel():
             except PrerequisiteError as exc:
                 missing(str(exc))
         return cache[key]
+
     return get
 
 
@@ -81,8 +84,11 @@ def kmod_builds(kmod_kernel, tmp_path_factory):
                 kmod_build.check_prerequisites(k.headers_dir)
             except kmod_build.BuildError as exc:
                 missing(str(exc))
-            cache[key] = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}"))
+            cache[key] = kmod_build.build(
+                k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")
+            )
         return cache[key]
+
     return get
 
 
@@ -90,8 +96,9 @@ def kmod_builds(kmod_kernel, tmp_path_factory):
 def test_builds_without_warnings(key, kmod_builds, kmod_kernel):
     b = kmod_builds(key)
     assert b.warnings == [], "\n".join(b.warnings)
-    info = subprocess.run(["modinfo", "-F", "vermagic", str(b.ko)], capture_output=True,
-                          text=True).stdout
+    info = subprocess.run(
+        ["modinfo", "-F", "vermagic", str(b.ko)], capture_output=True, text=True
+    ).stdout
     assert info.split()[0] == kmod_kernel(key).release
 
 
@@ -109,8 +116,9 @@ def test_dkms_source_tree_builds(key, kmod_kernel, tmp_path):
 
 
 # the module's own sources (not kbuild's generated ip_vs_mh.mod.c of a local build)
-KMOD_SOURCES = sorted(p.name for p in kmod_build.KMOD.glob("*.[ch]")
-                      if not p.name.endswith(".mod.c"))
+KMOD_SOURCES = sorted(
+    p.name for p in kmod_build.KMOD.glob("*.[ch]") if not p.name.endswith(".mod.c")
+)
 
 
 def test_version_tests_only_in_compat_h():
@@ -135,9 +143,22 @@ def checkpatch():
 
 
 def _checkpatch(script: Path, path: Path, *extra: str) -> list[tuple[str, str, str]]:
-    r = subprocess.run(["perl", str(script), "--no-tree", "--terse",
-                        "--show-types", "--ignore", "LINUX_VERSION_CODE", *extra, "-f",
-                        str(path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "perl",
+            str(script),
+            "--no-tree",
+            "--terse",
+            "--show-types",
+            "--ignore",
+            "LINUX_VERSION_CODE",
+            *extra,
+            "-f",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     out = []
     for line in r.stdout.splitlines():
         m = re.match(r"[^:]+:(\d+): (ERROR|WARNING|CHECK):(\w+): (.*)", line)
@@ -158,13 +179,14 @@ def test_checkpatch_csrc(name, checkpatch):
 
 # -- the boot ------------------------------------------------------------------
 
+
 def _configs(key: str) -> list[kmod_vm.Config]:
     """Scenarios for the four configurations, about FLOWS_PER_KERNEL flows in all."""
     # 4% spare: scenarios lose clients to pack(), flows to unobserved entries
     n_scen = -(-FLOWS_PER_KERNEL * 104 // 100 // FLOWS_PER_SCENARIO)
     base = 1000 if key == "6.1" else 2000  # different histories per kernel
     scs = [scenarios.generate(base + i, FLOWS_PER_SCENARIO + 60) for i in range(n_scen)]
-    scenarios.pack(scs, 10 ** 9)  # one boot: drop clients an earlier scenario used
+    scenarios.pack(scs, 10**9)  # one boot: drop clients an earlier scenario used
     configs = [kmod_vm.Config(m, hp, []) for m, hp in CONFIGS]
     for i, sc in enumerate(scs):
         configs[i % len(configs)].scenarios.append(sc)
@@ -180,8 +202,13 @@ def kmod_runs(kmod_builds, kmod_kernel):
     def start() -> None:
         for key in KERNELS:
             b = kmod_builds(key)
-            futures[key] = pool.submit(kmod_vm.run, kmod_kernel(key), b.ko, _configs(key),
-                                       churn_seconds=CHURN_SECONDS)
+            futures[key] = pool.submit(
+                kmod_vm.run,
+                kmod_kernel(key),
+                b.ko,
+                _configs(key),
+                churn_seconds=CHURN_SECONDS,
+            )
 
     def get(key: str) -> kmod_vm.KmodRun:
         if not futures:
@@ -190,6 +217,7 @@ def kmod_runs(kmod_builds, kmod_kernel):
             return futures[key].result()
         except PrerequisiteError as exc:
             missing(str(exc))
+
     yield get
     pool.shutdown(wait=True)
 
@@ -208,8 +236,10 @@ def test_loads_in_booted_kernel(key, kmod_runs):
     for c, cfg in enumerate(run.configs):
         insmod = run.text(f"c{c}.insmod").strip()
         assert insmod.splitlines()[-1:] == ["0"], insmod
-        assert run.text(f"c{c}.params").split() == [str(cfg.table_size),
-                                                    "Y" if cfg.hash_port else "N"]
+        assert run.text(f"c{c}.params").split() == [
+            str(cfg.table_size),
+            "Y" if cfg.hash_port else "N",
+        ]
         assert run.text(f"c{c}.rmmod").strip() == "0"
     assert "[mh] scheduler registered" in run.boot.dmesg
 
@@ -219,7 +249,9 @@ def test_bad_parameters_refused(key, kmod_runs):
     run = kmod_runs(key)
     for i, param in enumerate(kmod_vm.BAD_PARAMS):
         rc, stayed, out = run.bad_param(i)
-        assert rc != 0 and not stayed, f"insmod {param}: rc {rc}, loaded {stayed}: {out}"
+        assert rc != 0 and not stayed, (
+            f"insmod {param}: rc {rc}, loaded {stayed}: {out}"
+        )
         if param.startswith("table_size"):
             value = param.split("=", 1)[1]
             assert f"invalid table_size={value}: must be one of 251," in run.boot.dmesg
@@ -229,14 +261,17 @@ def _predictions(run: kmod_vm.KmodRun):
     """maglevx's choices per (config, scenario, phase), through the CLI."""
     jobs = []
     for c, cfg in enumerate(run.configs):
-        args = ["--table-size", str(cfg.table_size)] + ([] if cfg.hash_port
-                                                        else ["--no-port-hash"])
+        args = ["--table-size", str(cfg.table_size)] + (
+            [] if cfg.hash_port else ["--no-port-hash"]
+        )
         for s, sc in enumerate(cfg.scenarios):
             for p, ph in enumerate(sc.phases):
                 jobs.append(((c, s, p), sc.history_upto(p), ph.flows, args))
     with ThreadPoolExecutor(max_workers=2) as ex:
-        futs = {k: ex.submit(predict.predict, h, fl, variant="backport", extra_args=a)
-                for k, h, fl, a in jobs}
+        futs = {
+            k: ex.submit(predict.predict, h, fl, variant="backport", extra_args=a)
+            for k, h, fl, a in jobs
+        }
         return {k: f.result() for k, f in futs.items()}
 
 
@@ -249,7 +284,9 @@ def test_flows_match_maglevx(key, kmod_runs, maglevx_cli):
     for (c, s, p), model in preds.items():
         out = run.phase(c, s, p)
         sc = run.configs[c].scenarios[s]
-        assert out.restore_rc == 0, f"{sc.name} phase {p}: ipvsadm -R: {out.restore_log}"
+        assert out.restore_rc == 0, (
+            f"{sc.name} phase {p}: ipvsadm -R: {out.restore_log}"
+        )
         problems += [f"{sc.name} phase {p}: {x}" for x in out.problems]
         for f, got, st, want in zip(sc.phases[p].flows, out.choices, out.status, model):
             if got is None and st in "sh":
@@ -258,18 +295,23 @@ def test_flows_match_maglevx(key, kmod_runs, maglevx_cli):
                 unobserved += 1
                 if want is None:
                     mismatches += 1
-                    examples.append(f"c{c} {sc.name} p{p} {f.csv()}: kernel scheduled "
-                                    "(entry unobserved), maglevx: no destination")
+                    examples.append(
+                        f"c{c} {sc.name} p{p} {f.csv()}: kernel scheduled "
+                        "(entry unobserved), maglevx: no destination"
+                    )
                 continue
             total += 1
             none += got is None
             if not predict.same_choice(got, want):
                 mismatches += 1
                 if len(examples) < 10:
-                    examples.append(f"c{c} {sc.name} p{p} {f.csv()}: kernel {got} "
-                                    f"maglevx {want}")
-    print(f"\n{key}: {total} flows compared, {mismatches} mismatches, {none} without "
-          f"destination; {unobserved} more scheduled with the entry unobserved")
+                    examples.append(
+                        f"c{c} {sc.name} p{p} {f.csv()}: kernel {got} maglevx {want}"
+                    )
+    print(
+        f"\n{key}: {total} flows compared, {mismatches} mismatches, {none} without "
+        f"destination; {unobserved} more scheduled with the entry unobserved"
+    )
     assert problems == [], "\n".join(problems[:20])
     assert mismatches == 0, "\n".join(examples[:20])
     assert total >= FLOWS_PER_KERNEL
@@ -288,14 +330,22 @@ def test_table_dump_matches_maglevx(key, kmod_runs, maglevx_cli):
             for p in range(len(sc.phases)):
                 dump = kmod_dump.parse(run.phase(c, s, p).tables)
                 for ds in dump:
-                    assert ds.params == {"table_size": cfg.table_size,
-                                         "tab_bits": kmod_vm_tab_bits(cfg.table_size),
-                                         "word_size": 64, "hash_port": int(cfg.hash_port)}
+                    assert ds.params == {
+                        "table_size": cfg.table_size,
+                        "tab_bits": kmod_vm_tab_bits(cfg.table_size),
+                        "word_size": 64,
+                        "hash_port": int(cfg.hash_port),
+                    }
                 director = Director.from_history(
-                    sc.history_upto(p), variant="backport", table_size=cfg.table_size,
-                    backport_hash_port=cfg.hash_port)
-                problems += [f"c{c} {sc.name} p{p}: {x}"
-                             for x in kmod_dump.compare_with_model(dump, director)]
+                    sc.history_upto(p),
+                    variant="backport",
+                    table_size=cfg.table_size,
+                    backport_hash_port=cfg.hash_port,
+                )
+                problems += [
+                    f"c{c} {sc.name} p{p}: {x}"
+                    for x in kmod_dump.compare_with_model(dump, director)
+                ]
                 dumped += len(dump)
     print(f"\n{key}: {dumped} table dumps compared")
     assert problems == [], "\n".join(problems[:20])
@@ -314,8 +364,10 @@ def test_churn_leaves_clean_kernel(key, kmod_runs, maglevx_cli):
     run = kmod_runs(key)
     ops, seconds = map(int, run.text("churn.ops").split())
     scheduled = sum(int(x) for x in run.text("churn.scheduled").split())
-    print(f"\n{key}: {run.boot.total_seconds:.0f} s in qemu; churn {ops} ipvsadm operations in {seconds} s guest time, "
-          f"{run.text('churn.flowruns').strip()} flowgen runs, {scheduled} flows scheduled")
+    print(
+        f"\n{key}: {run.boot.total_seconds:.0f} s in qemu; churn {ops} ipvsadm operations in {seconds} s guest time, "
+        f"{run.text('churn.flowruns').strip()} flowgen runs, {scheduled} flows scheduled"
+    )
     assert seconds >= CHURN_SECONDS
     assert ops >= CHURN_SECONDS and scheduled > 0  # TCG on a busy host: slow
     # the last table still equals maglevx's for the kernel's own listing
