@@ -15,6 +15,9 @@ def test_ruff(args):
     if ruff is None:
         pytest.fail("ruff is not installed (pip install -e '.[test]')")
     r = subprocess.run(
-        [ruff, *args, "maglevx", "tests", "fuzz"], cwd=ROOT, capture_output=True, text=True
+        [ruff, *args, "maglevx", "tests", "fuzz"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stdout + r.stderr
