@@ -9,43 +9,16 @@ One test per case, so a failure names the scenario and its history.
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
 import ipaddress
 from pathlib import Path
 
 import pytest
+from frozen import load
 
 import maglevx
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 FILES = ("kernel-6.1-amd64.txt.gz", "kernel-6.12-amd64.txt.gz")
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    history: list[str]
-    flows: list[tuple[str, str, int, str, int]]
-    expected: list[tuple[str, int] | None]
-
-
-def load(path: Path) -> tuple[list[str], list[Case]]:
-    """(header lines, cases) of a frozen-vectors file."""
-    header: list[str] = []
-    cases: list[Case] = []
-    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
-        if line.startswith("#"):
-            header.append(line)
-        elif line.startswith("== "):
-            cases.append(Case(line[3:], [], [], []))
-        elif line.startswith("> "):
-            cases[-1].history.append(line[2:])
-        elif line:
-            proto, saddr, sport, daddr, dport, raddr, rport = line.split(",")
-            cases[-1].flows.append((proto, saddr, int(sport), daddr, int(dport)))
-            cases[-1].expected.append((raddr, int(rport)) if raddr else None)
-    return header, cases
 
 
 LOADED = {name: load(VECTORS / name) for name in FILES if (VECTORS / name).exists()}

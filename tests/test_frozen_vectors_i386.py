@@ -8,44 +8,17 @@ date and command). Every flow must come out the same from maglevx with
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
 import ipaddress
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from frozen import Case, load
 
 import maglevx
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "kernel-6.1-686-pae.txt.gz"
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    history: list[str]
-    flows: list[tuple[str, str, int, str, int]]
-    expected: list[tuple[str, int] | None]
-
-
-def load(path: Path) -> tuple[list[str], list[Case]]:
-    """(header lines, cases) of a frozen-vectors file."""
-    header: list[str] = []
-    cases: list[Case] = []
-    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
-        if line.startswith("#"):
-            header.append(line)
-        elif line.startswith("== "):
-            cases.append(Case(line[3:], [], [], []))
-        elif line.startswith("> "):
-            cases[-1].history.append(line[2:])
-        elif line:
-            proto, saddr, sport, daddr, dport, raddr, rport = line.split(",")
-            cases[-1].flows.append((proto, saddr, int(sport), daddr, int(dport)))
-            cases[-1].expected.append((raddr, int(rport)) if raddr else None)
-    return header, cases
 
 
 HEADER, CASES = load(VECTORS)
