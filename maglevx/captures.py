@@ -31,9 +31,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from maglevx.errors import MaglevxError
-from maglevx.model import IPAddress, format_endpoint
+from maglevx.model import IPAddress, format_endpoint, parse_number, parse_port
 
 CONN_HEADER = "Pro FromIP"
+ULONG_MAX = 2**64 - 1  # Expires: %lu seconds
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,7 @@ def parse_ip_vs_conn(
                     f"expected at least 9 fields (Pro FromIP FPrt ToIP TPrt DestIP "
                     f"DPrt State Expires), got {len(f)}"
                 )
-            if not f[8].isdigit():
-                raise MaglevxError(f"{f[8]!r} is not a number", field="Expires")
+            expires = parse_number(f[8], 0, ULONG_MAX, "", "Expires")
             yield CapturedFlow(
                 proto=f[0].lower(),
                 saddr=_conn_addr(f[1], "FromIP"),
@@ -111,7 +111,7 @@ def parse_ip_vs_conn(
                 raddr=_conn_addr(f[5], "DestIP"),
                 rport=_hex_port(f[6], "DPrt"),
                 state=f[7],
-                expires=int(f[8]),
+                expires=expires,
                 line=lineno,
             )
         except MaglevxError as exc:
@@ -158,9 +158,9 @@ def parse_conntrack(
             yield CapturedFlow(
                 proto=tokens[0],
                 saddr=sa,
-                sport=_dec_port(first["sport"], "sport"),
+                sport=parse_port(first["sport"], "sport"),
                 daddr=da,
-                dport=_dec_port(first.get("dport", ""), "dport"),
+                dport=parse_port(first.get("dport", ""), "dport"),
                 line=lineno,
             )
         except MaglevxError as exc:
@@ -172,12 +172,6 @@ def _ip(text: str, field: str) -> IPAddress:
         return ipaddress.ip_address(text)
     except ValueError:
         raise MaglevxError(f"{text!r} is not an IP address", field=field) from None
-
-
-def _dec_port(text: str, field: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise MaglevxError(f"{text!r} is not a port", field=field)
-    return int(text)
 
 
 def detect(head: bytes) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from maglevx.errors import MaglevxError
 from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, VARIANTS, Director
-from maglevx.tools.sources import DirectorParams, load_text, read_text
+from maglevx.tools.sources import DirectorParams, load_text, open_input, read_text
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -113,12 +113,7 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.flows == "-":
         stream, source = sys.stdin.buffer, "<stdin>"
     else:
-        try:
-            stream = open(args.flows, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise MaglevxError(
-                f"cannot read: {exc.strerror}", source=args.flows
-            ) from None
+        stream = open_input(args.flows, "rb")  # closed below
         source = args.flows
     try:
         fmt = args.format

@@ -38,6 +38,7 @@ from maglevx.model import (
     RealServer,
     VirtualService,
     format_endpoint,
+    parse_number,
 )
 
 # The schedulers Linux 6.1 ships (net/netfilter/ipvs/ip_vs_*.c).
@@ -141,23 +142,6 @@ class Command:
         return f"{self.protocol.upper()} {format_endpoint(self.address, self.port)}"
 
 
-def _number(text: str, lo: int, hi: int, what: str, field: str) -> int:
-    s = text.strip()
-    if not s.isascii() or not s.isdigit():
-        raise MaglevxError(f"{what} {text!r} is not a number", field=field)
-    digits = s.lstrip("0") or "0"
-    if len(digits) > 20:
-        # int() refuses strings past sys.get_int_max_str_digits() (4300)
-        raise MaglevxError(
-            f"{what} {digits[:20]}... ({len(digits)} digits) is outside {lo}..{hi}",
-            field=field,
-        )
-    n = int(digits)
-    if not lo <= n <= hi:
-        raise MaglevxError(f"{what} {n} is outside {lo}..{hi}", field=field)
-    return n
-
-
 def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     """``addr[:port]`` or ``[v6addr]:port`` as ipvsadm's parse_service()."""
     s = text
@@ -191,7 +175,7 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
         )
     port = None
     if port_text is not None:
-        port = _number(port_text, 0, 65535, "port", field)
+        port = parse_number(port_text, 0, 65535, "port", field)
     return address, port
 
 
@@ -280,7 +264,7 @@ def parse_command(tokens: list[str]) -> Command:
             assert value is not None
             if name == "fwmark-service":
                 cmd.protocol = "fwmark"
-                cmd.fwmark = _number(value, 1, 0xFFFFFFFF, "fwmark", opt)
+                cmd.fwmark = parse_number(value, 1, 0xFFFFFFFF, "fwmark", opt)
                 cmd.family = 4
             else:
                 cmd.protocol = name.split("-")[0]
@@ -303,7 +287,7 @@ def parse_command(tokens: list[str]) -> Command:
             cmd.persistent = (
                 DEFAULT_PERSISTENT_TIMEOUT
                 if value is None
-                else _number(value, 1, MAX_TIMEOUT, "timeout", opt)
+                else parse_number(value, 1, MAX_TIMEOUT, "timeout", opt)
             )
         elif name == "real-server":
             assert value is not None
@@ -318,13 +302,13 @@ def parse_command(tokens: list[str]) -> Command:
             cmd.forward = _FORWARD[name]
         elif name == "weight":
             assert value is not None
-            cmd.weight = _number(value, 0, 65535, "weight", opt)
+            cmd.weight = parse_number(value, 0, 65535, "weight", opt)
         elif name == "u-threshold":
             assert value is not None
-            cmd.u_threshold = _number(value, 0, 2**31 - 1, "u-threshold", opt)
+            cmd.u_threshold = parse_number(value, 0, 2**31 - 1, "u-threshold", opt)
         elif name == "l-threshold":
             assert value is not None
-            cmd.l_threshold = _number(value, 0, 2**31 - 1, "l-threshold", opt)
+            cmd.l_threshold = parse_number(value, 0, 2**31 - 1, "l-threshold", opt)
         elif name == "ipv6":
             if cmd.protocol != "fwmark":
                 raise MaglevxError("-6 used before -f", field=opt)
@@ -582,7 +566,7 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
     else:
         assert fwm is not None
         protocol, address, port = "fwmark", None, 0
-        fwmark = _number(fwm["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
+        fwmark = parse_number(fwm["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
         family = 6 if fwm["v6"] else 4
         sched, rest = fwm["sched"], fwm["rest"]
     if sched not in SCHEDULERS:
@@ -596,7 +580,7 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
     pm = re.match(r"^persistent\s+(?P<t>\d+)\s*", rest, re.ASCII)
     if pm:
         flags |= SVC_F_PERSISTENT
-        persistent = _number(pm["t"], 0, 0xFFFFFFFF, "timeout", "persistent")
+        persistent = parse_number(pm["t"], 0, 0xFFFFFFFF, "timeout", "persistent")
         rest = rest[pm.end() :]
     rest = re.sub(r"^mask\s+\S+\s*", "", rest)
     rest = re.sub(r"^pe\s+\S+\s*", "", rest)
@@ -631,7 +615,7 @@ def _snapshot_server(svc: VirtualService, line: str) -> None:
         raise MaglevxError(
             f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"
         )
-    weight = _number(m["weight"], 0, 65535, "weight", "Weight")
+    weight = parse_number(m["weight"], 0, 65535, "weight", "Weight")
     if svc.find(address, port or 0) is not None:
         raise MaglevxError(f"real server {m['addr']} listed twice in {svc.name}")
     limit = min(svc.director.table_size, core.MAX_DESTS)

@@ -613,6 +613,30 @@ def parse_address(value: object, what: str) -> IPAddress:
         raise MaglevxError(f"{value!r} is not an IP address", field=what) from None
 
 
+def parse_number(text: str, lo: int, hi: int, what: str, field: str) -> int:
+    """A decimal number in ASCII digits within lo..hi, from a file's token.
+
+    Other scripts' digits (``int('٨٠') == 80``) are refused, and so are
+    numbers of thousands of digits (int() raises ValueError past
+    ``sys.get_int_max_str_digits()``) without converting them. *what*
+    prefixes the messages (``weight '1x' is not a number``); may be empty.
+    """
+    name = f"{what} " if what else ""
+    s = text.strip()
+    if not s.isascii() or not s.isdigit():
+        raise MaglevxError(f"{name}{text!r} is not a number", field=field)
+    digits = s.lstrip("0") or "0"
+    if len(digits) > max(20, len(str(hi))):
+        raise MaglevxError(
+            f"{name}{digits[:20]}... ({len(digits)} digits) is outside {lo}..{hi}",
+            field=field,
+        )
+    n = int(digits)
+    if not lo <= n <= hi:
+        raise MaglevxError(f"{name}{n} is outside {lo}..{hi}", field=field)
+    return n
+
+
 def parse_port(value: object, what: str) -> int:
     """A port number 0..65535 from int or decimal str."""
     if isinstance(value, bool):

@@ -112,8 +112,12 @@ def _parse_chunk(
                     f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
                     field="saddr",
                 ) from None
-            if sport.isdigit() and sport.isascii() and int(sport) <= 65535:
+            # the common case inline (no int() of thousands of digits: it
+            # raises ValueError); parse_port decides and explains the rest
+            if len(sport) <= 5 and sport.isascii() and sport.isdigit():
                 port = int(sport)
+                if port > 65535:
+                    port = parse_port(sport, "sport")
             else:
                 port = parse_port(sport, "sport")
         except MaglevxError as exc:
@@ -186,16 +190,25 @@ def predict_lines(
     """Write each flow line with ``,raddr,rport`` appended; return the count.
 
     Blank lines are skipped. Line numbers in errors count every input line.
+    A MaglevxError raised by *lines* itself (a capture parser, a line that
+    is not UTF-8) is raised after the lines before it are written.
     """
     services = _ServiceCache(director)
     count = 0
     lineno_of: list[int] = []
+    input_error: MaglevxError | None = None
 
     def numbered() -> Iterator[str]:
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                lineno_of.append(n)
-                yield line
+        # An error reading *lines* (see text_lines()) ends the input: the
+        # lines before it are still predicted and written, then it is raised.
+        nonlocal input_error
+        try:
+            for n, line in enumerate(lines, 1):
+                if line.strip():
+                    lineno_of.append(n)
+                    yield line
+        except MaglevxError as exc:
+            input_error = exc.located(source)
 
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
@@ -212,7 +225,28 @@ def predict_lines(
             out.flush()
             raise error
         del lineno_of[:-1]
+    if input_error is not None:
+        out.flush()
+        raise input_error
     return count
+
+
+def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
+    r"""The lines of a binary stream as UTF-8 text, each with its line end.
+
+    Lines end at ``\n``, ``\r\n`` or ``\r``, as for ``open(newline="")``
+    and the C scanner. Each line is decoded on its own, so that text that
+    is not UTF-8 raises MaglevxError naming its line (no UTF-8 sequence
+    holds a CR or LF byte, so this decodes as the whole would).
+    """
+    n = 0
+    for chunk in stream:  # split at b"\n" only; "\r\n" stays in one chunk
+        for raw in chunk.splitlines(keepends=True):  # bytes: \n, \r\n, \r
+            n += 1
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MaglevxError("not UTF-8 text", source=source, line=n) from None
 
 
 # -- the fast path ---------------------------------------------------------
@@ -401,7 +435,9 @@ class _FastPredictor:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             self.sink.flush()
-            raise MaglevxError("not UTF-8 text", source=self.source) from None
+            raise MaglevxError(
+                "not UTF-8 text", source=self.source, line=lineno
+            ) from None
         if not text.strip():
             return
         try:
@@ -464,11 +500,7 @@ def predict_stream(
     binary stream). Returns the number of flows written.
     """
     if _fastcsv is None:
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-        try:
-            return predict_lines(director, text, out, source=source)
-        except UnicodeDecodeError:
-            raise MaglevxError("not UTF-8 text", source=source) from None
+        return predict_lines(director, text_lines(stream, source), out, source=source)
     sink = _Sink(out)
     fast = _FastPredictor(director, sink, source)
     pending = b""
@@ -542,7 +574,7 @@ def predict_capture(
         )
     parse = {"ip_vs_conn": captures.parse_ip_vs_conn,
              "conntrack": captures.parse_conntrack}[fmt]  # fmt: skip
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    text = text_lines(stream, source)
     cache: dict[tuple[str, object, int], bool] = {}
     skipped = 0
 
@@ -561,12 +593,7 @@ def predict_capture(
             else:
                 skipped += 1
 
-    try:
-        n = predict_lines(director, flows(), out, source=source)
-    except UnicodeDecodeError:
-        raise MaglevxError("not UTF-8 text", source=source) from None
-    finally:
-        text.detach()
+    n = predict_lines(director, flows(), out, source=source)
     if skipped:
         print(
             f"maglevx: {source}: skipped {skipped} entries that are not new "

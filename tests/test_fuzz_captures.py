@@ -26,31 +26,18 @@ GEN = {"ip_vs_conn": oracles.gen_ip_vs_conn, "conntrack": oracles.gen_conntrack}
 @given(data=st.data(), n=st.integers(0, 12), fmt=st.sampled_from(sorted(GEN)))
 def test_generated_dumps(data, n, fmt):
     text = GEN[fmt](lambda seq: data.draw(st.sampled_from(seq)), n)
-    try:
-        oracles.check_capture(D, text.encode(), fmt)
-    except ValueError as exc:  # test_numbers_with_thousands_of_digits
-        if not oracles.is_known_bug(exc):
-            raise
+    oracles.check_capture(D, text.encode(), fmt)
 
 
 @FUZZ
 @given(data=st.binary(max_size=300), fmt=st.sampled_from(sorted(GEN)))
 def test_arbitrary_bytes(data, fmt):
-    try:
-        oracles.check_capture(D, data, fmt)
-    except oracles.KnownBug:
-        pass  # test_capture_not_utf8_names_line
+    oracles.check_capture(D, data, fmt)
 
 
-# -- bugs in maglevx/captures.py (owned by the predict engineer): routed -------
+# -- regressions found by fuzzing ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="captures.py _dec_port / parse_ip_vs_conn: int() of an unbounded "
-    "digit string raises ValueError past 4300 digits (route to captures.py)",
-)
 @pytest.mark.parametrize(
     "parse,line",
     [
@@ -66,23 +53,12 @@ def test_numbers_with_thousands_of_digits(parse, line):
         list(parse(io.StringIO(line), source="c.txt"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="captures.py _dec_port: str.isdigit() accepts other scripts' digits, "
-    "int('٨٠') == 80 is read silently (route to captures.py)",
-)
 def test_conntrack_port_in_other_script_is_refused():
     line = "tcp 6 1 ESTABLISHED src=192.0.2.1 dst=10.0.0.1 sport=٤٠ dport=80"
     with pytest.raises(MaglevxError, match=r"field 'sport'"):
         list(parse_conntrack(io.StringIO(line), source="c.txt"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="predict.py predict_capture: invalid UTF-8 gives 'not UTF-8 text' "
-    "without a line number (route to predict.py)",
-)
 def test_capture_not_utf8_names_line():
     from maglevx.predict import predict_capture
 

@@ -55,15 +55,9 @@ def test_file_name_with_newline_is_one_line(files):
     assert rc == 2 and "a\\nb" in err
 
 
-# -- bugs in maglevx/cli.py (owned by the CLI engineer): routed ----------------
+# -- regressions found by fuzzing ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="cli.py read_text/_cmd_predict: open() of a name with NUL raises "
-    "ValueError, only OSError is caught (route to cli.py)",
-)
 @pytest.mark.parametrize("which", ["history", "flows"])
 def test_file_name_with_nul(files, which):
     if which == "history":

@@ -55,10 +55,7 @@ def test_arbitrary_text(text):
 @FUZZ
 @given(data=st.binary(max_size=200), block=st.integers(1, 64))
 def test_arbitrary_bytes_through_the_c_scanner(data, block):
-    try:
-        oracles.check_stream(DIRECTORS["upstream"], data, block_bytes=block)
-    except oracles.KnownBug:
-        pass  # test_stream_not_utf8_names_line
+    oracles.check_stream(DIRECTORS["upstream"], data, block_bytes=block)
 
 
 GOOD = "tcp,192.0.2.1,1,10.0.0.1,80\n"
@@ -73,15 +70,9 @@ def test_later_bad_line_keeps_earlier_output_only():
     assert out.getvalue().count("\n") == 3
 
 
-# -- bugs in maglevx/predict.py (owned by the predict engineer): routed --------
+# -- regressions found by fuzzing ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="predict.py _parse_chunk: int(sport) before the length check raises "
-    "ValueError past 4300 digits (route to predict.py)",
-)
 @pytest.mark.parametrize("path", ["lines", "stream"])
 def test_sport_with_thousands_of_digits(path):
     line = "tcp,192.0.2.1," + "9" * 5000 + ",10.0.0.1,80\n"
@@ -94,12 +85,6 @@ def test_sport_with_thousands_of_digits(path):
                            io.StringIO(), source="f.csv")  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="predict.py predict_stream: invalid UTF-8 gives 'not UTF-8 text' "
-    "without a line number (route to predict.py)",
-)
 def test_stream_not_utf8_names_line():
     out = io.StringIO()
     with pytest.raises(MaglevxError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import IO, Any
 
 from maglevx.errors import MaglevxError
 from maglevx.model import DEFAULT_TABLE_SIZE, Director, check_params
@@ -105,12 +106,28 @@ def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
     return ConfigSpec(path, kind, params)
 
 
+def open_input(path: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+    """open() for reading; MaglevxError naming the file when it cannot be.
+
+    open() raises OSError, and ValueError for a name holding a NUL byte
+    (no file can have one).
+    """
+    try:
+        return open(path, mode, **kwargs)  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise MaglevxError(f"cannot read: {exc.strerror}", source=path) from None
+    except ValueError:
+        raise MaglevxError(
+            "cannot read: the file name holds a NUL byte", source=path
+        ) from None
+
+
 def read_text(path: str) -> str:
     """The file's text; MaglevxError naming the file when it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_input(path, "r", encoding="utf-8") as f:
             return f.read()
-    except OSError as exc:
+    except OSError as exc:  # reading, after a successful open()
         raise MaglevxError(f"cannot read: {exc.strerror}", source=path) from None
     except UnicodeDecodeError:
         raise MaglevxError("not UTF-8 text", source=path) from None
