@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +114,41 @@ def test_dkms_source_tree_builds(key, kmod_kernel, tmp_path):
     b = kmod_build.build_dkms_layout(k.headers_dir, tmp_path / "dkms")
     assert b.warnings == [], "\n".join(b.warnings)
     assert "/build/csrc/mx_maglev.o" in b.log  # ./csrc, not ../csrc
+
+
+@pytest.mark.parametrize("key", KERNELS)
+def test_real_dkms_add_and_build(key, kmod_kernel, tmp_path):
+    """The real dkms program adds and builds `make dkms-install`'s tree.
+
+    Private --sourcetree/--dkmstree, so nothing lands in /usr/src or /var/lib/dkms.
+    """
+    dkms = shutil.which("dkms")
+    if dkms is None:
+        missing("dkms is not installed (apt-get install --no-install-recommends dkms)")
+    k = kmod_kernel(key)
+    src, tree = tmp_path / "src", tmp_path / "dkms"
+    tree.mkdir()
+    version = re.search(
+        r'PACKAGE_VERSION="([^"]+)"', (kmod_build.KMOD / "dkms.conf").read_text()
+    )[1]
+    subprocess.run(
+        ["make", "-s", "-C", str(kmod_build.KMOD), "dkms-install",
+         f"DKMSDIR={src}/ip_vs_mh-{version}"],
+        check=True,
+    )  # fmt: skip
+    trees = ["--sourcetree", str(src), "--dkmstree", str(tree)]
+    for cmd in (
+        ["add", "-m", "ip_vs_mh", "-v", version],
+        ["build", "-m", "ip_vs_mh", "-v", version, "-k", k.release,
+         "--kernelsourcedir", str(k.headers_dir)],
+    ):  # fmt: skip
+        r = subprocess.run([dkms, *cmd, *trees], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    (ko,) = tree.glob(f"ip_vs_mh/{version}/{k.release}/*/module/ip_vs_mh.ko*")
+    vermagic = subprocess.run(
+        ["modinfo", "-F", "vermagic", str(ko)], capture_output=True, text=True
+    ).stdout
+    assert vermagic.split()[0] == k.release
 
 
 # the module's own sources (not kbuild's generated ip_vs_mh.mod.c of a local build)
