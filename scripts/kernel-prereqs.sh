@@ -17,8 +17,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
             || missing="$missing $p"
     done
-    if [ -n "$missing" ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
-        apt-get update -q
+    if [ -n "$missing" ] || ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+        # A mirror index mid-sync (seen: bookworm-security's i386 list) makes
+        # apt-get update exit 100 while keeping every other list: go on, and
+        # let the install below fail loudly if a package really is missing.
+        apt-get update -q || echo "kernel-prereqs: apt-get update reported errors; continuing" >&2
     fi
     if [ -n "$missing" ]; then
         echo "kernel-prereqs: installing$missing"
