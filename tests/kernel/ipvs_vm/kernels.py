@@ -77,7 +77,8 @@ def _run(cmd, **kw) -> str:
 
 def _apt_lists_present() -> bool:
     lists = Path("/var/lib/apt/lists")
-    return lists.is_dir() and any(p.name.endswith("_Packages") for p in lists.iterdir())
+    # apt may keep them compressed: *_Packages, *_Packages.lz4, ...
+    return lists.is_dir() and any("_Packages" in p.name for p in lists.iterdir())
 
 
 def _ensure_apt_lists() -> None:
@@ -88,7 +89,11 @@ def _ensure_apt_lists() -> None:
             raise PrerequisiteError(
                 "apt package lists are empty and not root: run apt-get update"
             )
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True)
+        # A mirror index mid-sync makes apt-get update exit 100 while keeping
+        # the other lists; what matters is that lists are there afterwards.
+        subprocess.run(["apt-get", "update"], capture_output=True)
+        if not _apt_lists_present():
+            raise PrerequisiteError("apt-get update left no package lists")
 
 
 def _pkg_exists(name: str) -> bool:
