@@ -15,4 +15,4 @@ if [ -f scripts/kernel-prereqs.sh ]; then
 fi
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest "$@"
+exec python3 -m pytest --durations=8 "$@"
