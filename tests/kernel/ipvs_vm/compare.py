@@ -101,19 +101,32 @@ def compare_results(
     report: Report,
     variant: str = "upstream",
     keep_results: bool = False,
+    *,
+    predictions=None,
+    tag: str = "mismatch",
 ) -> None:
-    for res in results:
+    """Compare every flow of ``results`` with maglevx and add it up in ``report``.
+
+    ``predictions``: per scenario, per phase, maglevx's choices if already
+    computed (e.g. with other maglevx options); otherwise ``variant`` is predicted
+    here. ``tag`` names the replay directory of a scenario that went wrong.
+    """
+    for k, res in enumerate(results):
         sc = res.scenario
         preds = []
         bad = []
+        orders = scen.expected_order(sc)
         for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
-            t0 = time.monotonic()
-            pred = (
-                predict.predict(sc.history_upto(j), ph.flows, variant=variant)
-                if ph.flows
-                else []
-            )
-            report.predict_seconds += time.monotonic() - t0
+            if predictions is not None:
+                pred = predictions[k][j]
+            else:
+                t0 = time.monotonic()
+                pred = (
+                    predict.predict(sc.history_upto(j), ph.flows, variant=variant)
+                    if ph.flows
+                    else []
+                )
+                report.predict_seconds += time.monotonic() - t0
             preds.append(pred)
             report.problems += [f"{sc.name} phase {j}: {p}" for p in pr.problems]
             for r, p in zip(pr.results, pred):
@@ -121,9 +134,7 @@ def compare_results(
                 report.no_destination += r.choice is None
                 if not predict.same_choice(r.choice, p):
                     bad.append(Mismatch(sc.name, j, r.flow.csv(), r.choice, p))
-            want = (
-                scen.expected_order(sc)[j] if j < len(scen.expected_order(sc)) else {}
-            )
+            want = orders[j] if j < len(orders) else {}
             got = scen.parse_listing(pr.listing)
             if want and got != want:
                 report.order_mismatches.append(
@@ -131,7 +142,7 @@ def compare_results(
                 )
         report.scenarios += 1
         if bad or any(pr.problems for pr in res.phases):
-            report.replay_dirs.append(write_replay(kernel, res, preds, "mismatch"))
+            report.replay_dirs.append(write_replay(kernel, res, preds, tag))
         report.mismatches += bad
         if keep_results:
             report.results.append(res)

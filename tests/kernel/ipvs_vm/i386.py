@@ -474,43 +474,7 @@ def boot(
         )
     if timed_out:
         raise qemu.GuestError(f"qemu-system-i386 timed out after {timeout}s", console)
-    return parse_console(kernel, console, ready, total)
-
-
-def parse_console(kernel: Kernel, console: str, ready, total) -> qemu.BootResult:
-    """Split the serial console into the job's files and the rest (as qemu.boot)."""
-    import base64
-    import gzip
-    import io
-    import tarfile
-
-    begin = console.find("@@OUT-BEGIN")
-    end = console.find("@@OUT-END")
-    if begin < 0 or end < 0:
-        raise qemu.GuestError(f"guest produced no output ({kernel.release})", console)
-    payload = console[begin + len("@@OUT-BEGIN") : end]
-    files = {}
-    raw = gzip.decompress(base64.b64decode("".join(payload.split())))
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
-        for m in tf.getmembers():
-            if m.isfile():
-                files[m.name.lstrip("./")] = tf.extractfile(m).read()
-    rest = console[:begin] + console[end + len("@@OUT-END") :]
-    job_exit = None
-    for line in rest.splitlines():
-        if line.startswith("@@JOB-EXIT"):
-            job_exit = int(line.split()[1])
-        if line.startswith("@@INSMOD-FAIL") and "crc32c" not in line:
-            raise qemu.GuestError(f"module load failed: {line}", rest)
-    return qemu.BootResult(
-        kernel=kernel,
-        accel="tcg",
-        console=rest,
-        files=files,
-        boot_seconds=ready or 0.0,
-        total_seconds=total,
-        job_exit=job_exit,
-    )
+    return qemu.parse_console(kernel, console, "tcg", ready, total)
 
 
 def run_scenarios(
@@ -523,35 +487,16 @@ def run_scenarios(
     timeout: float = 900,
 ) -> tuple[list[jobs.ScenarioResult], qemu.BootResult]:
     """``jobs.run_scenarios`` on the i386 guest: one boot, same guest script."""
-    seen = set()
-    for sc in scenarios:
-        for f in (f for ph in sc.phases for f in ph.flows):
-            if f.client_key() in seen:
-                raise ValueError(f"client {f.client_key()} used twice ({sc.name})")
-            seen.add(f.client_key())
-    script, files = jobs._run_script(scenarios, pre_snippet, post_snippet)
-    files["run.sh"] = script
-    result = boot(kernel, files, extra_modules=extra_modules, timeout=timeout)
-    out = []
-    for i, sc in enumerate(scenarios):
-        phases = []
-        for j, ph in enumerate(sc.phases):
-            tag = f"s{i}p{j}"
-            if f"{tag}.out" not in result.files:
-                raise qemu.GuestError(
-                    f"guest did not run {sc.name} phase {j}",
-                    result.console + result.text("run.log"),
-                )
-            restore = result.text(f"{tag}.restore").strip().splitlines()
-            rc = int(restore[-1]) if restore and restore[-1].isdigit() else -1
-            res, us, problems = jobs._parse_phase(ph, result.text(f"{tag}.out"))
-            if rc != 0:
-                problems.insert(0, f"ipvsadm -R failed ({rc}): " + " | ".join(restore))
-            phases.append(
-                jobs.PhaseResult(res, result.text(f"{tag}.ln"), rc, us, problems)
-            )
-        out.append(jobs.ScenarioResult(sc, phases))
-    return out, result
+    return jobs.run_scenarios(
+        kernel,
+        scenarios,
+        extra_modules=extra_modules,
+        pre_snippet=pre_snippet,
+        post_snippet=post_snippet,
+        timeout=timeout,
+        memory_mb=768,
+        boot=boot,
+    )
 
 
 def predict_scenarios(
@@ -597,31 +542,14 @@ def compare_results(
             [r.scenario for r in results], variant=variant, extra_args=extra_args
         )
         report.predict_seconds += seconds
-    for res, preds in zip(results, predictions):
-        sc = res.scenario
-        bad = []
-        for j, (pr, pred) in enumerate(zip(res.phases, preds)):
-            report.problems += [f"{sc.name} phase {j}: {p}" for p in pr.problems]
-            for r, p in zip(pr.results, pred):
-                report.flows += 1
-                report.no_destination += r.choice is None
-                if not predict.same_choice(r.choice, p):
-                    bad.append(compare.Mismatch(sc.name, j, r.flow.csv(), r.choice, p))
-            orders = scen.expected_order(sc)
-            want = orders[j] if j < len(orders) else {}
-            got = scen.parse_listing(pr.listing)
-            if want and got != want:
-                report.order_mismatches.append(
-                    f"{sc.name} phase {j}: kernel {got} model {want}"
-                )
-        report.scenarios += 1
-        if bad or any(pr.problems for pr in res.phases):
-            report.replay_dirs.append(
-                compare.write_replay(kernel, res, preds, "mismatch-i386")
-            )
-        report.mismatches += bad
-        if keep_results:
-            report.results.append(res)
+    compare.compare_results(
+        kernel,
+        results,
+        report,
+        keep_results=keep_results,
+        predictions=predictions,
+        tag="mismatch-i386",
+    )
 
 
 # Written to /out by the guest before the scenarios: what actually ran.

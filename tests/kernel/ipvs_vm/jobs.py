@@ -197,6 +197,7 @@ def run_scenarios(
     extra_files: dict | None = None,
     timeout: float = 900,
     memory_mb: int = 2048,
+    boot=None,
 ) -> tuple[list[ScenarioResult], qemu.BootResult]:
     """Boot ``kernel`` once and run ``scenarios`` in order.
 
@@ -206,6 +207,8 @@ def run_scenarios(
     (cwd /job, output in the boot's ``run.log``; write files to /out to get them
     back in ``boot.files``). ``extra_files``: more files for /job, e.g.
     ``{"params.ip_vs": "conn_tab_bits=16"}`` gives an in-tree module parameters.
+    ``boot``: the function that boots (default :func:`qemu.boot`; the i386
+    guest passes its own).
     """
     seen = set()
     for sc in scenarios:
@@ -218,7 +221,7 @@ def run_scenarios(
     script, files = _run_script(scenarios, pre_snippet, post_snippet)
     files.update(extra_files or {})
     files["run.sh"] = script
-    boot = qemu.boot(
+    boot = (boot or qemu.boot)(
         kernel, files, extra_modules=extra_modules, timeout=timeout, memory_mb=memory_mb
     )
     results = []

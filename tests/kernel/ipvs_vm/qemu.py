@@ -261,6 +261,11 @@ def boot(
         raise GuestError(
             f"qemu timed out after {timeout}s ({kernel.release}, {accel})", console
         )
+    return parse_console(kernel, console, accel, ready, total)
+
+
+def parse_console(kernel: Kernel, console: str, accel: str, ready, total) -> BootResult:
+    """Split a guest's serial console into the job's files and the rest."""
     begin = console.find("@@OUT-BEGIN")
     end = console.find("@@OUT-END")
     if begin < 0 or end < 0:
