@@ -38,6 +38,18 @@ class Report:
     replay_dirs: list = dataclasses.field(default_factory=list)
     results: list = dataclasses.field(default_factory=list)  # ScenarioResult, if kept
 
+    def record_boot(self, boot, results, of: int, log=print) -> None:
+        """Count one finished boot (``of`` boots in all) and log a line about it."""
+        self.boots += 1
+        self.boot_seconds.append(boot.boot_seconds)
+        self.guest_seconds.append(boot.total_seconds)
+        n = sum(r.scenario.n_flows for r in results)
+        log(
+            f"[{self.kernel.key}] boot {self.boots}/{of} ({boot.accel}): "
+            f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
+            f"total {boot.total_seconds:.1f}s, backlog drops {softnet_dropped(boot)}"
+        )
+
     def summary(self) -> str:
         boots = ", ".join(
             f"{b:.1f}/{g:.1f}s" for b, g in zip(self.boot_seconds, self.guest_seconds)
@@ -160,25 +172,15 @@ def run(
     log=print,
 ) -> Report:
     """Run ``scenario_list`` on ``kernel`` (packed into boots), compare with maglevx."""
-    report = Report(kernel=kernel)
-    boots = scen.pack(list(scenario_list), max_flows_per_boot)
-
-    def one(batch):
-        return jobs.run_scenarios(kernel, batch, extra_modules=extra_modules)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as ex:
-        for results, boot in ex.map(one, boots):
-            report.boots += 1
-            report.boot_seconds.append(boot.boot_seconds)
-            report.guest_seconds.append(boot.total_seconds)
-            n = sum(r.scenario.n_flows for r in results)
-            log(
-                f"[{kernel.key}] boot {report.boots}/{len(boots)} ({boot.accel}): "
-                f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
-                f"total {boot.total_seconds:.1f}s"
-            )
-            compare_results(kernel, results, report, variant, keep_results)
-    return report
+    return run_campaign(
+        [(kernel, scenario_list)],
+        parallel=parallel,
+        max_flows_per_boot=max_flows_per_boot,
+        variant=variant,
+        extra_modules=extra_modules,
+        keep_results=keep_results,
+        log=log,
+    )[kernel.key]
 
 
 def run_campaign(
@@ -187,6 +189,7 @@ def run_campaign(
     parallel: int = 2,
     max_flows_per_boot: int = 25000,
     variant: str = "upstream",
+    extra_modules=(),
     keep_results: bool = False,
     log=print,
 ) -> dict:
@@ -205,21 +208,15 @@ def run_campaign(
     work.sort(key=lambda kb: -sum(s.n_flows for s in kb[1]))
     totals = {k.key: sum(1 for kk, _ in work if kk.key == k.key) for k, _ in plan}
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as ex:
-        futs = {ex.submit(jobs.run_scenarios, k, b): k for k, b in work}
+        futs = {
+            ex.submit(jobs.run_scenarios, k, b, extra_modules=extra_modules): k
+            for k, b in work
+        }
         for fut in concurrent.futures.as_completed(futs):
             kernel = futs[fut]
             results, boot = fut.result()
             report = reports[kernel.key]
-            report.boots += 1
-            report.boot_seconds.append(boot.boot_seconds)
-            report.guest_seconds.append(boot.total_seconds)
-            n = sum(r.scenario.n_flows for r in results)
-            log(
-                f"[{kernel.key}] boot {report.boots}/{totals[kernel.key]} ({boot.accel}): "
-                f"{len(results)} scenarios, {n} flows, ready {boot.boot_seconds:.1f}s, "
-                f"total {boot.total_seconds:.1f}s, "
-                f"backlog drops {softnet_dropped(boot)}"
-            )
+            report.record_boot(boot, results, totals[kernel.key], log)
             compare_results(kernel, results, report, variant, keep_results)
     return reports
 

@@ -603,15 +603,7 @@ def run(
             predictions, seconds = pending.result()
         report.predict_seconds += seconds
         report.guest_info = parse_guest_info(b.text("guest-info.txt"))
-        report.boots += 1
-        report.boot_seconds.append(b.boot_seconds)
-        report.guest_seconds.append(b.total_seconds)
-        n = sum(r.scenario.n_flows for r in results)
-        log(
-            f"[{kernel.key}] boot {report.boots}/{len(boots)} (tcg): {len(results)} "
-            f"scenarios, {n} flows, ready {b.boot_seconds:.1f}s, "
-            f"total {b.total_seconds:.1f}s"
-        )
+        report.record_boot(b, results, len(boots), log)
         compare_results(
             kernel,
             results,
