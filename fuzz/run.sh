@@ -8,7 +8,7 @@
 #   bash fuzz/run.sh --time 5         seconds per target instead of the default
 #
 # Targets: core history snapshot flows captures cli. Corpora, logs and crash
-# artifacts live under $MAGLEVX_FUZZ_DIR (default .cache/maglevx/fuzz); the
+# artifacts live under $MAGLEVX_FUZZ_DIR (default ~/.cache/maglevx/fuzz); the
 # committed seeds in fuzz/seeds/TARGET start each corpus. Each target prints
 # one line "fuzz TARGET: N runs, C crashes"; the exit status is 1 if any
 # target crashed, hung or failed to start. --long runs at nice 19: the
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-WORK="${MAGLEVX_FUZZ_DIR:-${MAGLEVX_CACHE:-$ROOT/.cache/maglevx}/fuzz}"
+WORK="${MAGLEVX_FUZZ_DIR:-${MAGLEVX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/maglevx}/fuzz}"
 PYTHON="${PYTHON:-python3}"
 CLANG="${CLANG:-clang}"
 

@@ -5,7 +5,7 @@
 #  2. Debian's kernels (the 6.1 ABI of linux-image-amd64 and the newest
 #     linux-image-6.12.*+deb12-amd64) with their linux-headers, fetched with
 #     apt-get download and unpacked with dpkg-deb -x into $MAGLEVX_CACHE
-#     (default .cache/maglevx) - never installed on the host. Cached, idempotent.
+#     (default ~/.cache/maglevx) - never installed on the host. Cached, idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -29,9 +29,10 @@ KERNEL_KEYS = ("6.1", "6.12")
 
 
 def cache_dir() -> Path:
-    """``$MAGLEVX_CACHE`` if set, else ``<repo>/.cache/maglevx``."""
+    """``$MAGLEVX_CACHE`` if set, else ``~/.cache/maglevx`` (outside the clone)."""
     env = os.environ.get("MAGLEVX_CACHE")
-    path = Path(env) if env else REPO_ROOT / ".cache" / "maglevx"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(env) if env else Path(xdg) / "maglevx"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
