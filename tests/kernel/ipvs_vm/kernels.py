@@ -2,50 +2,113 @@
 
 ``apt-get download`` + ``dpkg-deb -x`` unpack the packages under
 ``<cache>/kernels/<release>/root``; nothing touches the host's /boot, /lib/modules
-or dpkg database. Two kernels matter:
+or dpkg database. Each kernel the tests boot has a key (:data:`KERNELS`): its
+architecture, where its packages come from (:mod:`.apt`) and how its ABI is
+chosen - always from the package lists at run time, never hard-coded:
 
-* ``"6.1"``: the ABI that ``linux-image-amd64`` depends on (Debian 12's default);
+* ``"6.1"``: the ABI that bookworm's ``linux-image-amd64`` depends on;
 * ``"6.12"``: the newest ``linux-image-6.12.*+deb12-amd64`` (bookworm backports
-  via the security archive).
+  via the security archive);
+* ``"5.10"``: bullseye's ``linux-image-amd64`` (Debian 11 LTS);
+* ``"6.12-trixie"``: trixie's ``linux-image-amd64`` (Debian 13);
+* ``"6.1-686-pae"``, ``"6.1-arm64"``, ``"6.1-s390x"``: bookworm's
+  ``linux-image-686-pae``, ``-arm64`` and ``-s390x`` for those architectures.
 
-The matching ``linux-headers-*`` (+ ``-common`` and ``linux-kbuild-*``) are unpacked
-into the same root, so the relative symlinks between them resolve; the one absolute
-``include /usr/src/...`` in the arch headers Makefile is rewritten to point into the
-cache, which is all ``make -C <headers_dir> M=... modules`` needs.
+The matching ``linux-headers-*`` (+ ``-common``) are unpacked into the same root, so
+the relative symlinks between them resolve; the one absolute ``include /usr/src/...``
+in the arch headers Makefile is rewritten to point into the cache. The kbuild host
+tools (``linux-kbuild-*``: fixdep, modpost) must run on the host, so for a foreign
+architecture the *amd64* package of the same version is taken (from a Debian release
+whose C library the host has).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from . import apt
+from .apt import AptSource
+from .arch import AMD64, ARCHES, ARM64, I386, S390X, Arch
+from .common import REPO_ROOT, PrerequisiteError, cache_dir
+
+__all__ = [
+    "KERNELS",
+    "KERNEL_KEYS",
+    "REPO_ROOT",
+    "Kernel",
+    "KernelSpec",
+    "PrerequisiteError",
+    "cache_dir",
+    "fetch_kernel",
+    "headers_dir",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSpec:
+    """How to find one kernel in Debian's package lists."""
+
+    key: str
+    arch: Arch
+    source: AptSource
+    meta: str = ""  # metapackage whose Depends: names the ABI
+    newest: str = ""  # else: regex of image package names; the newest wins
+    # build with this compiler instead of the headers' own (bullseye's gcc-10 and
+    # trixie's gcc-14 are not in bookworm)
+    cc: str = ""
+    # where the kbuild host tools come from when the headers' own cannot run here
+    kbuild_source: AptSource | None = None
+    note: str = ""
+
+    @property
+    def flavour(self) -> str:
+        return {"amd64": "amd64", "i386": "686-pae", "arm64": "arm64"}.get(
+            self.arch.name, self.arch.name
+        )
+
+
+KERNELS: dict[str, KernelSpec] = {
+    s.key: s
+    for s in (
+        KernelSpec("6.1", AMD64, apt.HOST, meta="linux-image-amd64"),
+        KernelSpec(
+            "6.12",
+            AMD64,
+            apt.HOST,
+            newest=r"linux-image-(6\.12\.\d+\+deb12-amd64)(-unsigned)?",
+        ),
+        KernelSpec("5.10", AMD64, apt.BULLSEYE, meta="linux-image-amd64", cc="gcc-12"),
+        KernelSpec(
+            "6.12-trixie", AMD64, apt.TRIXIE, meta="linux-image-amd64", cc="gcc-12"
+        ),
+        KernelSpec("6.1-686-pae", I386, apt.ports("i386"), meta="linux-image-686-pae"),
+        KernelSpec("6.1-arm64", ARM64, apt.ports("arm64"), meta="linux-image-arm64"),
+        KernelSpec("6.1-s390x", S390X, apt.ports("s390x"), meta="linux-image-s390x"),
+    )
+}
+# The kernels of the main campaign (tests/kernel/test_kernel_parity.py).
 KERNEL_KEYS = ("6.1", "6.12")
-
-
-def cache_dir() -> Path:
-    """``$MAGLEVX_CACHE`` if set, else ``~/.cache/maglevx`` (outside the clone)."""
-    env = os.environ.get("MAGLEVX_CACHE")
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(env) if env else Path(xdg) / "maglevx"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
     """One unpacked Debian kernel (image, modules and build headers)."""
 
-    key: str  # "6.1" or "6.12"
+    key: str  # a key of KERNELS, e.g. "6.1"
     release: str  # uname -r, e.g. "6.1.0-56-amd64"
     package: str  # the linux-image package unpacked
     version: str  # its Debian version, e.g. "6.1.192-2"
     root: Path  # dpkg-deb -x target
+    arch: Arch = AMD64
+
+    @property
+    def spec(self) -> KernelSpec:
+        return KERNELS[self.key]
 
     @property
     def vmlinuz(self) -> Path:
@@ -64,87 +127,80 @@ class Kernel:
         """KDIR for ``make -C KDIR M=$PWD modules``."""
         return self.root / "usr" / "src" / f"linux-headers-{self.release}"
 
+    @property
+    def make_args(self) -> list[str]:
+        """Arguments ``make -C KDIR`` needs for this kernel's modules on this host."""
+        args = list(self.arch.kbuild)
+        cc = self.spec.cc if self.key in KERNELS else ""
+        if cc:
+            args.append(f"CC={cc}")
+        elif self.arch.kbuild:  # cross: the headers ask for gcc-12 by name
+            args.append(f"CC={self.arch.cc[0]}-12")
+        return args
+
+    @property
+    def meta(self) -> dict:
+        p = self.root.parent / "kernel.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
     def describe(self) -> str:
-        return f"{self.release} ({self.package} {self.version})"
-
-
-class PrerequisiteError(RuntimeError):
-    """Something needed on the host is missing and could not be obtained."""
-
-
-def _run(cmd, **kw) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-
-
-def _apt_lists_present() -> bool:
-    lists = Path("/var/lib/apt/lists")
-    # apt may keep them compressed: *_Packages, *_Packages.lz4, ...
-    return lists.is_dir() and any("_Packages" in p.name for p in lists.iterdir())
-
-
-def _ensure_apt_lists() -> None:
-    if shutil.which("apt-cache") is None:
-        raise PrerequisiteError("apt-cache not found (need a Debian host with apt)")
-    if not _apt_lists_present():
-        if os.geteuid() != 0:
-            raise PrerequisiteError(
-                "apt package lists are empty and not root: run apt-get update"
-            )
-        # A mirror index mid-sync makes apt-get update exit 100 while keeping
-        # the other lists; what matters is that lists are there afterwards.
-        subprocess.run(["apt-get", "update"], capture_output=True)
-        if not _apt_lists_present():
-            raise PrerequisiteError("apt-get update left no package lists")
-
-
-def _pkg_exists(name: str) -> bool:
-    out = subprocess.run(
-        ["apt-cache", "show", "--no-all-versions", name], capture_output=True, text=True
-    )
-    return out.returncode == 0 and "Package:" in out.stdout
+        return f"{self.release} ({self.package} {self.version}, {self.arch.name})"
 
 
 def _version_key(release: str):
     return tuple(int(x) for x in re.findall(r"\d+", release))
 
 
-def resolve_image_package(key: str) -> tuple[str, str]:
-    """(release, image package) that ``key`` names today, from apt's lists."""
-    _ensure_apt_lists()
-    if key == "6.1":
-        deps = _run(["apt-cache", "depends", "linux-image-amd64"])
-        m = re.search(r"Depends: linux-image-(\d+\.\d+\.\d+-\d+-amd64)\b", deps)
+def _qualified(spec: KernelSpec, name: str) -> str:
+    return f"{name}:{spec.arch.name}" if spec.arch.foreign else name
+
+
+def resolve_image_package(key: str) -> tuple[str, str, str]:
+    """(release, image package, version) that ``key`` names today, from apt's lists."""
+    if key not in KERNELS:
+        raise ValueError(f"unknown kernel key {key!r}; known: {sorted(KERNELS)}")
+    spec = KERNELS[key]
+    src = spec.source
+    src.ensure_lists()
+    if spec.meta:
+        deps = src.depends(_qualified(spec, spec.meta))
+        m = re.search(rf"Depends: linux-image-(\S+-{spec.flavour})\b", deps)
         if not m:
-            raise PrerequisiteError("cannot resolve linux-image-amd64's kernel ABI")
-        release = m.group(1)
-    elif key == "6.12":
-        names = _run(["apt-cache", "pkgnames", "linux-image-6.12."]).split()
+            raise PrerequisiteError(f"cannot resolve {spec.meta}'s kernel ABI ({key})")
+        release = m.group(1).split(":")[0]
+    else:
         rels = [
             m.group(1)
-            for n in names
-            if (
-                m := re.fullmatch(
-                    r"linux-image-(6\.12\.\d+\+deb12-amd64)(-unsigned)?", n
-                )
-            )
+            for n in src.pkgnames("linux-image-")
+            if (m := re.fullmatch(spec.newest, n))
         ]
         if not rels:
-            raise PrerequisiteError("no linux-image-6.12.*+deb12-amd64 in apt's lists")
+            raise PrerequisiteError(f"no {spec.newest} in apt's lists")
         release = max(set(rels), key=_version_key)
-    else:
-        raise ValueError(f"unknown kernel key {key!r}; known: {KERNEL_KEYS}")
-    for pkg in (f"linux-image-{release}-unsigned", f"linux-image-{release}"):
-        if _pkg_exists(pkg):
-            return release, pkg
-    raise PrerequisiteError(f"no image package for {release}")
+    names = [
+        _qualified(spec, f"linux-image-{release}{suffix}")
+        for suffix in ("-unsigned", "")
+    ]
+    versions = src.candidates(names)
+    for name in names:
+        if versions[name]:
+            return release, name, versions[name]
+    raise PrerequisiteError(f"no image package for {release} ({key})")
 
 
-def _header_packages(release: str) -> list[str]:
-    pkgs = [f"linux-headers-{release}"]
-    deps = _run(["apt-cache", "depends", pkgs[0]])
-    for m in re.finditer(r"Depends: (linux-headers-\S+-common|linux-kbuild-\S+)", deps):
-        if m.group(1) not in pkgs:
-            pkgs.append(m.group(1))
+def _header_packages(spec: KernelSpec, release: str, version: str) -> list[str]:
+    """linux-headers-<release> and what it depends on from the same source package."""
+    first = _qualified(spec, f"linux-headers-{release}")
+    pkgs = [first]
+    deps = spec.source.depends(first)
+    for m in re.finditer(r"Depends: (linux-headers-\S+-common\S*|linux-kbuild-\S+)", deps):
+        name = m.group(1).split(":")[0]
+        if name.startswith("linux-kbuild-"):
+            if spec.arch.foreign:  # the amd64 build of the same version runs here
+                name = f"{name}:amd64"
+            pkgs.append(f"{name}={version}")
+        elif name not in pkgs:
+            pkgs.append(f"{name}={version}")
     return pkgs
 
 
@@ -157,34 +213,45 @@ def _fix_headers(root: Path, release: str) -> None:
         mk.write_text(fixed)
 
 
-def _cached(key: str) -> Kernel | None:
-    """The newest complete cached kernel for ``key`` (used when apt is unavailable)."""
-    base = cache_dir() / "kernels"
-    found = []
-    for meta in base.glob("*/kernel.json"):
-        data = json.loads(meta.read_text())
-        if data.get("key") == key:
-            found.append(data)
-    if not found:
-        return None
-    data = max(found, key=lambda d: _version_key(d["release"]))
+def _kernel(data: dict) -> Kernel:
     return Kernel(
-        key=key,
+        key=data["key"],
         release=data["release"],
         package=data["package"],
         version=data["version"],
         root=Path(data["root"]),
+        arch=ARCHES[data.get("arch", "amd64")],
     )
 
 
+def _complete(data: dict) -> bool:
+    """An unpack with image and headers (older caches had i386 images alone)."""
+    return (Path(data["root"]) / "usr/src" / f"linux-headers-{data['release']}").is_dir()
+
+
+def _cached(key: str) -> Kernel | None:
+    """The newest complete cached kernel for ``key`` (used when apt is unavailable)."""
+    found = []
+    for meta in (cache_dir() / "kernels").glob("*/kernel.json"):
+        data = json.loads(meta.read_text())
+        if data.get("key") == key and _complete(data):
+            found.append(data)
+    if not found:
+        return None
+    return _kernel(max(found, key=lambda d: _version_key(d["release"])))
+
+
 def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
-    """Download and unpack kernel ``key`` ("6.1" or "6.12") with its headers; cached.
+    """Download and unpack kernel ``key`` (see :data:`KERNELS`) with its headers.
 
     Idempotent: a complete unpack (``kernel.json`` written last) is reused. When apt
     cannot be queried, the newest cached kernel for ``key`` is returned if any.
     """
+    spec = KERNELS.get(key)
+    if spec is None:
+        raise ValueError(f"unknown kernel key {key!r}; known: {sorted(KERNELS)}")
     try:
-        release, image_pkg = resolve_image_package(key)
+        release, image_pkg, version = resolve_image_package(key)
     except (PrerequisiteError, subprocess.CalledProcessError) as exc:
         cached = _cached(key) if offline_ok else None
         if cached:
@@ -194,55 +261,36 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
     meta = kdir / "kernel.json"
     if meta.exists():
         data = json.loads(meta.read_text())
-        if Path(data["root"]) == kdir / "root":
-            return Kernel(
-                key=key,
-                release=release,
-                package=data["package"],
-                version=data["version"],
-                root=kdir / "root",
-            )
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise PrerequisiteError("apt-get/dpkg-deb not found")
-    debs = kdir / "debs"
+        if (
+            data.get("key") == key
+            and Path(data["root"]) == kdir / "root"
+            and _complete(data)
+        ):
+            return _kernel(data)
+    if shutil.which("dpkg-deb") is None:
+        raise PrerequisiteError("dpkg-deb not found")
     root = kdir / "root"
     shutil.rmtree(root, ignore_errors=True)
-    debs.mkdir(parents=True, exist_ok=True)
-    root.mkdir(parents=True)
-    pkgs = [image_pkg] + _header_packages(release)
-    # apt-get download writes into the cwd; -o ... silences the _apt sandbox warning.
-    subprocess.run(
-        ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", *pkgs],
-        cwd=debs,
-        check=True,
-        capture_output=True,
-    )
-    version = ""
+    pkgs = [image_pkg] + _header_packages(spec, release, version)
+    debs = spec.source.download(pkgs, kdir / "debs")
     for pkg in pkgs:
-        deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        if pkg == image_pkg:
-            version = _run(["dpkg-deb", "-f", str(deb), "Version"]).strip()
+        apt.unpack(debs[pkg], root)
     _fix_headers(root, release)
     subprocess.run(
         ["depmod", "-b", str(root), release], check=True, capture_output=True
     )
-    meta.write_text(
-        json.dumps(
-            {
-                "key": key,
-                "release": release,
-                "package": image_pkg,
-                "version": version,
-                "root": str(root),
-                "packages": pkgs,
-            },
-            indent=1,
-        )
-    )
-    return Kernel(
-        key=key, release=release, package=image_pkg, version=version, root=root
-    )
+    data = {
+        "key": key,
+        "arch": spec.arch.name,
+        "release": release,
+        "package": image_pkg,
+        "version": version,
+        "root": str(root),
+        "packages": pkgs,
+        "source": spec.source.name,
+    }
+    meta.write_text(json.dumps(data, indent=1))
+    return _kernel(data)
 
 
 def headers_dir(key: str) -> Path:
