@@ -160,7 +160,9 @@ class AptSource:
         for name in names:
             base, _, arch = name.partition(":")
             # apt-cache prints native-architecture packages without ":arch"
-            out[name] = got.get(name) or (got.get(base) if arch in ("", native) else None)
+            out[name] = got.get(name) or (
+                got.get(base) if arch in ("", native) else None
+            )
         return out
 
     def depends(self, package: str) -> str:

@@ -61,9 +61,10 @@ class KernelSpec:
     # build with this compiler instead of the headers' own (bullseye's gcc-10 and
     # trixie's gcc-14 are not in bookworm)
     cc: str = ""
-    # where the kbuild host tools come from when the headers' own cannot run here
-    kbuild_source: AptSource | None = None
-    note: str = ""
+    make_args: tuple[str, ...] = ()  # more make arguments for modules
+    # a kernel key of the same major version built for the host's Debian release,
+    # whose kbuild programs replace this kernel's (which need a newer C library)
+    host_tools_from: str = ""
 
     @property
     def flavour(self) -> str:
@@ -84,7 +85,20 @@ KERNELS: dict[str, KernelSpec] = {
         ),
         KernelSpec("5.10", AMD64, apt.BULLSEYE, meta="linux-image-amd64", cc="gcc-12"),
         KernelSpec(
-            "6.12-trixie", AMD64, apt.TRIXIE, meta="linux-image-amd64", cc="gcc-12"
+            "6.12-trixie",
+            AMD64,
+            apt.TRIXIE,
+            meta="linux-image-amd64",
+            cc="gcc-12",
+            # built with gcc-14, whose -fmin-function-alignment gcc-12 lacks:
+            # kbuild then aligns with -falign-functions (same alignment); its
+            # pahole options need pahole >= 1.26 (bookworm: 1.24): no module BTF
+            make_args=(
+                "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT=",
+                "CONFIG_DEBUG_INFO_BTF_MODULES=",
+            ),
+            # its kbuild tools (modpost, objtool, resolve_btfids) need glibc 2.38
+            host_tools_from="6.12",
         ),
         KernelSpec("6.1-686-pae", I386, apt.ports("i386"), meta="linux-image-686-pae"),
         KernelSpec("6.1-arm64", ARM64, apt.ports("arm64"), meta="linux-image-arm64"),
@@ -132,6 +146,7 @@ class Kernel:
         """Arguments ``make -C KDIR`` needs for this kernel's modules on this host."""
         args = list(self.arch.kbuild)
         cc = self.spec.cc if self.key in KERNELS else ""
+        args += self.spec.make_args if self.key in KERNELS else ()
         if cc:
             args.append(f"CC={cc}")
         elif self.arch.kbuild:  # cross: the headers ask for gcc-12 by name
@@ -193,7 +208,9 @@ def _header_packages(spec: KernelSpec, release: str, version: str) -> list[str]:
     first = _qualified(spec, f"linux-headers-{release}")
     pkgs = [first]
     deps = spec.source.depends(first)
-    for m in re.finditer(r"Depends: (linux-headers-\S+-common\S*|linux-kbuild-\S+)", deps):
+    for m in re.finditer(
+        r"Depends: (linux-headers-\S+-common\S*|linux-kbuild-\S+)", deps
+    ):
         name = m.group(1).split(":")[0]
         if name.startswith("linux-kbuild-"):
             if spec.arch.foreign:  # the amd64 build of the same version runs here
@@ -213,6 +230,39 @@ def _fix_headers(root: Path, release: str) -> None:
         mk.write_text(fixed)
 
 
+def _is_elf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _swap_host_tools(root: Path, donor: Kernel) -> list[str]:
+    """Replace the ELF programs of ``root``'s linux-kbuild tree by ``donor``'s.
+
+    Debian 13's kbuild programs need glibc 2.38; Debian 12 has 2.36. The same
+    programs of bookworm's build of the same kernel series (6.12) run here; they
+    only read and write ELF objects and C sources, not the kernel's ABI.
+    """
+    (mine,) = (root / "usr" / "lib").glob("linux-kbuild-*")
+    (theirs,) = (donor.root / "usr" / "lib").glob("linux-kbuild-*")
+    swapped = []
+    for f in sorted(mine.rglob("*")):
+        rel = f.relative_to(mine)
+        other = theirs / rel
+        if f.is_file() and not f.is_symlink() and _is_elf(f) and other.is_file():
+            shutil.copy2(other, f)
+            swapped.append(str(rel))
+    missing = [
+        str(f.relative_to(mine))
+        for f in mine.rglob("*")
+        if f.is_file() and _is_elf(f) and not (theirs / f.relative_to(mine)).exists()
+    ]
+    if missing:
+        raise PrerequisiteError(
+            f"kbuild programs without a host build in {donor.release}: {missing}"
+        )
+    return swapped
+
+
 def _kernel(data: dict) -> Kernel:
     return Kernel(
         key=data["key"],
@@ -226,7 +276,9 @@ def _kernel(data: dict) -> Kernel:
 
 def _complete(data: dict) -> bool:
     """An unpack with image and headers (older caches had i386 images alone)."""
-    return (Path(data["root"]) / "usr/src" / f"linux-headers-{data['release']}").is_dir()
+    return (
+        Path(data["root"]) / "usr/src" / f"linux-headers-{data['release']}"
+    ).is_dir()
 
 
 def _cached(key: str) -> Kernel | None:
@@ -276,6 +328,13 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
     for pkg in pkgs:
         apt.unpack(debs[pkg], root)
     _fix_headers(root, release)
+    swapped: list[str] = []
+    if spec.host_tools_from:
+        swapped = _swap_host_tools(root, fetch_kernel(spec.host_tools_from))
+    if not (root / "lib").exists() and (root / "usr" / "lib" / "modules").is_dir():
+        # trixie's packages are merged-/usr (usr/lib/modules): depmod and modprobe
+        # -d look in lib/modules
+        (root / "lib").symlink_to("usr/lib")
     subprocess.run(
         ["depmod", "-b", str(root), release], check=True, capture_output=True
     )
@@ -288,6 +347,8 @@ def fetch_kernel(key: str, *, offline_ok: bool = True) -> Kernel:
         "root": str(root),
         "packages": pkgs,
         "source": spec.source.name,
+        "host_tools_from": spec.host_tools_from,
+        "host_tools_swapped": swapped,
     }
     meta.write_text(json.dumps(data, indent=1))
     return _kernel(data)

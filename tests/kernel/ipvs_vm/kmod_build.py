@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KMOD = REPO / "kmod"
 CSRC = REPO / "csrc"
 
@@ -96,13 +96,18 @@ def _make(args: list[str], cwd: Path, timeout: float = 600) -> str:
     return log
 
 
-def build(headers_dir: Path, out_dir: Path) -> Build:
-    """``make W=1 KDIR=headers_dir`` in a copy of the checkout under ``out_dir``."""
+def build(headers_dir: Path, out_dir: Path, *, make_args=()) -> Build:
+    """``make W=1 KDIR=headers_dir`` in a copy of the checkout under ``out_dir``.
+
+    ``make_args``: what the kernel needs besides (``Kernel.make_args``: ``CC=gcc-12``
+    for headers that ask for a compiler bookworm lacks, ``ARCH=`` and
+    ``CROSS_COMPILE=`` for another architecture).
+    """
     check_prerequisites(headers_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     kmod = _copy_tree(out_dir)
-    log = _make([f"KDIR={headers_dir}", "W=1"], kmod)
+    log = _make([f"KDIR={headers_dir}", "W=1", *make_args], kmod)
     ko = kmod / "ip_vs_mh.ko"
     if not ko.exists():
         raise BuildError(f"no ip_vs_mh.ko after make:\n{log[-4000:]}")

@@ -42,6 +42,56 @@ def maglevx_available() -> str | None:
     return None
 
 
+# CLI option -> (Director.from_history keyword, converter); what the in-process
+# path understands. Anything else goes through the CLI.
+_API_OPTIONS = {
+    "--word-size": ("word_size", int),
+    "--table-size": ("table_size", int),
+    "--byte-order": ("byte_order", str),
+}
+
+
+def _api_kwargs(extra_args) -> dict | None:
+    """``extra_args`` as from_history keywords, or None if one has no keyword."""
+    args = list(extra_args)
+    out: dict = {}
+    while args:
+        opt = args.pop(0)
+        if opt == "--no-port-hash":
+            out["backport_hash_port"] = False
+        elif opt in _API_OPTIONS and args:
+            name, conv = _API_OPTIONS[opt]
+            out[name] = conv(args.pop(0))
+        else:
+            return None
+    return out
+
+
+def model_args(arch) -> tuple[str, ...]:
+    """The maglevx options that describe a director of architecture ``arch``."""
+    args: tuple[str, ...] = ()
+    if arch.word_size != 64:
+        args += ("--word-size", str(arch.word_size))
+    if arch.byte_order != "little":
+        args += ("--byte-order", arch.byte_order)
+    return args
+
+
+_BYTE_ORDER: list[bool] = []
+
+
+def supports_byte_order() -> bool:
+    """Whether this maglevx models big-endian directors (``--byte-order``)."""
+    if not _BYTE_ORDER:
+        r = subprocess.run(
+            [sys.executable, "-m", "maglevx", "predict", "--help"],
+            capture_output=True,
+            text=True,
+        )
+        _BYTE_ORDER.append("--byte-order" in r.stdout)
+    return _BYTE_ORDER[0]
+
+
 def predict(
     history: str,
     flows: list[Flow],
@@ -50,18 +100,27 @@ def predict(
     extra_args=(),
     mode: str | None = None,
 ) -> list[tuple[str, int] | None]:
-    """maglevx's (raddr, rport) or None per flow, for ``history`` (ipvsadm -R lines)."""
+    """maglevx's (raddr, rport) or None per flow, for ``history`` (ipvsadm -R lines).
+
+    ``extra_args``: more ``maglevx predict`` options (``--word-size 32``,
+    ``--byte-order big``, ``--table-size M``, ``--no-port-hash``).
+    """
     mode = mode or os.environ.get("MAGLEVX_PREDICT", "api")
-    if mode == "api" and not extra_args:
+    kwargs = _api_kwargs(extra_args) if mode == "api" else None
+    if kwargs is not None:
         import io
 
         import maglevx
         from maglevx.predict import predict_lines
 
-        director = maglevx.Director.from_history(history, variant=variant)
-        buf = io.StringIO()
-        predict_lines(director, (f.csv() for f in flows), buf)
-        return _parse_output(buf.getvalue(), flows)
+        try:
+            director = maglevx.Director.from_history(history, variant=variant, **kwargs)
+        except TypeError:  # a keyword this maglevx lacks: its CLI says why
+            director = None
+        if director is not None:
+            buf = io.StringIO()
+            predict_lines(director, (f.csv() for f in flows), buf)
+            return _parse_output(buf.getvalue(), flows)
     with tempfile.TemporaryDirectory(prefix="maglevx-pred-") as td:
         hist = Path(td) / "history"
         hist.write_text(history)

@@ -257,7 +257,9 @@ def boot(
             if not _KVM_WORKS:
                 accel = "tcg"
                 console, ready, total, timed_out = _run_qemu(
-                    qemu_cmd(kernel, initrd, accel, memory_mb, qemu_args, cpus), timeout, None
+                    qemu_cmd(kernel, initrd, accel, memory_mb, qemu_args, cpus),
+                    timeout,
+                    None,
                 )
     if timed_out:
         raise GuestError(
