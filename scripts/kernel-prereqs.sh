@@ -34,8 +34,8 @@ else
 fi
 
 # --- other kernels and architectures (tests/kernel/test_arch_kernels.py) ------------
-# gcc-multilib and qemu-system-i386; qemu-system-arm/-misc and the arm64/s390x
-# cross compilers.
+# gcc-multilib and qemu-system-i386; qemu-system-arm/-misc. (The arm64/s390x cross
+# compilers conflict with gcc-multilib: `run.py fetch --all` unpacks them.)
 bash scripts/i386-prereqs.sh \
     || echo "kernel-prereqs: i386 prerequisites incomplete (the tests will say why)" >&2
 bash scripts/arch-prereqs.sh \

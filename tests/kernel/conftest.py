@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 
 import pytest
@@ -19,7 +20,19 @@ import pytest
 # pytest's default "prepend" import mode puts this directory (no __init__.py) on
 # sys.path before importing this file and the tests: the ipvs_vm package is found
 # there, without any sys.path manipulation.
-from ipvs_vm import compare, kernels, predict, prereqs, scenarios
+from ipvs_vm import compare, kernels, kmod_build, kmod_vm, predict, prereqs, scenarios
+
+# Compatibility: the kmod helpers were top-level modules of tests/kernel before
+# they moved into ipvs_vm; ``import kmod_build`` (kmod_vm, kmod_dump) still gets
+# the same module objects. New code: ``from ipvs_vm import kmod_build``.
+sys.modules.setdefault("kmod_build", kmod_build)
+sys.modules.setdefault("kmod_vm", kmod_vm)
+try:
+    from ipvs_vm import kmod_dump
+except ImportError:  # maglevx itself missing: kernel_env says so
+    pass
+else:
+    sys.modules.setdefault("kmod_dump", kmod_dump)
 
 RANDOM_SEED = int(
     os.environ.get("MAGLEVX_SEED") or random.SystemRandom().randrange(10**6, 10**7)

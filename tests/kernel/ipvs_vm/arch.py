@@ -26,9 +26,9 @@ class Arch:
     memory_mb: int
     uname_m: tuple[str, ...]  # what `uname -m` may print in the guest
     triplet: str  # GNU triplet of the userland libraries (lib/<triplet>)
-    cc: tuple[str, ...]  # C compiler (+ flags) for static guest binaries
+    cc: tuple[str, ...]  # native C compiler (+ flags) for static guest binaries
     cc_packages: tuple[str, ...]  # host packages that provide it (+ static libc)
-    kbuild: tuple[str, ...]  # make arguments for modules (ARCH, CROSS_COMPILE)
+    kbuild: tuple[str, ...]  # make arguments for modules (ARCH=)
     elf_class: int  # 1: ELF32, 2: ELF64
     elf_data: int  # 1: little-endian, 2: big-endian
     elf_machine: int  # e_machine
@@ -36,6 +36,11 @@ class Arch:
     byte_order: str  # maglevx --byte-order
     boots_vmlinux: bool = False  # x86: extract the ELF vmlinux (PVH) and use qboot
     host_userland: bool = False  # busybox/ipvsadm from the host (amd64)
+
+    @property
+    def cross(self) -> bool:
+        """Built with an unpacked cross toolchain (:mod:`.toolchain`)."""
+        return not self.cc
 
     @property
     def foreign(self) -> bool:
@@ -47,7 +52,7 @@ class Arch:
         out = []
         if shutil.which(self.qemu) is None:
             out.append(f"{self.qemu} (apt-get install {self.qemu_package})")
-        if shutil.which(self.cc[0]) is None:
+        if self.cc and shutil.which(self.cc[0]) is None:
             out.append(f"{self.cc[0]} (apt-get install {' '.join(self.cc_packages)})")
         if self.name == "i386" and not any(
             Path("/usr/lib/gcc/x86_64-linux-gnu").glob("*/32/libgcc.a")
@@ -126,9 +131,9 @@ ARM64 = Arch(
     memory_mb=1024,
     uname_m=("aarch64",),
     triplet="aarch64-linux-gnu",
-    cc=("aarch64-linux-gnu-gcc",),
-    cc_packages=("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"),
-    kbuild=("ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"),
+    cc=(),  # cross: ipvs_vm.toolchain (gcc-12-aarch64-linux-gnu, unpacked)
+    cc_packages=(),
+    kbuild=("ARCH=arm64",),
     elf_class=2,
     elf_data=1,
     elf_machine=183,
@@ -147,9 +152,9 @@ S390X = Arch(
     memory_mb=1024,
     uname_m=("s390x",),
     triplet="s390x-linux-gnu",
-    cc=("s390x-linux-gnu-gcc",),
-    cc_packages=("gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"),
-    kbuild=("ARCH=s390", "CROSS_COMPILE=s390x-linux-gnu-"),
+    cc=(),  # cross: ipvs_vm.toolchain (gcc-12-s390x-linux-gnu, unpacked)
+    cc_packages=(),
+    kbuild=("ARCH=s390",),
     elf_class=2,
     elf_data=2,
     elf_machine=22,

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import apt
+from . import apt, toolchain
 from .apt import AptSource
 from .arch import AMD64, ARCHES, ARM64, I386, S390X, Arch
 from .common import REPO_ROOT, PrerequisiteError, cache_dir
@@ -143,15 +143,20 @@ class Kernel:
 
     @property
     def make_args(self) -> list[str]:
-        """Arguments ``make -C KDIR`` needs for this kernel's modules on this host."""
+        """Arguments ``make -C KDIR`` needs for this kernel's modules on this host.
+
+        ``ARCH=`` and an absolute ``CROSS_COMPILE=`` (the unpacked cross toolchain)
+        for another architecture; ``CC=gcc-12`` where the headers ask for a gcc
+        bookworm lacks; the kernel's own extras (:attr:`KernelSpec.make_args`).
+        """
         args = list(self.arch.kbuild)
-        cc = self.spec.cc if self.key in KERNELS else ""
-        args += self.spec.make_args if self.key in KERNELS else ()
-        if cc:
-            args.append(f"CC={cc}")
-        elif self.arch.kbuild:  # cross: the headers ask for gcc-12 by name
-            args.append(f"CC={self.arch.cc[0]}-12")
-        return args
+        spec = KERNELS.get(self.key)
+        if self.arch.cross:
+            cross = toolchain.prefix(self.arch)
+            args += [f"CROSS_COMPILE={cross}", f"CC={cross}gcc-12"]
+        elif spec and spec.cc:
+            args.append(f"CC={spec.cc}")
+        return args + list(spec.make_args if spec else ())
 
     @property
     def meta(self) -> dict:

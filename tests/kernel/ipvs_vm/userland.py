@@ -9,8 +9,9 @@ the static flow generator built from ``tests/kernel/flowgen.c``.
   ``<cache>/userland-<arch>/root`` - never installed. The library closure is read
   from the ELF ``NEEDED`` entries with readelf (the host's ldd cannot run a
   foreign binary);
-* flowgen: the architecture's C compiler (:attr:`.arch.Arch.cc`) with ``-static``,
-  cached by source hash.
+* flowgen: the architecture's C compiler with ``-static`` (the host's gcc, ``gcc
+  -m32`` for i386, the unpacked cross gcc of :mod:`.toolchain` for arm64 and
+  s390x), cached by source hash.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from . import apt
+from . import apt, toolchain
 from .arch import Arch
 from .common import HERE, PrerequisiteError, cache_dir
 
@@ -169,29 +170,30 @@ def build_flowgen(arch: Arch | None = None) -> Path:
     from .arch import AMD64
 
     arch = arch or AMD64
+    cc = [toolchain.prefix(arch) + "gcc-12"] if arch.cross else list(arch.cc)
     src = FLOWGEN_SRC.read_bytes()
     digest = hashlib.sha256(src + " ".join(arch.cc).encode()).hexdigest()[:12]
     suffix = "" if arch.name == "amd64" else f"-{arch.name}"
     out = cache_dir() / "bin" / f"flowgen{suffix}-{digest}"
     if out.exists():
         return out
-    if shutil.which(arch.cc[0]) is None:
+    if shutil.which(cc[0]) is None:
         raise PrerequisiteError(
-            f"{arch.cc[0]} not found (apt-get install {' '.join(arch.cc_packages)})"
+            f"{cc[0]} not found (apt-get install {' '.join(arch.cc_packages)})"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = apt.tmp_name(out)
     r = subprocess.run(
-        [*arch.cc, "-O2", "-static", "-Wall", "-o", str(tmp), str(FLOWGEN_SRC)],
+        [*cc, "-O2", "-static", "-Wall", "-o", str(tmp), str(FLOWGEN_SRC)],
         capture_output=True,
         text=True,
     )
     if r.returncode != 0:
         raise PrerequisiteError(
-            f"{' '.join(arch.cc)} -static failed (apt-get install "
+            f"{' '.join(cc)} -static failed (apt-get install "
             f"{' '.join(arch.cc_packages)}): {r.stderr.strip()[-500:]}"
         )
     if not arch.elf_ok(tmp.read_bytes()[:20]):
-        raise PrerequisiteError(f"{' '.join(arch.cc)} did not build a {arch.name} ELF")
+        raise PrerequisiteError(f"{' '.join(cc)} did not build a {arch.name} ELF")
     os.replace(tmp, out)
     return out
