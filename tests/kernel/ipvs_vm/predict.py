@@ -83,14 +83,23 @@ _BYTE_ORDER: list[bool] = []
 
 
 def supports_byte_order() -> bool:
-    """Whether this maglevx models big-endian directors (``--byte-order``)."""
+    """Whether this maglevx models big-endian directors: ``--byte-order`` on the
+    CLI and ``Director(byte_order="big")`` in the API, both."""
     if not _BYTE_ORDER:
         r = subprocess.run(
             [sys.executable, "-m", "maglevx", "predict", "--help"],
             capture_output=True,
             text=True,
         )
-        _BYTE_ORDER.append("--byte-order" in r.stdout)
+        ok = "--byte-order" in r.stdout
+        if ok:
+            import maglevx
+
+            try:
+                maglevx.Director(byte_order="big")
+            except (TypeError, maglevx.MaglevxError):
+                ok = False
+        _BYTE_ORDER.append(ok)
     return _BYTE_ORDER[0]
 
 
