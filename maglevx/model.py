@@ -1257,6 +1257,8 @@ _MAX_ROUTES = 65536
 
 def _service_of(director: Director, key: ServiceKey) -> VirtualService:
     return director.service(key)
+
+
 _OPTION_OF = {
     "weight": "-w",
     "l_threshold": "-y",
