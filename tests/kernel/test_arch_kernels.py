@@ -333,7 +333,7 @@ def test_byte_order_matters(key, arch_runs):
             f"{key} kmod/, little-endian backport model "
             f"{' '.join(r.model_args)}: {len(r.mismatches)} of {r.flows} flows differ"
         )
-    assert 0.3 < share < 0.7, rep.summary()
+    assert 0.3 < share < 0.85, rep.summary()
 
 
 @pytest.mark.parametrize("key", KEYS)
