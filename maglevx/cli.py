@@ -13,9 +13,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from maglevx._version import __version__
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import VARIANTS
-from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, Director, DirectorParams
+from maglevx.model import (
+    DEFAULT_TABLE_SIZE,
+    KERNEL_REFERENCE,
+    PRIMES,
+    Director,
+    DirectorParams,
+)
 from maglevx.tools.sources import load_text, open_input, read_text
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -205,7 +212,7 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
     by_dest = from_lines(
         read_text(args.flows).splitlines(), source=args.flows, limit=args.sample
     )
-    out = {}
+    out: dict[str, Any] = {}
     from maglevx.addresses import parse_address
 
     for (proto, daddr, dport), sample in by_dest.items():
@@ -331,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="maglevx",
         description="Predict which real server Linux IPVS Maglev hashing picks.",
         epilog="Exit status: 0 ok, 1 differences found, 2 error.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"maglevx {__version__} (reproduces {KERNEL_REFERENCE})",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser(

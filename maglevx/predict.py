@@ -26,12 +26,12 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import IO, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import numpy as np
 
 from maglevx.addresses import fold_int, parse_port
-from maglevx.backend import core
+from maglevx.backend import core, fastcsv
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
 from maglevx.model import Director, TableSnapshot, VirtualService
@@ -226,10 +226,7 @@ def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
 
 # -- the fast path ---------------------------------------------------------
 
-try:
-    from maglevx import _fastcsv
-except ImportError:  # pragma: no cover - not built: the slow path serves
-    _fastcsv = None  # type: ignore[assignment]
+_fastcsv: Any = fastcsv  # None under MAGLEVX_PURE_PYTHON: the slow path serves
 
 BLOCK_BYTES = 8 << 20
 SCAN_FLOWS = 1 << 18
@@ -370,6 +367,7 @@ class _FastPredictor:
         keys = self.keys[:n]
         out = np.zeros(n, np.int32)
         present = np.flatnonzero(np.bincount(keys, minlength=len(self.key_service)))
+        groups: list[tuple[int, Any]]
         if len(present) == 1:
             groups = [(int(present[0]), slice(0, n))]
         else:
@@ -475,7 +473,9 @@ def predict_stream(
     binary stream). Returns the number of flows written.
     """
     if _fastcsv is None:
-        return predict_lines(director, text_lines(stream, source), out, source=source)
+        return predict_lines(
+            director, text_lines(stream, source), cast(TextIO, out), source=source
+        )
     sink = _Sink(out)
     fast = _FastPredictor(director, sink, source)
     pending = b""
