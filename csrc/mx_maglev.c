@@ -307,14 +307,16 @@ void mx_lookup_many(const struct mx_params *p, const mx_slot_t *table,
 		    const u8 *avail, int fallback, size_t n, const u32 *folds,
 		    const u16 *ports, u32 *out)
 {
+	/* A copy: stores to @out cannot alias it, so it stays in registers. */
+	const struct mx_params q = *p;
 	size_t i;
 
 	if (fallback) {
 		for (i = 0; i < n; i++)
-			out[i] = mx_lookup_fallback(p, table, avail, folds[i],
+			out[i] = mx_lookup_fallback(&q, table, avail, folds[i],
 						    ports[i]);
 		return;
 	}
 	for (i = 0; i < n; i++)
-		out[i] = mx_lookup(p, table, avail, folds[i], ports[i]);
+		out[i] = mx_lookup(&q, table, avail, folds[i], ports[i]);
 }
