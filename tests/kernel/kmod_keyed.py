@@ -3,9 +3,8 @@
 Written for the kernel tests from the papers and kmod/README.md only (it imports
 nothing from maglevx), so that it can judge the module and the C core alike:
 
-- SipHash-1-3 and HalfSipHash-1-3 as in Aumasson & Bernstein, "SipHash: a fast
-  short-input PRF" (2012) and the HalfSipHash reference code, over bytes with a
-  byte key, output truncated as the kernel's ``hsiphash()`` does;
+- SipHash-1-3 and HalfSipHash-1-3 from the papers (``tests/sipref.py``), over
+  bytes with a byte key, output truncated as the kernel's ``hsiphash()`` does;
 - the key layout of ``mx_params_set_key()`` (kmod/README.md, "A secret hash key");
 - the Maglev table fill and the backport lookup of ``csrc/mx_maglev.c``.
 """
@@ -15,84 +14,10 @@ from __future__ import annotations
 import ipaddress
 from math import gcd
 
-M64 = (1 << 64) - 1
-M32 = (1 << 32) - 1
+from sipref import M32, halfsiphash13, siphash13_32
+
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 KERNEL_H1, KERNEL_H2 = 2654435761, 2654446892
-
-
-def _rotl(x: int, b: int, bits: int) -> int:
-    mask = (1 << bits) - 1
-    return ((x << b) | (x >> (bits - b))) & mask
-
-
-def siphash13_32(msg: bytes, key: bytes) -> int:
-    """SipHash-1-3 with a 16-byte key, low 32 bits of the 64-bit result."""
-    k0 = int.from_bytes(key[:8], "little")
-    k1 = int.from_bytes(key[8:16], "little")
-    v = [
-        k0 ^ 0x736F6D6570736575,
-        k1 ^ 0x646F72616E646F6D,
-        k0 ^ 0x6C7967656E657261,
-        k1 ^ 0x7465646279746573,
-    ]
-
-    def rnd() -> None:
-        v[0] = (v[0] + v[1]) & M64
-        v[1] = _rotl(v[1], 13, 64) ^ v[0]
-        v[0] = _rotl(v[0], 32, 64)
-        v[2] = (v[2] + v[3]) & M64
-        v[3] = _rotl(v[3], 16, 64) ^ v[2]
-        v[0] = (v[0] + v[3]) & M64
-        v[3] = _rotl(v[3], 21, 64) ^ v[0]
-        v[2] = (v[2] + v[1]) & M64
-        v[1] = _rotl(v[1], 17, 64) ^ v[2]
-        v[2] = _rotl(v[2], 32, 64)
-
-    n = len(msg)
-    blocks = [msg[i : i + 8] for i in range(0, n - n % 8, 8)]
-    last = msg[n - n % 8 :] + bytes(7 - n % 8) + bytes([n & 0xFF])
-    for b in [*blocks, last]:
-        m = int.from_bytes(b, "little")
-        v[3] ^= m
-        rnd()
-        v[0] ^= m
-    v[2] ^= 0xFF
-    for _ in range(3):
-        rnd()
-    return (v[0] ^ v[1] ^ v[2] ^ v[3]) & M32
-
-
-def halfsiphash13(msg: bytes, key: bytes) -> int:
-    """HalfSipHash-1-3 with an 8-byte key, 32-bit result."""
-    k0 = int.from_bytes(key[:4], "little")
-    k1 = int.from_bytes(key[4:8], "little")
-    v = [k0, k1, k0 ^ 0x6C796765, k1 ^ 0x74656462]
-
-    def rnd() -> None:
-        v[0] = (v[0] + v[1]) & M32
-        v[1] = _rotl(v[1], 5, 32) ^ v[0]
-        v[0] = _rotl(v[0], 16, 32)
-        v[2] = (v[2] + v[3]) & M32
-        v[3] = _rotl(v[3], 8, 32) ^ v[2]
-        v[0] = (v[0] + v[3]) & M32
-        v[3] = _rotl(v[3], 7, 32) ^ v[0]
-        v[2] = (v[2] + v[1]) & M32
-        v[1] = _rotl(v[1], 13, 32) ^ v[2]
-        v[2] = _rotl(v[2], 16, 32)
-
-    n = len(msg)
-    blocks = [msg[i : i + 4] for i in range(0, n - n % 4, 4)]
-    last = msg[n - n % 4 :] + bytes(3 - n % 4) + bytes([n & 0xFF])
-    for b in [*blocks, last]:
-        m = int.from_bytes(b, "little")
-        v[3] ^= m
-        rnd()
-        v[0] ^= m
-    v[2] ^= 0xFF
-    for _ in range(3):
-        rnd()
-    return v[1] ^ v[3]
 
 
 def hash_keys(key: bytes | None, word_size: int) -> tuple[bytes, bytes]:

@@ -5,7 +5,7 @@ kmod/: the normal one, ``make debug`` (self-test, ``fail_alloc``), and on 6.1 a
 ``-DMX_NO_RESCHED`` one that shows the soft-lockup test can fail. What each test
 asserts, and what it measured, is in its docstring and printed with ``-s``.
 
-Knob: ``MAGLEVX_KMOD_TWINS`` (real servers sharing one permutation, default 3000).
+Knob: ``MAGLEVX_KMOD_TWINS`` (real servers sharing one permutation, default 6000).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import kmod_build
 import kmod_dump
@@ -26,7 +27,7 @@ from ipvs_vm.kernels import PrerequisiteError
 
 KERNELS = ("6.1", "6.12")
 NEGATIVE_CONTROL = "6.1"  # the kernel that also boots the -DMX_NO_RESCHED build
-TWINS = int(os.environ.get("MAGLEVX_KMOD_TWINS", "3000"))
+TWINS = int(os.environ.get("MAGLEVX_KMOD_TWINS", "6000"))
 SPLAT = re.compile(
     r"soft lockup|WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
     r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
@@ -173,24 +174,32 @@ def test_dkms_conf_has_build_exclusive_kernel():
 
 @pytest.fixture(scope="session")
 def hardening_runs(hardening_builds, hardening_kernel):
-    cache: dict = {}
+    """One boot per kernel; both boots run at once (one vCPU each, 2 host cores)."""
+    futures: dict = {}
+    pool = ThreadPoolExecutor(max_workers=len(KERNELS))
+
+    def start() -> None:
+        for key in KERNELS:
+            normal, debug, nr = hardening_builds(key)
+            futures[key] = pool.submit(
+                hv.run,
+                hardening_kernel(key),
+                normal.ko,
+                debug.ko,
+                nr.ko if nr else None,
+                twins=TWINS,
+            )
 
     def get(key: str) -> hv.HardeningRun:
-        if key not in cache:
-            normal, debug, nr = hardening_builds(key)
-            try:
-                cache[key] = hv.run(
-                    hardening_kernel(key),
-                    normal.ko,
-                    debug.ko,
-                    nr.ko if nr else None,
-                    twins=TWINS,
-                )
-            except PrerequisiteError as exc:
-                missing(str(exc))
-        return cache[key]
+        if not futures:
+            start()
+        try:
+            return futures[key].result()
+        except PrerequisiteError as exc:
+            missing(str(exc))
 
-    return get
+    yield get
+    pool.shutdown(wait=True)
 
 
 def _compare(
