@@ -40,3 +40,8 @@ fi
 # dpkg's i386 architecture + apt's i386 lists, gcc-multilib, qemu-system-i386.
 bash scripts/i386-prereqs.sh \
     || echo "kernel-prereqs: i386 prerequisites incomplete (the i386 tests will say why)" >&2
+
+# --- debug kernel and Debian package (tests/kernel/test_debug_kernel.py, test_deb.py;
+# issue 15): build tools, dh-dkms, lintian, and the cached KASAN/lockdep kernel.
+bash scripts/debug-prereqs.sh \
+    || echo "kernel-prereqs: debug-kernel prerequisites incomplete (the tests will say why)" >&2
