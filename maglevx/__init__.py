@@ -11,27 +11,31 @@
 True
 """
 
+from maglevx._version import __version__
 from maglevx.errors import MaglevxError
 from maglevx.model import (
     DEFAULT_TABLE_SIZE,
     KERNEL_REFERENCE,
     PRIMES,
     Director,
+    DirectorParams,
     RealServer,
+    TableSnapshot,
     VirtualService,
     fold_address,
     lookup,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "DEFAULT_TABLE_SIZE",
     "KERNEL_REFERENCE",
     "PRIMES",
     "Director",
+    "DirectorParams",
     "MaglevxError",
     "RealServer",
+    "TableSnapshot",
     "VirtualService",
     "fold_address",
     "lookup",

@@ -31,16 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from maglevx.addresses import fold
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
-from maglevx.ipvsadm import apply_command, parse_command, parse_endpoint, tokenize
-from maglevx.model import (
-    PROTOCOLS,
-    SVC_F_PERSISTENT,
-    Director,
-    VirtualService,
-    fold_address,
-)
+from maglevx.ipvs import PROTOCOLS, SVC_F_PERSISTENT
+from maglevx.ipvsadm import iter_history, parse_endpoint, split_lines
+from maglevx.model import PRIMES, Director, VirtualService
 
 PROC_CONN = "/proc/net/ip_vs_conn"
 KMOD_TABLES = "/sys/kernel/debug/ip_vs_mh/tables"
@@ -108,10 +104,11 @@ class VerifyReport:
 
 
 def _predict(svc: VirtualService, flows: list[CapturedFlow]) -> list[str | None]:
-    folds = np.array([fold_address(f.saddr) for f in flows], np.uint32)
-    ports = np.array([svc.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
-    idx = svc.lookup_many(folds, ports, protocol="tcp" if svc.hashes_port else "ip")
-    names = [rs.endpoint for rs in svc.table_servers]
+    snap = svc.snapshot
+    folds = np.array([fold(f.saddr) for f in flows], np.uint32)
+    ports = np.array([snap.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
+    idx = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+    names = [rs.endpoint for rs in snap.servers]
     return [names[i] if i >= 0 else None for i in idx.tolist()]
 
 
@@ -123,7 +120,7 @@ def _group(
     for c in conns:
         svc = None
         if c.proto in PROTOCOLS:
-            svc = director.find_service((c.proto, c.daddr, c.dport))
+            svc = director.service_for(c.proto, c.daddr, c.dport)
         if svc is None:
             skipped["no such service (fwmark services are not in ip_vs_conn)"] += 1
         elif svc.scheduler != "mh":
@@ -202,20 +199,12 @@ def verify(
 
 def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:
     """Move mismatches that an earlier configuration explains to caveats."""
-    d = Director(
-        director.variant,
-        director.word_size,
-        director.table_size,
-        backport_hash_port=director.backport_hash_port,
-    )
+    d = Director.from_params(director.params)
     flows = [_flow_of(c) for c in rep.mismatches]
     index = {id(f): i for i, f in enumerate(flows)}
     last_match: dict[int, int] = {}
-    for lineno, raw in enumerate(history.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        apply_command(d, parse_command(tokenize(line)))
+    for lineno, cmd in iter_history(history, source="<history>"):
+        d.apply_command(cmd)
         for svc, fl in _group(d, flows, None).values():
             for f, p in zip(fl, _predict(svc, fl)):
                 if p == f.real_server:
@@ -242,7 +231,7 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
     """Parse the module's ``tables`` dump (``kmod/ip_vs_mh_debugfs.c``, v1)."""
     out: list[KmodService] = []
     cur: dict[str, Any] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(split_lines(text), 1):
         f = raw.split()
         if not f:
             continue
@@ -273,7 +262,9 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
             elif f[0] == "dests":
                 pass
             elif f[0] == "end":
-                out.append(KmodService(**cur))
+                svc = KmodService(**cur)
+                _check_kmod_service(svc)
+                out.append(svc)
                 cur = {}
             else:
                 raise MaglevxError(f"unknown record {f[0]!r}", field=f[0])
@@ -284,6 +275,27 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
                 f"malformed {f[0]!r} record", source=source, line=lineno, field=f[0]
             ) from None
     return out
+
+
+def _check_kmod_service(svc: KmodService) -> None:
+    """A dumped table must be whole: M slots, each naming a listed dest."""
+    if svc.table_size not in PRIMES:
+        raise MaglevxError(
+            f"table size {svc.table_size} is not one of the kernel's primes",
+            field="params",
+        )
+    if len(svc.slots) != svc.table_size:
+        raise MaglevxError(
+            f"{svc.service}: {len(svc.slots)} slots for a table of {svc.table_size}",
+            field="table",
+        )
+    n = len(svc.dests)
+    bad = next((s for s in svc.slots if s is not None and not 0 <= s < n), None)
+    if bad is not None:
+        raise MaglevxError(
+            f"{svc.service}: slot names dest {bad}, but {n} dests are listed",
+            field="table",
+        )
 
 
 def compare_kmod(director: Director, dump: list[KmodService]) -> list[KmodCheck]:
