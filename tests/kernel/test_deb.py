@@ -1,7 +1,7 @@
 """The Debian package of the module (issue 15, item 3), for real.
 
 ``make -C kmod deb`` builds ``ip-vs-mh-dkms_<version>_all.deb`` with dh-dkms
-(<version>: pyproject.toml's, the project's one version); lintian must have nothing
+(<version>: maglevx/_version.py's, the project's one version); lintian must have nothing
 to say (``--pedantic``, info tags included). Then, on this machine (root; CI's
 machine is a throw-away one, but the test cleans up after itself and can run
 again): ``apt-get install ./ip-vs-mh-dkms_*.deb`` with the headers of Debian's 6.1
@@ -59,10 +59,10 @@ def missing(why: str):
 
 
 def project_version() -> str:
-    """The project's single version: ``version`` in pyproject.toml's [project]."""
-    text = (REPO / "pyproject.toml").read_text()
-    m = re.search(r'^\[project\][^\[]*?^version\s*=\s*"([^"]+)"', text, re.M | re.S)
-    assert m, "pyproject.toml has no [project] version"
+    """The project's single version: maglevx/_version.py (pyproject.toml reads it)."""
+    text = (REPO / "maglevx" / "_version.py").read_text()
+    m = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    assert m, "maglevx/_version.py has no __version__"
     return m.group(1)
 
 

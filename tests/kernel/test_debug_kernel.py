@@ -5,6 +5,7 @@ KASAN, UBSAN, lockdep + PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak,
 DEBUG_OBJECTS_RCU_HEAD and DEBUG_LIST), two vCPUs, running against kmod's
 ip_vs_mh.ko (built against that tree, so KASAN and UBSAN instrument it too):
 
+0. the module is ``make debug``'s: its self-test runs at every load;
 1. the bad-parameter checks and the differential campaign of test_kmod.py
    (randomized histories, IPv4/IPv6, TCP/UDP, table sizes 4093 and 251, with and
    without hash_port), every flow and table dump compared with
@@ -67,7 +68,10 @@ def dk() -> debug_kernel.DebugKernel:
 @pytest.fixture(scope="module")
 def ko_build(dk, tmp_path_factory) -> kmod_build.Build:
     try:
-        return kmod_build.build(dk.kernel.headers_dir, tmp_path_factory.mktemp("kmod"))
+        # `make debug`: the module's load-time self-test runs under the debuggers too
+        return kmod_build.build(
+            dk.kernel.headers_dir, tmp_path_factory.mktemp("kmod"), target="debug"
+        )
     except kmod_build.BuildError as exc:
         missing(str(exc))
 
@@ -163,6 +167,10 @@ def test_no_debugger_reports(run):
 def test_module_loads_and_refuses_bad_parameters(run):
     assert kmod_check.load_problems(run) == []
     assert "[mh] scheduler registered" in run.boot.dmesg
+    # the DEBUG build's self-test ran at every load (the configs and the churn)
+    passes = re.findall(r"mh: self-test: .* pass", run.boot.dmesg)
+    assert len(passes) >= len(run.configs) + 1, passes
+    assert "self-test failed" not in run.boot.dmesg
 
 
 @pytest.fixture(scope="module")
