@@ -100,6 +100,8 @@ def compare_tables(run: kmod_vm.KmodRun) -> tuple[int, list[str]]:
             "tab_bits": tab_bits(cfg.table_size),
             "word_size": 64,
             "hash_port": int(cfg.hash_port),
+            "byte_order": "little",
+            "hash_key": "kernel",
         }
         for s, sc in enumerate(cfg.scenarios):
             for p in range(len(sc.phases)):
