@@ -10,11 +10,29 @@ Debian package (test_deb.py).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 
-import kmod_dump
-import kmod_vm
-from ipvs_vm import predict
+from ipvs_vm import predict, qemu
+
+# The kmod helpers move into the harness package (branch "kernels"); until both
+# layouts are gone, the boots of this module's users import them from here.
+try:
+    from ipvs_vm import kmod_build, kmod_dump, kmod_vm
+except ImportError:
+    import kmod_build
+    import kmod_dump
+    import kmod_vm
+
+__all__ = ["kmod_build", "kmod_dump", "kmod_vm", "boot", "compare_flows"]
+
+
+def boot(kernel, files: dict, *, cpus: int, timeout: float) -> qemu.BootResult:
+    """``qemu.boot`` of a job with ``cpus`` vCPUs (whichever harness layout)."""
+    if "cpus" in inspect.signature(qemu.boot).parameters:
+        return qemu.boot(kernel, files, timeout=timeout, cpus=cpus)
+    return kmod_vm._boot_smp(kernel, files, cpus, timeout)
+
 
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 

@@ -27,12 +27,11 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import kmod_build
 import kmod_check
-import kmod_vm
 import pytest
 from ipvs_vm import kernels, predict, prereqs, scenarios
 from ipvs_vm.kernels import PrerequisiteError
+from kmod_check import kmod_build, kmod_vm
 
 pytestmark = pytest.mark.kernel
 

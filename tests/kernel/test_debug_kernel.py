@@ -28,13 +28,11 @@ import re
 import subprocess
 
 import debug_kernel
-import kmod_build
 import kmod_check
-import kmod_dump
-import kmod_vm
 import pytest
 from ipvs_vm import predict, prereqs, scenarios
 from ipvs_vm.kernels import PrerequisiteError
+from kmod_check import kmod_build, kmod_dump, kmod_vm
 
 pytestmark = pytest.mark.kernel
 
@@ -93,7 +91,7 @@ def run(dk, ko_build) -> kmod_vm.KmodRun:
         kmod_vm.guest_job(ko_build.ko, configs, churn_seconds=CHURN_SECONDS)
     )
     try:
-        boot = kmod_vm._boot_smp(dk.kernel, files, CPUS, TIMEOUT)
+        boot = kmod_check.boot(dk.kernel, files, cpus=CPUS, timeout=TIMEOUT)
     except PrerequisiteError as exc:
         missing(str(exc))
     print(
