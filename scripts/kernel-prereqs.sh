@@ -45,3 +45,8 @@ if command -v apt-get >/dev/null 2>&1; then
     python3 tests/kernel/run.py fetch --all \
         || echo "kernel-prereqs: could not fetch every kernel (the kernel tests will say why)" >&2
 fi
+
+# --- debug kernel and Debian package (tests/kernel/test_debug_kernel.py, test_deb.py;
+# issue 15): build tools, dh-dkms, lintian, and the cached KASAN/lockdep kernel.
+bash scripts/debug-prereqs.sh \
+    || echo "kernel-prereqs: debug-kernel prerequisites incomplete (the tests will say why)" >&2
