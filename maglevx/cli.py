@@ -121,9 +121,19 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
             fmt = predict.detect_format(stream)
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
+            stats = predict.PredictStats()
             predict.predict_stream(
-                director, stream, stdout, source=source, progress=progress
-            )
+                director, stream, stdout, source=source, progress=progress,
+                strict=args.strict, stats=stats,
+            )  # fmt: skip
+            if stats.no_service:
+                stdout.flush()
+                print(
+                    f"maglevx: {source}: {stats.no_service} of {stats.flows} flows "
+                    "go to no virtual service: written with empty fields (the "
+                    "kernel does not schedule them; --strict makes this an error)",
+                    file=sys.stderr,
+                )
         else:
             predict.predict_capture(director, stream, stdout, fmt, source=source)
     finally:
@@ -142,10 +152,13 @@ def _emit(args: argparse.Namespace, stdout: TextIO, obj: Any, text: str) -> None
 
 def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import table
+    from maglevx.tools.sources import resolve_service
 
-    reports = table.table_report(load_director(args), service=args.service)
-    if args.service is not None and not reports:
-        raise MaglevxError(f"no mh service {args.service!r}", field="--service")
+    director = load_director(args)
+    service = None
+    if args.service is not None:
+        service = resolve_service(args.service, director)
+    reports = table.table_report(director, service=service)
     if args.plot:
         from maglevx.tools import plot
 
@@ -175,7 +188,12 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     else:
         new, new_label = old, old_spec.label
     if edits:
-        new = diff.apply_edits(new, edits, service=args.service)
+        service = None
+        if args.service is not None:
+            from maglevx.tools.sources import resolve_service
+
+            service = resolve_service(args.service, new)
+        new = diff.apply_edits(new, edits, service=service)
         new_label += " with " + "; ".join(map(str, edits))
     samples = _samples(args, old)
     rep = diff.diff_directors(
@@ -245,7 +263,6 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
 def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
     import os
 
-    from maglevx.captures import parse_ip_vs_conn
     from maglevx.tools import verify
 
     params = params_from(args)
@@ -264,8 +281,7 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
     else:
         director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
                              kind="snapshot", params=params)  # fmt: skip
-    conns = list(parse_ip_vs_conn(read_text(args.conn).splitlines(),
-                                  source=args.conn))  # fmt: skip
+    conns = read_conns(args.conn)
     rep = verify.verify(
         director,
         conns,
@@ -276,7 +292,31 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
     )
 
     _emit(args, stdout, rep.to_json(), verify.render(rep, show_caveats=args.caveats))
-    return EXIT_DIFFERENT if rep.different else EXIT_OK
+    if rep.different:
+        return EXIT_DIFFERENT
+    if rep.checked == 0 and not rep.kmod:
+        raise MaglevxError(
+            f"nothing verified: none of the {len(conns)} connections is to an mh "
+            "service of the configuration (see 'skipped'); capture while clients "
+            "connect, on the director whose configuration you give",
+            source=args.conn,
+        )
+    return EXIT_OK
+
+
+def read_conns(path: str) -> list:
+    """The connections of a capture file, its format detected."""
+    from maglevx import captures
+
+    text = read_text(path)
+    fmt = captures.detect(text[:4096].encode("utf-8", "replace"))
+    if fmt not in captures.PARSERS:
+        raise MaglevxError(
+            "not a connection listing: give /proc/net/ip_vs_conn, `ipvsadm -Lnc` "
+            "or `conntrack -L` output",
+            source=path,
+        )
+    return list(captures.PARSERS[fmt](text.splitlines(), source=path))
 
 
 def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -331,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict which real server Linux IPVS Maglev hashing picks.",
         epilog="Exit status: 0 ok, 1 differences found, 2 error.",
     )
+    from maglevx import KERNEL_REFERENCE, __version__
+
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"maglevx {__version__} (ip_vs_mh of Linux {KERNEL_REFERENCE})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser(
         "predict",
@@ -344,11 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", "csv", "ip_vs_conn", "conntrack", "pcap"),
+        choices=("auto", "csv", "ip_vs_conn", "ipvsadm_conn", "conntrack", "pcap"),
         default="auto",
-        help="input format (default: detected). Captures are turned into flow "
-        "lines `proto,saddr,sport,daddr,dport` and only flows to mh services "
-        "are kept",
+        help="input format (default: detected): csv, /proc/net/ip_vs_conn, "
+        "`ipvsadm -Lnc` (ipvsadm_conn) or `conntrack -L`. Captures are turned "
+        "into flow lines `proto,saddr,sport,daddr,dport` and only flows to mh "
+        "services are kept",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a CSV flow to no virtual service is an error (default: written "
+        "with empty fields and counted on stderr)",
     )
     p.set_defaults(func=_cmd_predict)
 
@@ -432,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--conn",
         default="/proc/net/ip_vs_conn",
         metavar="FILE",
-        help="connections (default: /proc/net/ip_vs_conn)",
+        help="connections: /proc/net/ip_vs_conn (default), `ipvsadm -Lnc` or "
+        "`conntrack -L` output (detected)",
     )
     p.add_argument(
         "--kmod-tables",

@@ -162,6 +162,40 @@ def load_text(
     return Director.from_history(text, source=source, **kw)
 
 
+def resolve_service(text: str, director: Director, *, field: str = "--service") -> str:
+    """The name of *director*'s mh service that *text* names.
+
+    Accepts what ipvsadm prints (``TCP  10.0.0.1:80``, ``FWM  3``,
+    ``FWM 3 IPv6``) in any case and spacing, and ``tcp:10.0.0.1:80``. The
+    error lists the mh services there are.
+    """
+    from maglevx.ipvsadm import parse_endpoint
+    from maglevx.model import format_endpoint
+
+    words = text.replace("\t", " ").strip().split()
+    if len(words) == 1 and words[0].count(":") >= 2 and "[" not in words[0][:4]:
+        head, _, rest = words[0].partition(":")  # tcp:10.0.0.1:80
+        words = [head, rest]
+    mh = [s for s in director.services if s.scheduler == "mh"]
+    names = [s.name for s in mh]
+    want = None
+    try:
+        if len(words) >= 2 and words[0].upper() in ("TCP", "UDP", "SCTP"):
+            address, port = parse_endpoint(words[1], field)
+            if len(words) == 2:
+                want = f"{words[0].upper()} {format_endpoint(address, port or 0)}"
+        elif len(words) >= 2 and words[0].upper() == "FWM" and words[1].isdigit():
+            want = f"FWM {int(words[1])}"
+            if words[2:] and words[2].upper() == "IPV6":
+                want += " IPv6"
+    except MaglevxError:
+        want = None
+    if want in names:
+        return want
+    listed = ", ".join(repr(n) for n in names) or "none"
+    raise MaglevxError(f"no mh service {text!r} (mh services: {listed})", field=field)
+
+
 def load_spec(spec: ConfigSpec) -> Director:
     """The director *spec* describes."""
     return load_text(
