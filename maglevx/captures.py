@@ -111,7 +111,7 @@ def parse_ip_vs_conn(
     """Entries of a ``/proc/net/ip_vs_conn`` dump (header and blanks skipped)."""
     for lineno, raw in enumerate(lines, 1):
         f = raw.split()
-        if not f or raw.startswith(CONN_HEADER):
+        if not f or raw.startswith(CONN_HEADER) or f[0].startswith("#"):
             continue
         try:
             if len(f) < 9:
@@ -157,7 +157,7 @@ def parse_conntrack(
     for lineno, raw in enumerate(lines, 1):
         text = _CT_EVENT.sub("", raw)
         tokens = text.split()
-        if not tokens:
+        if not tokens or tokens[0].startswith("#"):
             continue
         if tokens[0] in ("ipv4", "ipv6"):
             tokens = tokens[2:]
@@ -232,7 +232,7 @@ def parse_ipvsadm_conn(
     """Entries of ``ipvsadm -Lnc`` output (headers and blanks skipped)."""
     for lineno, raw in enumerate(lines, 1):
         f = raw.split()
-        if not f or raw.strip().startswith(LNC_HEADERS):
+        if not f or raw.strip().startswith(LNC_HEADERS) or f[0].startswith("#"):
             continue
         try:
             if len(f) < 6:
@@ -313,7 +313,14 @@ def detect(head: bytes) -> str:
     ):  # fmt: skip
         return "pcap"
     text = head.decode("utf-8", "replace")
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    first = next(
+        (
+            ln
+            for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ),
+        "",
+    )
     if first.startswith(CONN_HEADER) or re.match(
         r"^(TCP|UDP|SCTP|IP)\s+[0-9A-F]{8}\s+[0-9A-F]{4}\s", first
     ):

@@ -133,3 +133,23 @@ def test_verify_with_nothing_checked_is_not_as_predicted(tmp_path, capsys):
     assert "skipped 1: to no virtual service of the configuration\n" in out.getvalue()
     assert "fwmark" not in out.getvalue()
     assert err.count("\n") == 1 and "nothing verified" in err
+
+
+@pytest.mark.parametrize(
+    "text,fmt",
+    [("# captured on lb1\n" + LNC, "ipvsadm_conn"),
+     ("# lb1, 12:00\nPro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires\n"
+      "TCP C0000201 9C40 0A000001 0050 0A010001 0050 ESTABLISHED     899\n",
+      "ip_vs_conn"),
+     ("# conntrack -L on lb1\ntcp      6 431999 ESTABLISHED src=192.0.2.1 "
+      "dst=10.0.0.1 sport=40000 dport=80 src=10.1.0.1 dst=192.0.2.1 sport=80 "
+      "dport=40000 [ASSURED] mark=0 use=1\n", "conntrack")],
+)  # fmt: skip
+def test_a_comment_line_keeps_the_format(text, fmt):
+    from maglevx.captures import PARSERS
+
+    assert detect(text.encode()) == fmt
+    (flow, *_) = [f for f in PARSERS[fmt](text.splitlines()) if not f.template]
+    assert (
+        str(flow.saddr) == "192.0.2.1" and flow.line == 2 + (fmt == "ipvsadm_conn") * 2
+    )
