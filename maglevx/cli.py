@@ -67,6 +67,20 @@ def _add_params(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="backport only: the module was loaded with hash_port=0",
     )
+    p.add_argument(
+        "--last-weight",
+        action="append",
+        metavar="ADDR:PORT=W",
+        help="listings: the last_weight of a weight-0 real server (its weight "
+        "before an edit drained it; a listing cannot show it)",
+    )
+    p.add_argument(
+        "--assume-drained-by-edit",
+        action="store_true",
+        help="listings: every weight-0 real server was drained by an edit "
+        "(keepalived inhibit_on_failure, kube-proxy) from its service's most "
+        "common weight, and keeps its slots",
+    )
 
 
 def _table_size(text: str) -> int:
@@ -88,11 +102,15 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
             "--no-port-hash applies to --variant backport only; upstream "
             "services say it with their mh-port flag"
         )
+    from maglevx.tools.sources import parse_last_weight
+
     return DirectorParams(
         variant=args.variant,
         word_size=args.word_size,
         table_size=args.table_size,
         backport_hash_port=not args.no_port_hash,
+        last_weights=tuple(parse_last_weight(t) for t in args.last_weight or ()),
+        drained_by_edit=args.assume_drained_by_edit,
     )
 
 
@@ -106,10 +124,40 @@ def load_director(args: argparse.Namespace) -> Director:
     return load_text(read_text(path), source=path, kind=kind, params=params)
 
 
+def listing_notes(args: argparse.Namespace, director: Director) -> dict[str, list]:
+    """Per service, the weight-0 real servers whose last_weight a listing hides."""
+    from maglevx.tools.sources import listing_assumptions
+
+    if getattr(args, "snapshot", None) is None:
+        return {}
+    out: dict[str, list] = {}
+    for x in listing_assumptions(director, params_from(args)).drained:
+        out.setdefault(x.service, []).append(x)
+    return out
+
+
 def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx import predict
 
     director = load_director(args)
+    if args.snapshot is not None:
+        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
+
+        for name in maybe_sorted(director):
+            print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
+    for name, xs in listing_notes(args, director).items():
+        unknown = [x for x in xs if x.last_weight is None]
+        if unknown:
+            share = sum(x.share_if_drained for x in unknown)
+            print(
+                f"maglevx: {args.snapshot}: {name}: weight-0 real servers "
+                f"{', '.join(x.endpoint for x in unknown)} read as added with "
+                "weight 0 (a listing cannot show last_weight); if an edit drained "
+                f"them, about {share:.1f}% of new flows to it get "
+                + ("other servers" if unknown[0].fallback else "no destination")
+                + " instead: --last-weight ADDR:PORT=W or --assume-drained-by-edit",
+                file=sys.stderr,
+            )
     if args.flows == "-":
         stream, source = sys.stdin.buffer, "<stdin>"
     else:
@@ -158,7 +206,16 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     service = None
     if args.service is not None:
         service = resolve_service(args.service, director)
-    reports = table.table_report(director, service=service)
+    notes = {
+        name: [x.text() for x in xs]
+        for name, xs in listing_notes(args, director).items()
+    }
+    if args.snapshot is not None:
+        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
+
+        for name in maybe_sorted(director):
+            notes.setdefault(name, []).append(f"{name} may be sorted: {SORTED_NOTE}")
+    reports = table.table_report(director, service=service, notes=notes)
     if args.plot:
         from maglevx.tools import plot
 
@@ -187,8 +244,8 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
         new_label += f" ({new_spec.params.describe()})"
     else:
         new, new_label = old, old_spec.label
+    service = None
     if edits:
-        service = None
         if args.service is not None:
             from maglevx.tools.sources import resolve_service
 
@@ -205,12 +262,58 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
         old_label=f"{old_spec.label} ({old_spec.params.describe()})",
         new_label=new_label,
     )
+    # a listing's weight-0 servers may have been drained by an edit: the
+    # other outcome, where it differs
+    old_unknown = _unknown(old_spec, old)
+    new_base = load_spec(new_spec) if args.new is not None else old
+    new_unknown = _unknown(new_spec, new_base) if args.new is not None else old_unknown
+    if old_unknown or new_unknown:
+        from maglevx.tools.sources import drained_alternative
+
+        alt_old = drained_alternative(old) if old_unknown else old
+        alt_new = drained_alternative(new_base) if new_unknown else new_base
+        if edits:
+            alt_new = diff.apply_edits(alt_new, edits, service=service)
+        alt = diff.diff_directors(
+            alt_old, alt_new, samples=samples, sample_size=args.sample, seed=args.seed
+        )
+        eps = ", ".join(sorted({x for x in old_unknown + new_unknown}))
+        for sd in rep.services:
+            other = next((x for x in alt.services if x.service == sd.service), None)
+            if other is None or other.status in ("added", "removed"):
+                continue
+            ro, rn = other.refusals_old, other.refusals_new
+
+            def refused(r: Any) -> float | None:
+                return None if r is None else r.refused_without_fallback
+
+            if (other.flows_moved, refused(ro), refused(rn)) == (
+                sd.flows_moved, refused(sd.refusals_old), refused(sd.refusals_new)
+            ):  # fmt: skip
+                continue
+            sd.notes.append(
+                f"if {eps} (weight 0 in a listing, last_weight unknown) were "
+                f"drained by an edit: {other.flows_moved_pct:.2f}% of flows move; "
+                f"refused new flows OLD {diff.refusal_text(ro)}; NEW "
+                f"{diff.refusal_text(rn)} (--last-weight ADDR:PORT=W or "
+                "--assume-drained-by-edit decides)"
+            )
     if args.plot:
         from maglevx.tools import plot
 
         plot.plot_diff(old, new, rep, args.plot)
     _emit(args, stdout, rep.to_json(), diff.render(rep))
     return EXIT_DIFFERENT if rep.different else EXIT_OK
+
+
+def _unknown(spec: Any, director: Director) -> list[str]:
+    """Weight-0 real servers of a listing spec whose last_weight nobody gave."""
+    from maglevx.tools.sources import detect_kind, listing_assumptions
+
+    kind = spec.kind or detect_kind(read_text(spec.path))
+    if kind != "snapshot":
+        return []
+    return [x.endpoint for x in listing_assumptions(director, spec.params).unknown]
 
 
 def _samples(args: argparse.Namespace, director: Director) -> dict | None:
@@ -246,12 +349,30 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
     defaults = params_from(args)
     specs = [parse_spec(t, defaults) for t in args.configs]
     directors = [(f"{s.label} ({s.params.describe()})", load_spec(s)) for s in specs]
+    samples = _samples(args, directors[0][1])
     rep = consistency.compare_directors(
-        directors,
-        samples=_samples(args, directors[0][1]),
-        sample_size=args.sample,
-        seed=args.seed,
+        directors, samples=samples, sample_size=args.sample, seed=args.seed
     )
+    unknown = [_unknown(s, d) for s, (_, d) in zip(specs, directors)]
+    if any(unknown):
+        from maglevx.tools.sources import drained_alternative
+
+        alt = consistency.compare_directors(
+            [(label, drained_alternative(d) if u else d)
+             for (label, d), u in zip(directors, unknown)],
+            samples=samples, sample_size=args.sample, seed=args.seed,
+        )  # fmt: skip
+        eps = ", ".join(sorted({e for u in unknown for e in u}))
+        for r, a in zip(rep.results, alt.results):
+            if (r.flows_differ, r.slots_differ) != (a.flows_differ, a.slots_differ):
+                r.notes.append(
+                    f"if {eps} (weight 0 in a listing, last_weight unknown) were "
+                    f"drained by an edit: {a.flows_differ_pct:.2f}% of flows and "
+                    f"{a.slots_differ_pct:.2f}% of slots differ"
+                    + (f" ({'; '.join(a.reasons)})" if a.reasons else "")
+                    + " (--last-weight ADDR:PORT=W or --assume-drained-by-edit "
+                    "decides)"
+                )
     if args.plot:
         from maglevx.tools import plot
 

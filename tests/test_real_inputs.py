@@ -45,8 +45,6 @@ PENDING: dict[str, str] = {
     "keepalived-1028-single-spaces.txt": "a shell prompt after the listing",
     "alibaba-lvs-15-save-names.txt": "service names in histories, (null)",
     "alibaba-lvs-15-save-n.txt": "(null) in histories",
-    "lvs-devel-2021-mh-drained.txt#check": "the drained-server ambiguity",
-    "kernel-6.1/ln.txt#check": "sorted listings",
     "kernel-6.1/ln_persistent_conn.txt": "listing flavours",
     "kernel-6.1/ln_stats.txt": "listing flavours",
     "kernel-6.1/ln_rate.txt": "listing flavours",

@@ -306,7 +306,8 @@ def diff_directors(
     return DiffReport(old_label, new_label, how, out)
 
 
-def _refusal_text(r: Refusals | None) -> str:
+def refusal_text(r: Refusals | None) -> str:
+    """Refused new flows without and with mh-fallback, e.g. for a report line."""
     if r is None:
         return "-"
     return (
@@ -350,8 +351,8 @@ def render(rep: DiffReport) -> str:
             assert has is not None
             lines.append(
                 "  refused new flows (weight-0 slots), upstream: "
-                f"OLD {_refusal_text(sd.refusals_old)}; "
-                f"NEW {_refusal_text(sd.refusals_new)}; this service "
+                f"OLD {refusal_text(sd.refusals_old)}; "
+                f"NEW {refusal_text(sd.refusals_new)}; this service "
                 + ("has" if has.service_has_fallback else "has no")
                 + " mh-fallback"
             )

@@ -17,8 +17,10 @@ command's ``--variant/--word-size/--table-size`` defaults. Examples::
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from maglevx.errors import MaglevxError
@@ -36,12 +38,20 @@ class DirectorParams:
     word_size: int = 64
     table_size: int = DEFAULT_TABLE_SIZE
     backport_hash_port: bool = True
+    # what a listing cannot show: the last_weight of weight-0 real servers
+    # (--last-weight ADDR:PORT=W, --assume-drained-by-edit)
+    last_weights: tuple[tuple[str, int], ...] = ()
+    drained_by_edit: bool = False
 
     def describe(self) -> str:
         """E.g. ``upstream, 64-bit, M=4093``."""
         s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
         if self.variant == "backport" and not self.backport_hash_port:
             s += ", hash_port=0"
+        if self.last_weights:
+            s += ", last_weight " + " ".join(f"{e}={w}" for e, w in self.last_weights)
+        if self.drained_by_edit:
+            s += ", weight 0 = drained by an edit"
         return s
 
 
@@ -150,7 +160,11 @@ def detect_kind(text: str) -> str:
 def load_text(
     text: str, *, source: str, kind: str | None, params: DirectorParams
 ) -> Director:
-    """A director from configuration text (history or snapshot)."""
+    """A director from configuration text (history or snapshot).
+
+    For a snapshot, the last_weight of weight-0 real servers is taken from
+    *params* (``last_weights``, ``drained_by_edit``), else as 0.
+    """
     kw = dict(
         variant=params.variant,
         word_size=params.word_size,
@@ -158,8 +172,210 @@ def load_text(
         backport_hash_port=params.backport_hash_port,
     )
     if (kind or detect_kind(text)) == "snapshot":
-        return Director.from_snapshot(text, source=source, **kw)
+        d = Director.from_snapshot(text, source=source, **kw)
+        return assume_last_weights(d, params, source=source)
+    if params.last_weights or params.drained_by_edit:
+        raise MaglevxError(
+            "--last-weight and --assume-drained-by-edit are for listings: a "
+            "history knows every last_weight",
+            source=source,
+        )
     return Director.from_history(text, source=source, **kw)
+
+
+# -- what a listing cannot show: last_weight of weight-0 real servers -------
+
+
+@dataclass
+class Drained:
+    """A weight-0 real server of an upstream mh service read from a listing.
+
+    The in-tree kernel builds tables from ``last_weight``, which a listing
+    does not show: 0 when the server was added with weight 0 (it holds no
+    slots), its previous weight when an edit drained it (keepalived's
+    inhibit_on_failure, kube-proxy: it keeps its slots, whose new flows get
+    no destination without mh-fallback).
+    """
+
+    service: str
+    endpoint: str
+    last_weight: int | None  # given or assumed; None: unknown, read as 0
+    slots_if_drained: int = 0  # slots it holds if an edit drained it
+    share_if_drained: float = 0.0  # percent of the slots
+    fallback: bool = False
+
+    def text(self) -> str:
+        """The warning an operator must not miss."""
+        fate = (
+            "they fall back to other servers (mh-fallback)"
+            if self.fallback
+            else "their new flows get no destination"
+        )
+        if self.last_weight is not None:
+            return (
+                f"{self.endpoint} has weight 0 in a listing: last_weight taken as "
+                f"{self.last_weight} (drained by an edit), so it keeps "
+                f"{self.slots_if_drained} slots ({self.share_if_drained:.1f}%) and "
+                f"{fate}"
+            )
+        return (
+            f"{self.endpoint} has weight 0, and a listing cannot show its "
+            "last_weight: as read (added with weight 0) it holds no slots; if an "
+            "edit drained it (keepalived inhibit_on_failure, kube-proxy) it keeps "
+            f"{self.slots_if_drained} slots ({self.share_if_drained:.1f}%) and "
+            f"{fate}. Say which: --last-weight {self.endpoint}=W, or "
+            "--assume-drained-by-edit"
+        )
+
+
+@dataclass
+class ListingAssumptions:
+    """The weight-0 real servers of a listing and what was assumed for them."""
+
+    drained: list[Drained] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> list[Drained]:
+        """Those whose last_weight nobody gave."""
+        return [x for x in self.drained if x.last_weight is None]
+
+
+def _weight_zero(director: Director) -> list[tuple[Any, Any]]:
+    """(service, real server) pairs whose table weight a listing cannot know."""
+    if director.variant != "upstream":
+        return []  # the backport builds from the live weight
+    return [
+        (svc, rs)
+        for svc in director.services
+        if svc.scheduler == "mh"
+        for rs in svc.real_servers
+        if rs.weight == 0
+    ]
+
+
+def _usual_weight(svc: Any) -> int:
+    """The most common non-zero weight of *svc* (1 when there is none)."""
+    weights = Counter(rs.weight for rs in svc.real_servers if rs.weight > 0)
+    return max(weights, key=lambda w: (weights[w], w)) if weights else 1
+
+
+def _set_last_weight(svc: Any, rs: Any, weight: int) -> None:
+    """Give a weight-0 real server *weight* as last_weight, as an edit would.
+
+    The kernel keeps last_weight on an edit to 0: editing to *weight* and
+    back to 0 leaves the server where it is with last_weight = *weight*.
+    """
+    rs.last_weight = weight
+    svc.rebuild()
+
+
+def assume_last_weights(
+    director: Director, params: DirectorParams, *, source: str = "<snapshot>"
+) -> Director:
+    """Apply ``--last-weight`` / ``--assume-drained-by-edit`` to a listing."""
+    given = dict(params.last_weights)
+    pairs = _weight_zero(director)
+    endpoints = {rs.endpoint for _, rs in pairs}
+    for ep in given:
+        if ep not in endpoints:
+            known = ", ".join(sorted(endpoints)) or "none"
+            raise MaglevxError(
+                f"{ep} is no weight-0 real server of an upstream mh service "
+                f"(those of the listing: {known})",
+                source=source,
+                field="--last-weight",
+            )
+    for svc, rs in pairs:
+        w = given.get(rs.endpoint)
+        if w is None and params.drained_by_edit:
+            w = _usual_weight(svc)
+        if w is not None:
+            _set_last_weight(svc, rs, w)
+    return director
+
+
+def listing_assumptions(
+    director: Director, params: DirectorParams
+) -> ListingAssumptions:
+    """The weight-0 real servers of a listing's director, and both outcomes."""
+    out = ListingAssumptions()
+    given = dict(params.last_weights)
+    pairs = _weight_zero(director)
+    if not pairs:
+        return out
+    drained = drained_alternative(director)
+    for svc, rs in pairs:
+        alt = drained.find_service(svc.key)
+        assert alt is not None
+        names = [r.endpoint for r in alt.table_servers]
+        i = names.index(rs.endpoint)
+        slots = int((alt.table == i).sum())
+        assumed = given.get(rs.endpoint)
+        if assumed is None and params.drained_by_edit:
+            assumed = _usual_weight(svc)
+        out.drained.append(
+            Drained(
+                service=svc.name,
+                endpoint=rs.endpoint,
+                last_weight=assumed,
+                slots_if_drained=slots,
+                share_if_drained=100.0 * slots / director.table_size,
+                fallback=svc.fallback,
+            )
+        )
+    return out
+
+
+def drained_alternative(director: Director) -> Director:
+    """A copy in which every weight-0 real server was drained by an edit."""
+    d = copy.deepcopy(director)
+    for svc, rs in _weight_zero(d):
+        if rs.last_weight == 0:
+            _set_last_weight(svc, rs, _usual_weight(svc))
+    return d
+
+
+def maybe_sorted(director: Director) -> list[str]:
+    """The mh services of a listing whose real servers are in sorted order.
+
+    Plain ``ipvsadm -Ln`` sorts real servers by address and port
+    (``ipvs_cmp_dests()``); only ``--nosort`` shows the kernel's list order,
+    which the table is built in. Servers in sorted order may be either.
+    """
+    out = []
+    for svc in director.services:
+        servers = svc.real_servers
+        if svc.scheduler != "mh" or len(servers) < 2:
+            continue
+        keys = [(int(rs.address), rs.port) for rs in servers]
+        if keys == sorted(keys):
+            out.append(svc.name)
+    return out
+
+
+SORTED_NOTE = (
+    "its real servers are in address order, as plain `ipvsadm -Ln` sorts them: "
+    "the kernel's list order, which the table depends on, may differ; capture "
+    "the real order with `ipvsadm -Ln --nosort`"
+)
+
+
+def parse_last_weight(text: str) -> tuple[str, int]:
+    """``ADDR:PORT=W`` (``[v6]:PORT=W``) as (endpoint, weight)."""
+    from maglevx.ipvsadm import parse_endpoint
+    from maglevx.model import format_endpoint
+
+    ep, sep, w = text.rpartition("=")
+    if not sep or not w.isascii() or not w.isdigit() or int(w) > 65535:
+        raise MaglevxError(
+            f"{text!r} is not ADDR:PORT=WEIGHT (weight 0..65535)", field="--last-weight"
+        )
+    address, port = parse_endpoint(ep, "--last-weight")
+    if port is None:
+        raise MaglevxError(
+            f"{ep!r} has no port (ADDR:PORT=WEIGHT)", field="--last-weight"
+        )
+    return format_endpoint(address, port), int(w)
 
 
 def resolve_service(text: str, director: Director, *, field: str = "--service") -> str:

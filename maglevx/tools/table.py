@@ -210,10 +210,17 @@ def _how_to_set(st: ServiceTable, m: int) -> str:
     )
 
 
-def table_report(director: Director, service: str | None = None) -> list[ServiceTable]:
+def table_report(
+    director: Director,
+    service: str | None = None,
+    *,
+    notes: dict[str, list[str]] | None = None,
+) -> list[ServiceTable]:
     """Summaries of the tables of *director*'s ``mh`` services.
 
     *service*: only the service of this name (e.g. ``TCP 10.0.0.1:80``).
+    *notes*: more warnings per service name, shown first (what the input
+    could not tell, e.g. a listing's unknown last_weight).
 
     >>> d = Director.from_history(["-A -t 10.0.0.1:80 -s mh",
     ...     "-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 100",
@@ -227,6 +234,8 @@ def table_report(director: Director, service: str | None = None) -> list[Service
         for svc in director.services
         if svc.scheduler == "mh" and (service is None or svc.name == service)
     ]
+    for st in out:
+        st.warnings[:0] = (notes or {}).get(st.service, [])
     return out
 
 
