@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from maglevx import Director
-from maglevx.captures import parse_conntrack, parse_ip_vs_conn
+from maglevx.captures import parse_conntrack, parse_ip_vs_conn, parse_ipvsadm_conn
 from maglevx.errors import MaglevxError
 from maglevx.predict import predict_lines
 
@@ -24,6 +24,7 @@ S = "TCP  10.0.0.1:80 mh\n  -> 10.1.0.1:80  Masq  1  0  0\n"
 F = "tcp,192.0.2.1,1,10.0.0.1,80\n"
 C = "tcp 6 1 ESTABLISHED src=192.0.2.1 dst=10.0.0.1 sport=1 dport=80\n"
 V = "TCP C0000201 0001 0A000001 0050 0A010001 0050 ESTABLISHED 10\n"
+L = "TCP 14:59  ESTABLISHED 192.0.2.1:40000    10.0.0.1:80        10.1.0.1:80\n"
 
 HISTORY = {
     "H-number": (H + "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -w 1x", "cfg:3: field '-w': weight '1x' is not a number"),
@@ -96,6 +97,8 @@ FLOWS = {
     "F-saddr": (F + "tcp,192.0.2.1x,1,10.0.0.1,80", "cfg:2: field 'saddr': '192.0.2.1x' is not an IPv4 address like TCP 10.0.0.1:80"),
     "F-saddr-family": (F + "udp,192.0.2.1,1,2001:db8::1,53", "cfg:2: field 'saddr': '192.0.2.1' is not an IPv6 address"),
     "F-sport": (F + "tcp,192.0.2.1,x,10.0.0.1,80", "cfg:2: field 'sport': 'x' is not a port"),
+    "F-header": ("proto,saddr,daddr,dport\n" + F, "cfg:1: field 'header': header names no column for sport"),
+    "F-header-twice": ("proto,src,saddr,sport,daddr,dport\n" + F, "cfg:1: field 'header': header names two columns for saddr: 'src' and 'saddr'"),
 }  # fmt: skip
 
 CAPTURES = {
@@ -107,6 +110,12 @@ CAPTURES = {
     "C-ct-src": (parse_conntrack, C + "tcp 6 1 ESTABLISHED dst=10.0.0.1 sport=1 dport=80", "cfg:2: no src=/dst= in the original direction"),
     "C-ct-address": (parse_conntrack, C + C.replace("192.0.2.1", "192.0.2.x"), "cfg:2: field 'src': '192.0.2.x' is not an IP address"),
     "C-ct-port": (parse_conntrack, C + C.replace("sport=1", "sport=x"), "cfg:2: field 'sport': 'x' is not a port"),
+    "C-ct-cut": (parse_conntrack, C + "cp      6 1 ESTABLISHED src=192.0.2.1 dst=10.0.0.1", "cfg:2: field 'proto': unknown protocol 'cp' (protocol number 6 is tcp: is the line cut?)"),
+    "C-lnc-fields": (parse_ipvsadm_conn, L + "TCP 14:59 ESTABLISHED 192.0.2.1:1", "cfg:2: expected at least 6 fields"),
+    "C-lnc-expire": (parse_ipvsadm_conn, L + L.replace("14:59", "14h"), "cfg:2: field 'expire': '14h' is not minutes:seconds"),
+    "C-lnc-state": (parse_ipvsadm_conn, L + L.replace("ESTABLISHED", "C0A8C86D"), "cfg:2: field 'state': 'C0A8C86D' is not an IPVS connection state"),
+    "C-lnc-name": (parse_ipvsadm_conn, L + L.replace("192.0.2.1", "client.example"), "cfg:2: field 'source': 'client.example' is not a numeric address: capture with `ipvsadm -Lnc`"),
+    "C-lnc-port": (parse_ipvsadm_conn, L + L.replace(":80 ", ":http "), "cfg:2: field 'virtual': port 'http' is not a number: capture with `ipvsadm -Lnc`"),
 }  # fmt: skip
 
 
@@ -148,7 +157,8 @@ def test_flow_error_keeps_lines_before(eid):
         ),
         expected,
     )
-    assert out.getvalue().count("\n") == 1  # the good line 1, nothing after
+    # the good line 1, nothing after (a bad header: nothing at all)
+    assert out.getvalue().count("\n") == (0 if eid.startswith("F-header") else 1)
 
 
 @pytest.mark.parametrize("eid", list(CAPTURES))
@@ -163,6 +173,13 @@ CLI = {
     "CLI-table-size": (["predict", "--history", "{tmp}/h.txt", "--table-size", "4000", "-"], "maglevx predict: error: argument --table-size: 4000 is not one of the kernel's primes"),
     "CLI-history": (["predict", "--history", "{tmp}/bad.txt", "-"], "maglevx: error: {tmp}/bad.txt:3: field '-w': weight 70000 is outside 0..65535"),
     "CLI-flows": (["predict", "--history", "{tmp}/h.txt", "{tmp}/f.csv"], "maglevx: error: {tmp}/f.csv:2: field 'sport': 'x' is not a port"),
+    "CLI-service": (["table", "--history", "{tmp}/h.txt", "--service", "tcp 10.0.0.9:80"], "maglevx: error: field '--service': no mh service 'tcp 10.0.0.9:80' (mh services: 'TCP 10.0.0.1:80')"),
+    "CLI-no-service": (["predict", "--history", "{tmp}/h.txt", "--strict", "{tmp}/g.csv"], "maglevx: error: {tmp}/g.csv:1: field 'daddr': no virtual service for tcp 10.0.0.2 port 80"),
+    "CLI-last-weight": (["table", "--snapshot", "{tmp}/s.txt", "--last-weight", "10.1.0.1:80"], "maglevx: error: field '--last-weight': '10.1.0.1:80' is not ADDR:PORT=WEIGHT"),
+    "CLI-last-weight-server": (["table", "--snapshot", "{tmp}/s.txt", "--last-weight", "10.1.0.1:80=5"], "maglevx: error: {tmp}/s.txt: field '--last-weight': 10.1.0.1:80 is no weight-0 real server"),
+    "CLI-last-weight-history": (["table", "--history", "{tmp}/h.txt", "--assume-drained-by-edit"], "maglevx: error: {tmp}/h.txt: --last-weight and --assume-drained-by-edit are for listings"),
+    "CLI-conn-format": (["verify", "--history", "{tmp}/h.txt", "--conn", "{tmp}/f.csv", "--no-kmod"], "maglevx: error: {tmp}/f.csv: not a connection listing"),
+    "CLI-nothing-verified": (["verify", "--history", "{tmp}/h.txt", "--conn", "{tmp}/c.txt", "--no-kmod"], "maglevx: error: {tmp}/c.txt: nothing verified: none of the 1 connections is to an mh service"),
 }  # fmt: skip
 
 
@@ -171,6 +188,9 @@ def test_cli_error_one_line_exit_2(eid, tmp_path):
     (tmp_path / "h.txt").write_text(H)
     (tmp_path / "bad.txt").write_text(H + "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -w 70000\n")
     (tmp_path / "f.csv").write_text(F + "tcp,192.0.2.1,x,10.0.0.1,80\n" + F)
+    (tmp_path / "g.csv").write_text("tcp,192.0.2.1,1,10.0.0.2,80\n")
+    (tmp_path / "s.txt").write_text(S)
+    (tmp_path / "c.txt").write_text(V.replace("0A000001 0050", "0A000009 0050"))
     argv, expected = CLI[eid]
     r = subprocess.run(
         [sys.executable, "-m", "maglevx", *(a.format(tmp=tmp_path) for a in argv)],
