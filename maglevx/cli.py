@@ -220,7 +220,11 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
         from maglevx.tools import plot
 
         plot.plot_tables(reports, args.plot)
-    _emit(args, stdout, [r.to_json() for r in reports], table.render(reports))
+    text = table.render(reports)
+    if not reports and director.services:
+        used = ", ".join(sorted({s.scheduler for s in director.services}))
+        text += f" (the services use {used}; maglevx predicts mh only)"
+    _emit(args, stdout, [r.to_json() for r in reports], text)
     return EXIT_OK
 
 

@@ -40,6 +40,7 @@ from maglevx.model import (
     format_endpoint,
     parse_number,
 )
+from maglevx.portnames import NETBASE, port_of
 
 # The schedulers Linux 6.1 ships (net/netfilter/ipvs/ip_vs_*.c).
 SCHEDULERS = (
@@ -179,6 +180,69 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     return address, port
 
 
+def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
+    """*text* with a port name replaced by the number ipvsadm reads for it.
+
+    ipvsadm prints ports by name without ``-n`` (``10.0.0.1:http``) and reads
+    names back with ``getservbyname()``: the bundled table of
+    :mod:`maglevx.portnames` decides, the same on every host. Host names
+    cannot be resolved offline: refused, saying to use *numeric* (the
+    command that prints numbers).
+    """
+    if text.startswith("["):
+        close = text.find("]")
+        addr, port = text[1:close], text[close + 2 :] if close > 0 else None
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            return text  # parse_endpoint() says what is wrong
+    elif text.count(":") == 1:
+        addr, port = text.split(":")
+    else:
+        addr, port = text, None
+    if not _is_address(addr) and re.search(r"[<>*]|xx", addr):
+        raise MaglevxError(
+            f"{addr!r} is not an IP address (redacted?): give the real addresses",
+            field=field,
+        )
+    if (
+        not _is_address(addr)
+        and _HOST_NAME.match(addr)
+        and _has_letter(addr)
+        and not re.match(r"^\d+\.\d+\.\d+\.", addr)  # a mistyped IPv4 address
+    ):
+        raise MaglevxError(
+            f"{addr!r} is a host name: {numeric} (-n: numeric addresses)",
+            field=field,
+        )
+    if port and not port.isdigit() and _SERVICE_NAME.match(port):
+        number = port_of(port, protocol)
+        if number is None:
+            raise MaglevxError(
+                f"port {port!r} is no service name of {protocol} that ipvsadm "
+                f"prints (netbase {NETBASE}): {numeric} (-n: numeric ports)",
+                field=field,
+            )
+        return text[: len(text) - len(port)] + str(number)
+    return text
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# what getnameinfo() prints: labels of letters, digits and '-' (cut to the
+# column width by ipvsadm, so a trailing '.' or '-' is possible)
+_HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]*)*\.?$", re.ASCII)
+_SERVICE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._+-]*$", re.ASCII)
+
+
+def _has_letter(text: str) -> bool:
+    return any(c.isalpha() for c in text)
+
+
 def _parse_sched_flags(text: str, scheduler: str, field: str) -> int:
     flags = 0
     for name in text.split(","):
@@ -222,7 +286,7 @@ def parse_command(tokens: list[str]) -> Command:
     if head not in _COMMANDS:
         raise MaglevxError(
             f"a line must start with a command (-A, -E, -D, -C, -a, -e, -d), "
-            f"not {head!r}",
+            f"not {head!r}{_kind_hint(tokens)}",
             field=head,
         )
     cmd = Command(_COMMANDS[head])
@@ -237,6 +301,13 @@ def parse_command(tokens: list[str]) -> Command:
             opt, value = tok.split("=", 1)
         if opt in _COMMANDS or opt in _NOT_CONFIG:
             raise MaglevxError(f"a second command {opt!r} on one line", field=opt)
+        if opt == "(null)":
+            raise MaglevxError(
+                "`ipvsadm -S` could not name this real server's "
+                "forwarding method (a patched IPVS such as Alibaba's FULLNAT); "
+                "maglevx models mainline Linux IPVS",
+                field=tok,
+            )
         if opt not in _OPTIONS:
             raise MaglevxError(f"unknown option {tok!r}", field=tok)
         name, arg = _OPTIONS[opt]
@@ -268,6 +339,7 @@ def parse_command(tokens: list[str]) -> Command:
                 cmd.family = 4
             else:
                 cmd.protocol = name.split("-")[0]
+                value = numeric_endpoint(value, cmd.protocol, opt, _SAVE_NUMERIC)
                 address, port = parse_endpoint(value, opt)
                 cmd.address, cmd.port = address, port or 0
                 cmd.family = address.version
@@ -291,6 +363,8 @@ def parse_command(tokens: list[str]) -> Command:
             )
         elif name == "real-server":
             assert value is not None
+            proto = cmd.protocol if cmd.protocol not in (None, "fwmark") else "tcp"
+            value = numeric_endpoint(value, proto, opt, _SAVE_NUMERIC)
             address, port = parse_endpoint(value, opt)
             cmd.rs_address = address
             # ipvsadm: "copy vport to dport if not specified"
@@ -350,6 +424,22 @@ def parse_command(tokens: list[str]) -> Command:
                 field=seen.get("real-server"),
             )
     return cmd
+
+
+_SAVE_NUMERIC = "save with `ipvsadm -Sn`"
+
+
+def _kind_hint(tokens: list[str]) -> str:
+    """What a line that is no command looks like, and how to give it."""
+    head = tokens[0]
+    if head in ("IP", "Prot", "TCP", "UDP", "SCTP", "FWM", "->"):
+        return (
+            ": this is an `ipvsadm -L` listing, given with --snapshot "
+            "(or FILE:kind=snapshot)"
+        )
+    if head in ("Pro", "IPVS", "pro") or "src=" in " ".join(tokens):
+        return ": this is a connection capture, given to predict or verify --conn"
+    return ""
 
 
 _SERVICE_OPTS = {"tcp-service", "udp-service", "sctp-service", "fwmark-service"}
@@ -487,7 +577,10 @@ def apply_history(
         if not line or line.startswith("#"):
             continue
         try:
-            apply_command(director, parse_command(tokenize(line)))
+            tokens = tokenize(line)
+            if tokens and tokens[0] in ("-Z", "--zero"):
+                continue  # zeroes counters: changes nothing a table depends on
+            apply_command(director, parse_command(tokens))
         except MaglevxError as exc:
             raise exc.located(source, lineno) from None
     return director
@@ -507,6 +600,27 @@ _RS_RE = re.compile(
     r"(?P<weight>-?\d+)(\s+\d+\s+\d+)?\s*$",
     re.ASCII,
 )
+# --persistent-conn: "-> addr Weight PersistConn ActiveConn InActConn"
+_RS_PCONN_RE = re.compile(
+    r"^->\s+(?P<addr>\S+)\s+(?P<weight>-?\d+)\s+\d+\s+\d+\s+\d+\s*$", re.ASCII
+)
+_RS_OTHER_FWD_RE = re.compile(r"^->\s+\S+\s+(?P<fwd>[A-Za-z()]+)\s+-?\d+")
+# ipvsadm -L's header of each flavour: what it leaves out
+_FLAVOURS = {
+    "Conns": ("--stats", "scheduler, flags or weights"),
+    "CPS": ("--rate", "scheduler, flags or weights"),
+    "Uthreshold": ("--thresholds", "weights"),
+}
+_NUMERIC = "list with `ipvsadm -Ln --nosort`"
+# a history line: -A/-E/-D/-a/-e/-d/-C, maybe after "ipvsadm"
+_HISTORY_RE = re.compile(r"^(\S*ipvsadm\s+)?-[AEDaedC](\s|$)")
+# the command that printed the listing, without a prompt ("$ ipvsadm -Ln")
+_COMMAND_RE = re.compile(r"^([$%]\s*)?(?P<cmd>(sudo\s+)?\S*ipvsadm(\s.*)?)$")
+# a shell prompt ("[root@lb ~]#", "root@lb:~$", "user@lb ~ ❱"), maybe a command
+_PROMPT_RE = re.compile(
+    r"^(\[[^\]]*@[^\]]*\]\s*[#$]|[\w.-]+@[\w.-]+\S*(\s+\S+)?\s*[#$❱>%])\s*(?P<cmd>.*)$"
+)
+
 _FWD_NAMES = {
     "Masq": "masq", "Local": "masq", "Route": "route",
     "Tunnel": "tunnel", "Bypass": "route",
@@ -530,20 +644,26 @@ def apply_snapshot(
     - a table kept from before a failed rebuild (more servers than slots).
     """
     svc: VirtualService | None = None
+    persistent_conn = False  # the --persistent-conn flavour's server lines
     for lineno, raw in enumerate(_lines(text), 1):
         line = raw.strip()
         try:
             if (
                 not line
+                or line.startswith("#")
                 or line.startswith("IP Virtual Server")
-                or line.startswith("Prot LocalAddress")
                 or line.startswith("-> RemoteAddress")
             ):
+                continue
+            if line.startswith("Prot LocalAddress"):
+                persistent_conn = _header(line)
+                continue
+            if _foreign(line, svc is not None):
                 continue
             if line.startswith("->"):
                 if svc is None:
                     raise MaglevxError("real server line before any service")
-                _snapshot_server(svc, line)
+                _snapshot_server(svc, line, persistent_conn)
                 continue
             svc = _snapshot_service(director, line)
         except MaglevxError as exc:
@@ -553,6 +673,59 @@ def apply_snapshot(
     return director
 
 
+def _header(line: str) -> bool:
+    """Check a ``Prot LocalAddress:Port ...`` header; True for --persistent-conn."""
+    words = line.split()
+    for word, (flag, missing) in _FLAVOURS.items():
+        if word in words:
+            raise MaglevxError(
+                f"this is `ipvsadm -L {flag}` output, which shows no {missing}: "
+                f"{_NUMERIC}"
+            )
+    if "ProtoMod" in words:
+        raise _not_ipvs("l7vsd's (UltraMonkey-L7 `l7vsadm -l`)")
+    return "PersistConn" in words
+
+
+def _not_ipvs(what: str) -> MaglevxError:
+    return MaglevxError(
+        f"this is {what} listing, not Linux IPVS's: maglevx models the kernel's "
+        "ip_vs_mh; give `ipvsadm -Ln --nosort` of a Linux director"
+    )
+
+
+def _foreign(line: str, seen_service: bool) -> bool:
+    """Refuse what is not a listing line; True for a line to skip (a prompt)."""
+    if line.startswith(">>>"):
+        raise MaglevxError(
+            f"{line[:40]!r} starts another director's output: several listings "
+            "are in one file; give one director's listing per file"
+        )
+    if line.startswith(">"):
+        raise MaglevxError(
+            "the line starts with '>' (mail quoting): remove the quoting, or "
+            f"{_NUMERIC} on the director"
+        )
+    if line.startswith("Layer-7 Virtual Server"):
+        raise _not_ipvs("l7vsd's (UltraMonkey-L7 `l7vsadm -l`)")
+    if line.startswith("MATCH "):
+        raise _not_ipvs("DPVS's (a `MATCH` SNAT service)")
+    if _HISTORY_RE.match(line):
+        raise MaglevxError(
+            "this line is an `ipvsadm -R` command: a history (rule file) is given "
+            "with --history (or FILE:kind=history)"
+        )
+    m = _PROMPT_RE.match(line) or _COMMAND_RE.match(line)
+    if m is None:
+        return False
+    if not m["cmd"] or (not seen_service and "ipvsadm" in m["cmd"]):
+        return True  # the prompt and command before the listing, or alone after
+    raise MaglevxError(
+        f"a shell prompt or command ({m['cmd'][:40]!r}) after the listing: the "
+        "output of several commands is in one file; give one listing per file"
+    )
+
+
 def _snapshot_service(director: Director, line: str) -> VirtualService:
     m = _SVC_RE.match(line)
     fwm = _FWM_RE.match(line) if m is None else None
@@ -560,7 +733,8 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
         raise MaglevxError(f"not a line of `ipvsadm -Ln --nosort`: {line!r}")
     if m is not None:
         protocol = m["proto"].lower()
-        address, port = parse_endpoint(m["addr"], "LocalAddress:Port")
+        text = numeric_endpoint(m["addr"], protocol, "LocalAddress:Port", _NUMERIC)
+        address, port = parse_endpoint(text, "LocalAddress:Port")
         port = port or 0
         fwmark, family, sched, rest = 0, address.version, m["sched"], m["rest"]
     else:
@@ -570,6 +744,13 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
         family = 6 if fwm["v6"] else 4
         sched, rest = fwm["sched"], fwm["rest"]
     if sched not in SCHEDULERS:
+        if re.fullmatch(r"\d+[KMGT]?", sched, re.ASCII):
+            raise MaglevxError(
+                f"a number ({sched!r}) where the scheduler goes: this is `ipvsadm "
+                f"-L --stats` or `--rate` output, which shows no scheduler, flags "
+                f"or weights: {_NUMERIC}",
+                field="Scheduler",
+            )
         raise MaglevxError(f"unknown scheduler {sched!r}", field="Scheduler")
     flags, persistent = 0, None
     rest = rest.strip()
@@ -606,11 +787,30 @@ def _snapshot_service(director: Director, line: str) -> VirtualService:
     return svc
 
 
-def _snapshot_server(svc: VirtualService, line: str) -> None:
-    m = _RS_RE.match(line)
+def _snapshot_server(svc: VirtualService, line: str, persistent_conn: bool) -> None:
+    m = (_RS_PCONN_RE if persistent_conn else _RS_RE).match(line)
     if m is None:
+        other = _RS_OTHER_FWD_RE.match(line)
+        if other is not None and not persistent_conn:
+            fwd = other["fwd"]
+            if fwd in ("SNAT", "FNAT", "FullNat", "(null)"):
+                who = "DPVS's" if fwd in ("SNAT", "FNAT") else "a patched IPVS's"
+                raise MaglevxError(
+                    f"forwarding method {fwd!r} is {who} (FULLNAT/SNAT), not one of "
+                    "Linux IPVS (Masq, Local, Route, Tunnel, Bypass): maglevx "
+                    "models mainline ip_vs_mh",
+                    field="Forward",
+                )
+        if re.match(r"^->\s+\S+(\s+\d+){4}\s*$", line, re.ASCII):
+            raise MaglevxError(
+                "real server line without a forwarding method: `ipvsadm -L "
+                "--thresholds` (no weights) or `--persistent-conn` output without "
+                f"its header line: {_NUMERIC}"
+            )
         raise MaglevxError(f"not a real server line: {line!r}")
-    address, port = parse_endpoint(m["addr"], "RemoteAddress:Port")
+    protocol = "tcp" if svc.protocol == "fwmark" else svc.protocol
+    text = numeric_endpoint(m["addr"], protocol, "RemoteAddress:Port", _NUMERIC)
+    address, port = parse_endpoint(text, "RemoteAddress:Port")
     if m["weight"].startswith("-"):
         raise MaglevxError(
             f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"
@@ -634,6 +834,8 @@ def _snapshot_server(svc: VirtualService, line: str) -> None:
             port=port or 0,
             weight=weight,
             last_weight=weight,
-            forward=_FWD_NAMES[m["fwd"]],
+            # --persistent-conn prints no forwarding method; it does not enter
+            # the table (the port printed is the one the kernel stores)
+            forward="route" if persistent_conn else _FWD_NAMES[m["fwd"]],
         )
     )

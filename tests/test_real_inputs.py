@@ -25,34 +25,7 @@ DATA = Path(__file__).resolve().parent / "data" / "real"
 MANIFEST = tomllib.loads((DATA / "MANIFEST.toml").read_text())["piece"]
 BY_FILE = {p["file"]: p for p in MANIFEST}
 # Pieces the readers do not handle yet, and why (xfail, strict: a fix shows).
-PENDING: dict[str, str] = {
-    "kube-router-415-service-names.txt": "service names (:http) in listings",
-    "lsaa-lab-list-names.txt": "service names (:http) in listings",
-    "kube-router-415-names.txt": "reverse-DNS names: say -n",
-    "eks-guide-list-rdns.txt": "reverse-DNS names: say -n",
-    "kube-router-160-stats.txt": "listing flavours",
-    "vn-blog-stats.txt": "listing flavours",
-    "vn-blog-rate.txt": "listing flavours",
-    "lolbalancer-rate.txt": "listing flavours",
-    "cn-k8s-rate-empty.txt": "listing flavours",
-    "bgp-vip-rate-exact-ipv6.txt": "listing flavours",
-    "zstack-thresholds.txt": "listing flavours",
-    "dpvs-95-match-snat.txt": "other load balancers' listings",
-    "ultramonkey-l7vsadm.txt": "other load balancers' listings",
-    "alibaba-lvs-15-list-fullnat.txt": "other load balancers' listings",
-    "opsnull-three-directors.txt": "several listings in one paste",
-    "lvs-devel-quoted-listing.txt": "mail quoting",
-    "keepalived-1028-single-spaces.txt": "a shell prompt after the listing",
-    "alibaba-lvs-15-save-names.txt": "service names in histories, (null)",
-    "alibaba-lvs-15-save-n.txt": "(null) in histories",
-    "kernel-6.1/ln_persistent_conn.txt": "listing flavours",
-    "kernel-6.1/ln_stats.txt": "listing flavours",
-    "kernel-6.1/ln_rate.txt": "listing flavours",
-    "kernel-6.1/ln_thresholds.txt": "listing flavours",
-    "kernel-6.1/l_names.txt": "service names (:http) in listings",
-    "kernel-6.1/l_hosts.txt": "reverse-DNS names: say -n",
-    "kernel-6.1/s_names.txt": "service names in histories",
-}
+PENDING: dict[str, str] = {}
 
 
 def _pending_key(p: Any) -> str:

@@ -144,16 +144,22 @@ def read_text(path: str) -> str:
 
 
 def detect_kind(text: str) -> str:
-    """``snapshot`` for ``ipvsadm -Ln`` output, else ``history``."""
-    for raw in text.splitlines():
+    """``snapshot`` for ``ipvsadm -L`` output, else ``history``.
+
+    The first line that tells decides: a command (``-A ...``, ``ipvsadm -a
+    ...``) is a history; a listing's header, service or real server line
+    (also quoted, indented or after other text) is a listing.
+    """
+    for raw in text.splitlines()[:1000]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith(("IP Virtual Server", "Prot LocalAddress", "->")):
+        if re.match(r"^(\S*ipvsadm\s+)?-[AEDaedCZ]\b", line):
+            return "history"
+        if re.search(r"Virtual Server|RemoteAddress|LocalAddress|(^|\s)->\s", line):
             return "snapshot"
         if re.match(r"^(TCP|UDP|SCTP|FWM)\s", line):
             return "snapshot"
-        return "history"
     return "history"
 
 
