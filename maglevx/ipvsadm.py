@@ -612,6 +612,10 @@ _FLAVOURS = {
     "Uthreshold": ("--thresholds", "weights"),
 }
 _NUMERIC = "list with `ipvsadm -Ln --nosort`"
+# /proc/net/ip_vs: "TCP  0A010001:0050 mh", "UDP  [fd00:0001:...:0001]:0035 mh"
+_PROC_IP_VS_RE = re.compile(
+    r"^(TCP|UDP|SCTP)\s+([0-9A-F]{8}|\[[0-9a-f]{4}(:[0-9a-f]{4}){7}\]):[0-9A-F]{4}\s"
+)
 # a history line: -A/-E/-D/-a/-e/-d/-C, maybe after "ipvsadm"
 _HISTORY_RE = re.compile(r"^(\S*ipvsadm\s+)?-[AEDaedC](\s|$)")
 # the command that printed the listing, without a prompt ("$ ipvsadm -Ln")
@@ -708,6 +712,11 @@ def _foreign(line: str, seen_service: bool) -> bool:
         )
     if line.startswith("Layer-7 Virtual Server"):
         raise _not_ipvs("l7vsd's (UltraMonkey-L7 `l7vsadm -l`)")
+    if _PROC_IP_VS_RE.match(line):
+        raise MaglevxError(
+            "this is /proc/net/ip_vs (hex addresses), which shows no scheduler "
+            f"flags (mh-port, mh-fallback): {_NUMERIC}"
+        )
     if line.startswith("MATCH "):
         raise _not_ipvs("DPVS's (a `MATCH` SNAT service)")
     if _HISTORY_RE.match(line):

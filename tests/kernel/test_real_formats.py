@@ -5,7 +5,7 @@ IPv6 UDP flows, and captures what operators paste: ``ipvsadm -Ln`` (sorted),
 ``--nosort``, ``--stats``, ``--rate``, ``--thresholds``, ``--persistent-conn``,
 ``-L`` with service and host names (the guest gets netbase's /etc/services and
 an /etc/hosts line), ``-S`` with names, ``-Lnc`` (plain and
-``--persistent-conn``) and ``/proc/net/ip_vs_conn``. Each capture must be read
+``--persistent-conn``), ``/proc/net/ip_vs`` and ``/proc/net/ip_vs_conn``. Each capture must be read
 as the manifest of tests/data/real says an operator expects: listings that
 show the configuration give the same director as ``--nosort``, flavours
 without weights are refused naming the flavour, and both connection formats
@@ -60,6 +60,7 @@ CAPTURES = {
     "lnc": "ipvsadm -Lnc",
     "lnc_persistent_conn": "ipvsadm -Lnc --persistent-conn",
     "ip_vs_conn": "cat /proc/net/ip_vs_conn",
+    "proc_ip_vs": "cat /proc/net/ip_vs",
 }
 SCRIPT = "\n".join(
     [
@@ -139,7 +140,7 @@ def test_names_are_read_back_as_ipvsadm_resolved_them(captured):
 @pytest.mark.parametrize(
     "name,flavour",
     [("ln_stats", "--stats"), ("ln_rate", "--rate"), ("ln_thresholds", "--thresholds"),
-     ("l_hosts", "host name")],
+     ("l_hosts", "host name"), ("proc_ip_vs", "/proc/net/ip_vs")],
 )  # fmt: skip
 def test_listings_without_the_configuration_are_refused(
     captured, name, flavour, capsys
