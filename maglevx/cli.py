@@ -15,7 +15,13 @@ import numpy as np
 
 from maglevx.errors import MaglevxError
 from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, VARIANTS, Director
-from maglevx.tools.sources import DirectorParams, load_text, open_input, read_text
+from maglevx.tools.sources import (
+    DirectorParams,
+    ListingOptions,
+    load_text,
+    open_input,
+    read_text,
+)
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -102,13 +108,19 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
             "--no-port-hash applies to --variant backport only; upstream "
             "services say it with their mh-port flag"
         )
-    from maglevx.tools.sources import parse_last_weight
-
     return DirectorParams(
         variant=args.variant,
         word_size=args.word_size,
         table_size=args.table_size,
         backport_hash_port=not args.no_port_hash,
+    )
+
+
+def listing_from(args: argparse.Namespace) -> ListingOptions:
+    """What --last-weight/--assume-drained-by-edit say about listings."""
+    from maglevx.tools.sources import parse_last_weight
+
+    return ListingOptions(
         last_weights=tuple(parse_last_weight(t) for t in args.last_weight or ()),
         drained_by_edit=args.assume_drained_by_edit,
     )
@@ -121,7 +133,10 @@ def load_director(args: argparse.Namespace) -> Director:
         path, kind = args.history, "history"
     else:
         path, kind = args.snapshot, "snapshot"
-    return load_text(read_text(path), source=path, kind=kind, params=params)
+    return load_text(
+        read_text(path), source=path, kind=kind, params=params,
+        listing=listing_from(args),
+    )  # fmt: skip
 
 
 def listing_notes(args: argparse.Namespace, director: Director) -> dict[str, list]:
@@ -131,7 +146,7 @@ def listing_notes(args: argparse.Namespace, director: Director) -> dict[str, lis
     if getattr(args, "snapshot", None) is None:
         return {}
     out: dict[str, list] = {}
-    for x in listing_assumptions(director, params_from(args)).drained:
+    for x in listing_assumptions(director, listing_from(args)).drained:
         out.setdefault(x.service, []).append(x)
     return out
 
@@ -233,7 +248,7 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools.sources import load_spec, parse_spec
 
     defaults = params_from(args)
-    old_spec = parse_spec(args.old, defaults)
+    old_spec = parse_spec(args.old, defaults, listing_from(args))
     old = load_spec(old_spec)
     edits = [
         diff.parse_edit(kind, text)
@@ -243,7 +258,7 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.new is None and not edits:
         raise MaglevxError("give NEW or a proposed edit (--remove/--drain/--add)")
     if args.new is not None:
-        new_spec = parse_spec(args.new, defaults)
+        new_spec = parse_spec(args.new, defaults, listing_from(args))
         new, new_label = load_spec(new_spec), new_spec.label
         new_label += f" ({new_spec.params.describe()})"
     else:
@@ -317,7 +332,7 @@ def _unknown(spec: Any, director: Director) -> list[str]:
     kind = spec.kind or detect_kind(read_text(spec.path))
     if kind != "snapshot":
         return []
-    return [x.endpoint for x in listing_assumptions(director, spec.params).unknown]
+    return [x.endpoint for x in listing_assumptions(director, spec.listing).unknown]
 
 
 def _samples(args: argparse.Namespace, director: Director) -> dict | None:
@@ -351,7 +366,7 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
     if len(args.configs) < 2:
         raise MaglevxError("give at least two configurations to compare")
     defaults = params_from(args)
-    specs = [parse_spec(t, defaults) for t in args.configs]
+    specs = [parse_spec(t, defaults, listing_from(args)) for t in args.configs]
     directors = [(f"{s.label} ({s.params.describe()})", load_spec(s)) for s in specs]
     samples = _samples(args, directors[0][1])
     rep = consistency.compare_directors(
@@ -402,10 +417,12 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
                              params=params)  # fmt: skip
     elif args.snapshot is not None:
         director = load_text(read_text(args.snapshot), source=args.snapshot,
-                             kind="snapshot", params=params)  # fmt: skip
+                             kind="snapshot", params=params,
+                             listing=listing_from(args))  # fmt: skip
     else:
         director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
-                             kind="snapshot", params=params)  # fmt: skip
+                             kind="snapshot", params=params,
+                             listing=listing_from(args))  # fmt: skip
     conns = read_conns(args.conn)
     rep = verify.verify(
         director,

@@ -38,21 +38,29 @@ class DirectorParams:
     word_size: int = 64
     table_size: int = DEFAULT_TABLE_SIZE
     backport_hash_port: bool = True
-    # what a listing cannot show: the last_weight of weight-0 real servers
-    # (--last-weight ADDR:PORT=W, --assume-drained-by-edit)
-    last_weights: tuple[tuple[str, int], ...] = ()
-    drained_by_edit: bool = False
 
     def describe(self) -> str:
         """E.g. ``upstream, 64-bit, M=4093``."""
         s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
         if self.variant == "backport" and not self.backport_hash_port:
             s += ", hash_port=0"
-        if self.last_weights:
-            s += ", last_weight " + " ".join(f"{e}={w}" for e, w in self.last_weights)
-        if self.drained_by_edit:
-            s += ", weight 0 = drained by an edit"
         return s
+
+
+@dataclass(frozen=True)
+class ListingOptions:
+    """What a listing cannot show, as the user gives it.
+
+    *last_weights*: (``ADDR:PORT``, weight) pairs, the last_weight of
+    weight-0 real servers (``--last-weight``); *drained_by_edit*: every
+    weight-0 real server was drained by an edit (``--assume-drained-by-edit``).
+    """
+
+    last_weights: tuple[tuple[str, int], ...] = ()
+    drained_by_edit: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.last_weights) or self.drained_by_edit
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ConfigSpec:
     path: str
     kind: str | None = None
     params: DirectorParams = DirectorParams()
+    listing: ListingOptions = ListingOptions()
 
     @property
     def label(self) -> str:
@@ -69,7 +78,11 @@ class ConfigSpec:
         return self.path
 
 
-def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
+def parse_spec(
+    text: str,
+    defaults: DirectorParams | None = None,
+    listing: ListingOptions = ListingOptions(),
+) -> ConfigSpec:
     """Parse ``PATH[:key=value,...]`` (see the module docstring)."""
     params = defaults or DirectorParams()
     path, opts = text, ""
@@ -113,7 +126,7 @@ def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
         raise exc.located(text) from None
     if not path:
         raise MaglevxError("empty file name", source=text)
-    return ConfigSpec(path, kind, params)
+    return ConfigSpec(path, kind, params, listing)
 
 
 def open_input(path: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
@@ -164,12 +177,17 @@ def detect_kind(text: str) -> str:
 
 
 def load_text(
-    text: str, *, source: str, kind: str | None, params: DirectorParams
+    text: str,
+    *,
+    source: str,
+    kind: str | None,
+    params: DirectorParams,
+    listing: ListingOptions = ListingOptions(),
 ) -> Director:
     """A director from configuration text (history or snapshot).
 
     For a snapshot, the last_weight of weight-0 real servers is taken from
-    *params* (``last_weights``, ``drained_by_edit``), else as 0.
+    *listing*, else as 0.
     """
     kw = dict(
         variant=params.variant,
@@ -179,8 +197,8 @@ def load_text(
     )
     if (kind or detect_kind(text)) == "snapshot":
         d = Director.from_snapshot(text, source=source, **kw)
-        return assume_last_weights(d, params, source=source)
-    if params.last_weights or params.drained_by_edit:
+        return assume_last_weights(d, listing, source=source)
+    if listing:
         raise MaglevxError(
             "--last-weight and --assume-drained-by-edit are for listings: a "
             "history knows every last_weight",
@@ -276,10 +294,10 @@ def _set_last_weight(svc: Any, rs: Any, weight: int) -> None:
 
 
 def assume_last_weights(
-    director: Director, params: DirectorParams, *, source: str = "<snapshot>"
+    director: Director, listing: ListingOptions, *, source: str = "<snapshot>"
 ) -> Director:
     """Apply ``--last-weight`` / ``--assume-drained-by-edit`` to a listing."""
-    given = dict(params.last_weights)
+    given = dict(listing.last_weights)
     pairs = _weight_zero(director)
     endpoints = {rs.endpoint for _, rs in pairs}
     for ep in given:
@@ -293,7 +311,7 @@ def assume_last_weights(
             )
     for svc, rs in pairs:
         w = given.get(rs.endpoint)
-        if w is None and params.drained_by_edit:
+        if w is None and listing.drained_by_edit:
             w = _usual_weight(svc)
         if w is not None:
             _set_last_weight(svc, rs, w)
@@ -301,11 +319,11 @@ def assume_last_weights(
 
 
 def listing_assumptions(
-    director: Director, params: DirectorParams
+    director: Director, listing: ListingOptions
 ) -> ListingAssumptions:
     """The weight-0 real servers of a listing's director, and both outcomes."""
     out = ListingAssumptions()
-    given = dict(params.last_weights)
+    given = dict(listing.last_weights)
     pairs = _weight_zero(director)
     if not pairs:
         return out
@@ -317,7 +335,7 @@ def listing_assumptions(
         i = names.index(rs.endpoint)
         slots = int((alt.table == i).sum())
         assumed = given.get(rs.endpoint)
-        if assumed is None and params.drained_by_edit:
+        if assumed is None and listing.drained_by_edit:
             assumed = _usual_weight(svc)
         out.drained.append(
             Drained(
@@ -421,5 +439,9 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
 def load_spec(spec: ConfigSpec) -> Director:
     """The director *spec* describes."""
     return load_text(
-        read_text(spec.path), source=spec.path, kind=spec.kind, params=spec.params
+        read_text(spec.path),
+        source=spec.path,
+        kind=spec.kind,
+        params=spec.params,
+        listing=spec.listing,
     )
