@@ -38,15 +38,11 @@ from typing import IO, BinaryIO, TextIO
 
 import numpy as np
 
+from maglevx.addresses import fold_int, parse_address, parse_port
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
-from maglevx.model import (
-    PROTOCOLS,
-    Director,
-    VirtualService,
-    parse_address,
-    parse_port,
-)
+from maglevx.ipvs import PROTOCOLS
+from maglevx.model import Director, TableSnapshot, VirtualService
 
 CHUNK_LINES = 65536
 # protocol numbers (IANA; tshark -e ip.proto prints them) for the names
@@ -126,48 +122,37 @@ def _unbracket(text: str) -> str:
     return text
 
 
-def _fold4(text: str) -> int:
-    return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+def _fold_text(text: str, family: int) -> int:
+    """The fold of an address as inet_pton() reads it (OSError if it does not)."""
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    return fold_int(int.from_bytes(socket.inet_pton(af, text), "big"), family)
 
 
-def _fold6(text: str) -> int:
-    n = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
-    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
+def _mh_service(
+    director: Director, proto: str, daddr: str, dport: str, strict: bool = False
+) -> VirtualService | None:
+    """The mh service a flow line goes to (the director's one resolver).
 
-
-class _ServiceCache:
-    """Resolves (proto, daddr, dport) to a service once per distinct value.
-
-    ``get`` returns None for a destination with no virtual service (an
-    error when *strict*).
+    None for a destination with no virtual service (an error when *strict*).
     """
-
-    def __init__(self, director: Director, *, strict: bool = False) -> None:
-        self.director = director
-        self.strict = strict
-        self.cache: dict[tuple[str, str, str], VirtualService | None] = {}
-
-    def get(self, proto: str, daddr: str, dport: str) -> VirtualService | None:
-        key = (proto, daddr, dport)
-        if key in self.cache:
-            return self.cache[key]
-        address = parse_address(_unbracket(daddr), "daddr")
-        port = parse_port(dport, "dport")
-        found = self.director.service_for(proto, address, port)
-        if found is None:
-            if self.strict:
-                raise MaglevxError(
-                    f"no virtual service for {proto} {daddr} port {port}",
-                    field="daddr",
-                )
-        else:
-            found._require_mh()
-        self.cache[key] = found
-        return found
+    port = parse_port(dport, "dport")
+    svc = director.resolve(proto, _unbracket(daddr), port)
+    if svc is None:
+        if strict:
+            raise MaglevxError(
+                f"no virtual service for {proto} {daddr} port {port}",
+                field="daddr",
+            )
+        return None
+    svc.require_mh()
+    return svc
 
 
 def _parse_chunk(
-    lines: list[str], services: _ServiceCache, columns: Columns | None = None
+    lines: list[str],
+    director: Director,
+    columns: Columns | None = None,
+    strict: bool = False,
 ) -> tuple[
     list[str], list[VirtualService | None], list[int], list[int], list[str], int
 ]:
@@ -206,13 +191,13 @@ def _parse_chunk(
                     "(or 6, 17, 132)",
                     field="proto",
                 )
-            svc = services.get(p, daddr, dport)
+            svc = _mh_service(director, p, daddr, dport, strict)
             try:
                 if svc is None:  # no service: any address, hashed by nobody
                     fold = 0
                     parse_address(saddr, "saddr")
                 else:
-                    fold = _fold4(saddr) if svc.family == 4 else _fold6(saddr)
+                    fold = _fold_text(saddr, svc.family)
             except MaglevxError:
                 raise MaglevxError(
                     f"{saddr!r} is not an IP address", field="saddr"
@@ -262,20 +247,14 @@ def _decide(
     for idx in by_service.values():
         svc = svcs[idx[0]]
         assert svc is not None
+        snap = svc.snapshot
         ia = np.array(idx, dtype=np.intp)
-        d = svc.director
-        res = core.lookup_many(
-            d.table_size,
-            d.word_size,
-            svc.table,
-            svc.availability(),
-            svc.fallback,
-            np.ascontiguousarray(fa[ia]),
-            np.ascontiguousarray(pa[ia]),
+        res = snap.scheduler.lookup_many(
+            np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
         )
-        suffix = [f",{rs.address},{rs.port}" for rs in svc.table_servers]
+        suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
-            out[i] = ",," if r == 0xFFFFFFFF else suffix[r]
+            out[i] = ",," if r == core.NONE else suffix[r]
     return out
 
 
@@ -311,7 +290,6 @@ def predict_lines(
     *strict*: a flow to no virtual service is an error. *stats*: filled in.
     """
     stats = stats if stats is not None else PredictStats()
-    services = _ServiceCache(director, strict=strict)
     count = 0
     lineno_of: list[int] = []
     input_error: MaglevxError | None = None
@@ -343,11 +321,13 @@ def predict_lines(
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk, services, columns)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(
+                chunk, director, columns, strict
+            )
             error = None
         except _ChunkError as exc:
             kept, svcs, folds, ports, _, _ = _parse_chunk(
-                chunk[: exc.index], services, columns
+                chunk[: exc.index], director, columns, strict
             )
             error = exc.error.located(source, lineno_of[base + exc.index])
         suffixes = _decide(svcs, folds, ports)
@@ -475,13 +455,15 @@ class _FastPredictor:
     ) -> None:  # fmt: skip
         assert _fastcsv is not None
         self.scanner = _fastcsv.FlowScanner()
-        self.services = _ServiceCache(director, strict=strict)
+        self.director = director
+        self.strict = strict
         self.sink = sink
         self.source = source
         self.stats = stats if stats is not None else PredictStats()
         # per key id: service (None: no service, family ANY_FAMILY; or the key
         # is an error, family 0), family, port hashed
         self.key_service: list[VirtualService | None] = []
+        self.key_snapshot: list[TableSnapshot | None] = []
         self.key_family = np.zeros(0, np.uint8)
         self.key_hashes_port: list[bool] = []
         # output suffixes: id 0 is ",," (no destination)
@@ -506,18 +488,22 @@ class _FastPredictor:
         for proto, daddr, dport in keys[len(self.key_service) :]:
             family = ANY_FAMILY  # no service: flows of any family
             try:
-                svc: VirtualService | None = self.services.get(proto, daddr, dport)
+                svc: VirtualService | None = _mh_service(
+                    self.director, proto, daddr, dport, self.strict
+                )
             except MaglevxError:
                 svc, family = None, 0  # the slow path raises it, for its line
             self.key_service.append(svc)
+            snap = svc.snapshot if svc is not None else None
+            self.key_snapshot.append(snap)
             fam.append(svc.family if svc is not None else family)
             self.key_hashes_port.append(
                 svc is not None and svc.hashed_port(proto, 1) != 0
             )
-            if svc is not None and id(svc) not in self.suffix_base:
-                self.suffix_base[id(svc)] = len(self.suffix_parts)
+            if snap is not None and id(snap) not in self.suffix_base:
+                self.suffix_base[id(snap)] = len(self.suffix_parts)
                 self.suffix_parts += [
-                    f",{rs.address},{rs.port}".encode() for rs in svc.table_servers
+                    f",{rs.address},{rs.port}".encode() for rs in snap.servers
                 ]
                 lens = [len(x) for x in self.suffix_parts]
                 self.suffix_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(
@@ -542,24 +528,19 @@ class _FastPredictor:
                 for i, k in enumerate(present.tolist())
             ]
         for k, sel in groups:
-            svc = self.key_service[k]
-            if svc is None:  # no virtual service: written with empty fields
+            snap = self.key_snapshot[k]
+            if snap is None:  # no virtual service: written with empty fields
                 out[sel] = 0
                 self.stats.no_service += (
                     n if isinstance(sel, slice) else int(sel.shape[0])
                 )
                 continue
-            d = svc.director
             folds = np.ascontiguousarray(self.folds[:n][sel])
+            ports = None
             if self.key_hashes_port[k]:
                 ports = np.ascontiguousarray(self.sports[:n][sel])
-            else:
-                ports = np.zeros(folds.shape[0], np.uint16)
-            res = core.lookup_many(
-                d.table_size, d.word_size, svc.table, svc.availability(),
-                svc.fallback, folds, ports,
-            ).view(np.int32)  # fmt: skip
-            base = self.suffix_base[id(svc)]
+            res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+            base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
         return out
 
@@ -588,7 +569,9 @@ class _FastPredictor:
         if not text.strip():
             return
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.services)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(
+                [text], self.director, None, self.strict
+            )
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
@@ -761,7 +744,7 @@ def predict_capture(
     source: str = "<capture>",
     err: TextIO | None = None,
 ) -> int:
-    """Predict the flows of a capture (``ip_vs_conn``, ``ipvsadm_conn``, ``conntrack``).
+    """Predict the flows of a capture (``ip_vs_conn`` or ``conntrack``).
 
     Writes each flow to an ``mh`` service as a CSV flow line with
     ``,raddr,rport`` appended, in capture order; flows to other
@@ -782,20 +765,15 @@ def predict_capture(
         )
     parse = captures.PARSERS[fmt]
     text = text_lines(stream, source)
-    cache: dict[tuple[str, object, int], bool] = {}
     skipped = 0
 
     def flows() -> Iterator[str]:
         nonlocal skipped
         for f in parse(text, source=source):
-            key = (f.proto, f.daddr, f.dport)
-            ok = cache.get(key)
-            if ok is None:
-                svc = None
-                if f.proto in PROTOCOLS:
-                    svc = director.service_for(f.proto, f.daddr, f.dport)
-                ok = cache[key] = svc is not None and svc.scheduler == "mh"
-            if ok and not f.template:
+            svc = None
+            if f.proto in PROTOCOLS:
+                svc = director.resolve(f.proto, f.daddr, f.dport)
+            if svc is not None and svc.scheduler == "mh" and not f.template:
                 yield f.csv()
             else:
                 skipped += 1

@@ -17,34 +17,17 @@ command's ``--variant/--word-size/--table-size`` defaults. Examples::
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
 from maglevx.errors import MaglevxError
-from maglevx.model import DEFAULT_TABLE_SIZE, Director, check_params
+from maglevx.ipvsadm import split_lines
+from maglevx.model import Director, DirectorParams
 
 KINDS = ("history", "snapshot")
 _OPTS_RE = re.compile(r"^[a-z_-]+=[^,=]*(,[a-z_-]+=[^,=]*)*$")
-
-
-@dataclass(frozen=True)
-class DirectorParams:
-    """How a director builds tables (see :class:`maglevx.model.Director`)."""
-
-    variant: str = "upstream"
-    word_size: int = 64
-    table_size: int = DEFAULT_TABLE_SIZE
-    backport_hash_port: bool = True
-
-    def describe(self) -> str:
-        """E.g. ``upstream, 64-bit, M=4093``."""
-        s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
-        if self.variant == "backport" and not self.backport_hash_port:
-            s += ", hash_port=0"
-        return s
 
 
 @dataclass(frozen=True)
@@ -91,6 +74,7 @@ def parse_spec(
         if _OPTS_RE.match(tail):
             path, opts = head, tail
     kind = None
+    changes: dict[str, Any] = {}
     for item in filter(None, opts.split(",")):
         key, value = item.split("=", 1)
         key = key.replace("_", "-")
@@ -103,16 +87,15 @@ def parse_spec(
                 )
             kind = value
         elif key == "variant":
-            params = replace(params, variant=value)
+            changes["variant"] = value
         elif key in ("word-size", "table-size"):
             if not value.isdigit():
                 raise MaglevxError(f"{value!r} is not a number", source=text, field=key)
-            attr = key.replace("-", "_")
-            params = replace(params, **{attr: int(value)})
+            changes[key.replace("-", "_")] = int(value)
         elif key == "hash-port":
             if value not in ("0", "1"):
                 raise MaglevxError("hash-port is 0 or 1", source=text, field=key)
-            params = replace(params, backport_hash_port=value == "1")
+            changes["backport_hash_port"] = value == "1"
         else:
             raise MaglevxError(
                 f"unknown key {key!r} (known: kind, variant, word-size, "
@@ -121,7 +104,7 @@ def parse_spec(
                 field=key,
             )
     try:
-        check_params(params.variant, params.word_size, params.table_size)
+        params = replace(params, **changes)
     except MaglevxError as exc:
         raise exc.located(text) from None
     if not path:
@@ -163,7 +146,7 @@ def detect_kind(text: str) -> str:
     ...``) is a history; a listing's header, service or real server line
     (also quoted, indented or after other text) is a listing.
     """
-    for raw in text.splitlines()[:1000]:
+    for raw in list(split_lines(text))[:1000]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -189,12 +172,7 @@ def load_text(
     For a snapshot, the last_weight of weight-0 real servers is taken from
     *listing*, else as 0.
     """
-    kw = dict(
-        variant=params.variant,
-        word_size=params.word_size,
-        table_size=params.table_size,
-        backport_hash_port=params.backport_hash_port,
-    )
+    kw = asdict(params)
     if (kind or detect_kind(text)) == "snapshot":
         d = Director.from_snapshot(text, source=source, **kw)
         return assume_last_weights(d, listing, source=source)
@@ -289,8 +267,11 @@ def _set_last_weight(svc: Any, rs: Any, weight: int) -> None:
     The kernel keeps last_weight on an edit to 0: editing to *weight* and
     back to 0 leaves the server where it is with last_weight = *weight*.
     """
-    rs.last_weight = weight
-    svc.rebuild()
+    kw = dict(
+        forward=rs.forward, u_threshold=rs.u_threshold, l_threshold=rs.l_threshold
+    )
+    svc.edit_server(rs.address, rs.port, weight=weight, **kw)
+    svc.edit_server(rs.address, rs.port, weight=0, **kw)
 
 
 def assume_last_weights(
@@ -352,7 +333,7 @@ def listing_assumptions(
 
 def drained_alternative(director: Director) -> Director:
     """A copy in which every weight-0 real server was drained by an edit."""
-    d = copy.deepcopy(director)
+    d = director.copy()
     for svc, rs in _weight_zero(d):
         if rs.last_weight == 0:
             _set_last_weight(svc, rs, _usual_weight(svc))
@@ -386,8 +367,8 @@ SORTED_NOTE = (
 
 def parse_last_weight(text: str) -> tuple[str, int]:
     """``ADDR:PORT=W`` (``[v6]:PORT=W``) as (endpoint, weight)."""
+    from maglevx.addresses import format_endpoint
     from maglevx.ipvsadm import parse_endpoint
-    from maglevx.model import format_endpoint
 
     ep, sep, w = text.rpartition("=")
     if not sep or not w.isascii() or not w.isdigit() or int(w) > 65535:
@@ -409,8 +390,8 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
     ``FWM 3 IPv6``) in any case and spacing, and ``tcp:10.0.0.1:80``. The
     error lists the mh services there are.
     """
+    from maglevx.addresses import format_endpoint
     from maglevx.ipvsadm import parse_endpoint
-    from maglevx.model import format_endpoint
 
     words = text.replace("\t", " ").strip().split()
     if len(words) == 1 and words[0].count(":") >= 2 and "[" not in words[0][:4]:
