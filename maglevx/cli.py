@@ -155,9 +155,11 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
+    ambiguous = False
     for name, xs in listing_notes(args, director).items():
         unknown = [x for x in xs if x.last_weight is None]
         if unknown:
+            ambiguous = True
             share = sum(x.share_if_drained for x in unknown)
             print(
                 f"maglevx: {args.snapshot}: {name}: weight-0 real servers "
@@ -180,6 +182,10 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
             stats = predict.PredictStats()
+            if ambiguous:
+                from maglevx.tools.sources import drained_alternative
+
+                stats.alternative = drained_alternative(director)
             predict.predict_stream(
                 director, stream, stdout, source=source, progress=progress,
                 strict=args.strict, stats=stats,
@@ -190,6 +196,14 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
                     f"maglevx: {source}: {stats.no_service} of {stats.flows} flows "
                     "go to no virtual service: written with empty fields (the "
                     "kernel does not schedule them; --strict makes this an error)",
+                    file=sys.stderr,
+                )
+            if stats.alternative is not None:
+                stdout.flush()
+                print(
+                    f"maglevx: {source}: {stats.differ} of {stats.flows} flows would "
+                    "go elsewhere if the listing's weight-0 real servers were drained "
+                    "by an edit (--assume-drained-by-edit shows which)",
                     file=sys.stderr,
                 )
         else:

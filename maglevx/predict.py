@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 import numpy as np
 
@@ -64,11 +64,33 @@ BOM = "\ufeff"
 
 @dataclass
 class PredictStats:
-    """What a run of predict saw beyond the flows it wrote."""
+    """What a run of predict saw beyond the flows it wrote.
+
+    *alternative*: another reading of the same configuration (a listing's
+    weight-0 servers drained by an edit, see tools/sources.py); *differ*
+    counts the flows it decides otherwise.
+    """
 
     flows: int = 0
     no_service: int = 0  # flows to no virtual service (written with empty fields)
     header: bool = False
+    alternative: Director | None = None
+    differ: int = 0
+
+    def compare(self, svc: VirtualService, folds: Any, ports: Any, res: Any) -> None:
+        """Count the flows *alternative* sends elsewhere than *res* says."""
+        if self.alternative is None:
+            return
+        alt = self.alternative.find_service(svc.key)
+        if alt is None:
+            return
+        snap, other = svc.snapshot, alt.snapshot
+        got = other.scheduler.lookup_many(folds, ports).view(np.int32)
+        mine = [rs.endpoint for rs in snap.servers] + [None]
+        theirs = [rs.endpoint for rs in other.servers] + [None]
+        a = np.array(mine, dtype=object)[np.asarray(res).view(np.int32)]
+        b = np.array(theirs, dtype=object)[got]
+        self.differ += int((a != b).sum())
 
 
 @dataclass(frozen=True)
@@ -234,7 +256,10 @@ class _ChunkError(Exception):
 
 
 def _decide(
-    svcs: list[VirtualService | None], folds: list[int], ports: list[int]
+    svcs: list[VirtualService | None],
+    folds: list[int],
+    ports: list[int],
+    stats: PredictStats | None = None,
 ) -> list[str]:
     """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
     out = [",,"] * len(svcs)
@@ -249,9 +274,10 @@ def _decide(
         assert svc is not None
         snap = svc.snapshot
         ia = np.array(idx, dtype=np.intp)
-        res = snap.scheduler.lookup_many(
-            np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
-        )
+        f, p = np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
+        res = snap.scheduler.lookup_many(f, p)
+        if stats is not None:
+            stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
@@ -330,7 +356,7 @@ def predict_lines(
                 chunk[: exc.index], director, columns, strict
             )
             error = exc.error.located(source, lineno_of[base + exc.index])
-        suffixes = _decide(svcs, folds, ports)
+        suffixes = _decide(svcs, folds, ports, stats)
         out.write("".join(f"{a}{b}\n" for a, b in zip(kept, suffixes)))
         count += len(kept)
         stats.flows += len(kept)
@@ -540,6 +566,9 @@ class _FastPredictor:
             if self.key_hashes_port[k]:
                 ports = np.ascontiguousarray(self.sports[:n][sel])
             res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+            svc = self.key_service[k]
+            assert svc is not None
+            self.stats.compare(svc, folds, ports, res)
             base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
         return out
@@ -575,7 +604,7 @@ class _FastPredictor:
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(svcs, folds, ports)
+        (suffix,) = _decide(svcs, folds, ports, self.stats)
         self.sink.write_text(f"{kept[0]}{suffix}\n")
         self.count += 1
         self.stats.flows += 1

@@ -198,3 +198,23 @@ def test_manifest_names_every_file_once():
                                                           "capture")  # fmt: skip
         assert p["expect"] in ("works", "refused")
         assert p["expect"] == "works" or p.get("message")
+
+
+def test_predict_counts_the_flows_a_drain_by_edit_would_move(tmp_path, capsys):
+    """issue 12, item 1: predict's summary gives the other outcome, flow by flow."""
+    f = str(DATA / "lvs-devel-2021-mh-drained.txt")
+    flows = tmp_path / "flows.csv"
+    flows.write_text(
+        "".join(
+            f"tcp,10.0.{i % 256}.{i // 256},{1024 + 7 * i},172.16.42.170,2222\n"
+            for i in range(2000)
+        )
+    )
+    status, as_read, err = run(["predict", "--snapshot", f, str(flows)], capsys)
+    assert status == 0
+    status, drained, _ = run(
+        ["predict", "--snapshot", f, "--assume-drained-by-edit", str(flows)], capsys
+    )
+    moved = sum(a != b for a, b in zip(as_read.splitlines(), drained.splitlines()))
+    assert 800 < moved < 1200  # about half: the drained server's slots
+    assert f"{moved} of 2000 flows would go elsewhere" in err
