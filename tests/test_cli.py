@@ -115,11 +115,6 @@ def test_flows_to_no_service_get_empty_fields_and_one_summary_line(history):
     ]
 
 
-def test_version():
-    r = run("--version")
-    assert r.returncode == 0 and r.stdout.startswith("maglevx 0.1.0 (ip_vs_mh of")
-
-
 @pytest.mark.parametrize(
     "args,message",
     [
