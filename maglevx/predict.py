@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import numpy as np
 
@@ -704,7 +704,7 @@ def predict_stream(
         return _predict_text(director, text_lines(stream, source), out, kw)
     sink = _Sink(out)
     if not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+        stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
     pending, lineno = _first_line(stream, sink, source, stats)
     if pending is None:  # a header in another order: the slow path reads it
         sink.flush()
@@ -739,7 +739,7 @@ def predict_stream(
 def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
     """predict_lines() writing to *out*, a text or a binary stream."""
     if not isinstance(out, (io.RawIOBase, io.BufferedIOBase)):
-        return predict_lines(director, lines, out, **kw)
+        return predict_lines(director, lines, cast(TextIO, out), **kw)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     try:
         return predict_lines(director, lines, text, **kw)

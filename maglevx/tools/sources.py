@@ -411,7 +411,7 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
                 want += " IPv6"
     except MaglevxError:
         want = None
-    if want in names:
+    if want is not None and want in names:
         return want
     listed = ", ".join(repr(n) for n in names) or "none"
     raise MaglevxError(f"no mh service {text!r} (mh services: {listed})", field=field)
