@@ -25,7 +25,10 @@ from maglevx.model import (
     Director,
     DirectorParams,
 )
+from maglevx.predict import FORMATS
+from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED
 from maglevx.tools.sources import ListingOptions, load_text, open_input, read_text
+from maglevx.tools.verify import PROC_CONN
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -519,13 +522,16 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sample",
         type=_sample_size,
-        default=100_000,
+        default=DEFAULT_SAMPLE,
         metavar="N",
         help="synthetic flows per service, or the most flows read from --flows "
-        "(default: 100000)",
+        f"(default: {DEFAULT_SAMPLE})",
     )
     p.add_argument(
-        "--seed", type=int, default=1, help="seed of the synthetic flows (default: 1)"
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the synthetic flows (default: {DEFAULT_SEED})",
     )
 
 
@@ -561,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", "csv", "ip_vs_conn", "ipvsadm_conn", "conntrack", "pcap"),
+        choices=("auto", *FORMATS, "pcap"),
         default="auto",
         help="input format (default: detected): csv, /proc/net/ip_vs_conn, "
         "`ipvsadm -Lnc` (ipvsadm_conn) or `conntrack -L`. Captures are turned "
@@ -654,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p, required=False)
     p.add_argument(
         "--conn",
-        default="/proc/net/ip_vs_conn",
+        default=PROC_CONN,
         metavar="FILE",
-        help="connections: /proc/net/ip_vs_conn (default), `ipvsadm -Lnc` or "
+        help=f"connections: {PROC_CONN} (default), `ipvsadm -Lnc` or "
         "`conntrack -L` output (detected)",
     )
     p.add_argument(
