@@ -179,6 +179,11 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
+    else:
+        from maglevx.tools.sources import saved_rule_file
+
+        for note in saved_rule_file(read_text(args.history), director).values():
+            print(f"maglevx: {args.history}: {note}", file=sys.stderr)
     ambiguous = False
     for name, xs in listing_notes(args, director).items():
         unknown = [x for x in xs if x.last_weight is None]
@@ -263,6 +268,11 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             notes.setdefault(name, []).append(f"{name} may be sorted: {SORTED_NOTE}")
+    else:
+        from maglevx.tools.sources import saved_rule_file
+
+        for name, note in saved_rule_file(read_text(args.history), director).items():
+            notes.setdefault(name, []).append(note)
     reports = table.table_report(director, service=service, notes=notes)
     if args.plot:
         from maglevx.tools import plot

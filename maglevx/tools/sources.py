@@ -358,6 +358,45 @@ def maybe_sorted(director: Director) -> list[str]:
     return out
 
 
+def saved_rule_file(text: str, director: Director) -> dict[str, str]:
+    """Per mh service, a note when a history looks like ``ipvsadm -S`` output.
+
+    ``ipvsadm -S`` writes only ``-A``/``-a`` lines, real servers sorted by
+    address, and a drained server as added with ``-w 0``: restoring it builds
+    a table the original director may not have (its list order and the
+    last_weight of weight-0 servers are lost).
+    """
+    commands = [
+        line.split()[1] if line.startswith("ipvsadm ") else line.split()[0]
+        for raw in split_lines(text)
+        if (line := raw.strip()) and not line.startswith("#")
+    ]
+    if not commands or any(c not in ("-A", "-a") for c in commands):
+        return {}
+    out = {}
+    for svc in director.services:
+        servers = svc.real_servers
+        if svc.scheduler != "mh" or len(servers) < 2:
+            continue
+        keys = [(int(rs.address), rs.port) for rs in servers]
+        if keys != sorted(keys, reverse=True):  # -a puts each at the head
+            continue
+        note = (
+            f"{svc.name}: this history looks like `ipvsadm -S` output, which "
+            "sorts real servers: it builds the table of a director restored from "
+            "it; the original director's list order may differ (list it with "
+            "`ipvsadm -Ln --nosort`)"
+        )
+        zero = [rs.endpoint for rs in servers if rs.weight == 0]
+        if zero:
+            note += (
+                f"; {', '.join(zero)} added with weight 0, as -S writes a drained "
+                "server: if an edit drained it, the original keeps its slots"
+            )
+        out[svc.name] = note
+    return out
+
+
 SORTED_NOTE = (
     "its real servers are in address order, as plain `ipvsadm -Ln` sorts them: "
     "the kernel's list order, which the table depends on, may differ; capture "
