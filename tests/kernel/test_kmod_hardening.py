@@ -16,13 +16,11 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import kmod_build
-import kmod_dump
 import kmod_hardening_vm as hv
 import kmod_keyed
 import kmod_selftest_kat
 import pytest
-from ipvs_vm import kernels, prereqs
+from ipvs_vm import kernels, kmod_build, kmod_dump, prereqs
 from ipvs_vm.kernels import PrerequisiteError
 
 KERNELS = ("6.1", "6.12")
