@@ -23,6 +23,9 @@
  *   "C <line>"    every /proc/net/ip_vs_conn line whose client (proto, addr,
  *                 port) is one of this run's flows, read right after sending,
  *                 so entries of earlier runs in the same boot are skipped.
+ *   "P <line>"    every line with client port 0: persistence templates (any
+ *                 protocol, "IP" for fwmark templates), including those of
+ *                 earlier runs in the same network namespace.
  *   "T <flows> <microseconds>" timing of the send loop.
  */
 #define _GNU_SOURCE
@@ -237,6 +240,11 @@ int main(int argc, char **argv)
 			unsigned cport;
 			if (sscanf(line, "%7s %63s %x", p, ca, &cport) != 3)
 				continue;
+			if (cport == 0) {
+				fputs("P ", stdout);
+				fputs(line, stdout);
+				continue;
+			}
 			int tcp = strcmp(p, "TCP") == 0, af;
 			unsigned char a[16];
 			if (!tcp && strcmp(p, "UDP") != 0)

@@ -22,8 +22,10 @@ HERE = Path(__file__).resolve().parent
 FLOWGEN_SRC = HERE.parent / "flowgen.c"
 
 # Loaded in this order (each with its dependencies, as modprobe --show-depends says).
-# ip_vs_mh last, so an out-of-tree replacement can take its place.
-BASE_MODULES = ("ip_vs", "ip_vs_mh")
+# ip_vs_mh last, so an out-of-tree replacement can take its place. nf_tables lets
+# the guest's nft set packet marks for fwmark services (its route chain, meta mark,
+# sets and dynset are built into nf_tables.ko on Debian's 6.1 and 6.12).
+BASE_MODULES = ("nf_tables", "ip_vs", "ip_vs_mh")
 
 
 class Cpio:
@@ -202,6 +204,7 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     """Build (or reuse) the base initramfs for ``kernel``."""
     busybox = _tool("busybox")
     ipvsadm = _tool("ipvsadm")
+    nft = _tool("nft")
     flowgen = build_flowgen()
     modules = module_load_order(kernel, (*BASE_MODULES, *extra_module_names))
     h = hashlib.sha256()
@@ -212,6 +215,7 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
         flowgen.name.encode(),
         Path(busybox).read_bytes(),
         Path(ipvsadm).read_bytes(),
+        Path(nft).read_bytes(),
         "\n".join(map(str, modules)).encode(),
     ):
         h.update(hashlib.sha256(part).digest())
@@ -238,7 +242,9 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     c.file("init", INIT.encode(), 0o755)
     c.file("netsetup.sh", NETSETUP.encode(), 0o755)
     c.file("bin/ipvsadm", Path(ipvsadm).read_bytes(), 0o755)
-    for lib in _ldd_closure(ipvsadm):
+    c.file("bin/nft", Path(nft).read_bytes(), 0o755)
+    libs = dict.fromkeys(_ldd_closure(ipvsadm) + _ldd_closure(nft))
+    for lib in libs:
         real = os.path.realpath(lib)
         c.file(lib, Path(real).read_bytes(), 0o755)
     c.file("bin/flowgen", flowgen.read_bytes(), 0o755)
