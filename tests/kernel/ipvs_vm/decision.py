@@ -33,7 +33,7 @@ THEMES = (
     "ftp",  # a TCP :21 service (persistent or not): FTP-data lookup
     "toggle",  # -E dropping and restoring -p, changing -M
     "quiescent",  # expire_quiescent_template=1, edits to weight 0
-    "ops",  # -o one-packet UDP, persistent and not
+    "ops",  # -o one-packet UDP (and fwmark -o), persistent and not
 )
 
 V4_MASKS = ("255.255.255.0", "255.255.0.0", "255.255.255.252", "255.0.255.0", "0.0.0.0")
@@ -75,6 +75,7 @@ class _Svc:
         self.servers: list[tuple[str, int, str]] = []  # (addr, written port, method)
         self.deleted: list[tuple[str, int, str]] = []
         self.opts = ""
+        self.methods = ("-m", "-m", "-g")  # of servers added by churn
 
     @property
     def ident(self) -> str:
@@ -131,7 +132,9 @@ class Generator:
 
     def sport(self) -> int:
         r = self.rnd
-        return r.choice([r.randint(1024, 65535), r.randint(1024, 65535), r.randint(1, 1023)])
+        return r.choice(
+            [r.randint(1024, 65535), r.randint(1024, 65535), r.randint(1, 1023)]
+        )
 
     def flow(self, proto: str, saddr: str, daddr: str, dport: int, sport=None, mark=0):
         """A flow whose (proto, client, port) is new in this scenario (else None)."""
@@ -147,7 +150,14 @@ class Generator:
 
     # -- history pieces ----------------------------------------------------------
     def sched(self) -> str:
-        return self.rnd.choice(["-s mh", "-s mh -b mh-port", "-s mh -b mh-port", "-s mh -b mh-fallback,mh-port"])
+        return self.rnd.choice(
+            [
+                "-s mh",
+                "-s mh -b mh-port",
+                "-s mh -b mh-port",
+                "-s mh -b mh-fallback,mh-port",
+            ]
+        )
 
     def persist_opts(self, svc: _Svc, mask: bool = True) -> str:
         r = self.rnd
@@ -157,7 +167,9 @@ class Generator:
             p += f" -M {m}"
         return p
 
-    def add_servers(self, svc: _Svc, out: list, n: int, methods=("-m", "-m", "-g")) -> None:
+    def add_servers(
+        self, svc: _Svc, out: list, n: int, methods=("-m", "-m", "-g")
+    ) -> None:
         r = self.rnd
         for _ in range(n):
             method = r.choice(methods)
@@ -181,7 +193,9 @@ class Generator:
             return addr
         return _ep(addr, sp)
 
-    def churn(self, svc: _Svc, out: list, kinds=("delete", "to0", "from0", "readd", "add")) -> None:
+    def churn(
+        self, svc: _Svc, out: list, kinds=("delete", "to0", "from0", "readd", "add")
+    ) -> None:
         r = self.rnd
         for kind in kinds:
             if kind == "delete" and len(svc.servers) > 1:
@@ -198,7 +212,7 @@ class Generator:
                 svc.servers.insert(0, s)
                 out.append(f"-a {svc.ident} -r {self.rs_ident(svc, s)} {s[2]} -w 2")
             elif kind == "add":
-                self.add_servers(svc, out, 1)
+                self.add_servers(svc, out, 1, methods=svc.methods)
 
     def flows_for(self, svc: _Svc, nets: list, n: int, dports=None) -> list[Flow]:
         """``n`` flows to ``svc`` from clients of ``nets`` (several per client)."""
@@ -213,7 +227,10 @@ class Generator:
             else:
                 c = self.client_in(r.choice(nets))
                 clients.append(c)
-            dport = r.choice(dports) if dports else svc.port
+            if dports:
+                dport = r.choice(dports)
+            else:  # a port-zero or fwmark service takes any port (0 cannot be sent)
+                dport = svc.port or r.choice([53, 80, 443, r.randint(1, 65535)])
             proto = svc.proto
             daddr = svc.vip
             mark = 0
@@ -311,7 +328,7 @@ class Generator:
         for j in range(2):
             if j:
                 lines = []
-                for z, exact in svcs:
+                for z, _exact in svcs:
                     self.churn(z, lines, ("delete", "to0", "add"))
             flows = []
             for z, exact in svcs:
@@ -329,7 +346,9 @@ class Generator:
         rules = []
         svcs = []
         marks = r.sample(range(1, 1000), 6)
-        for i, (v6, persistent) in enumerate(((False, False), (False, True), (True, True), (True, False))):
+        for i, (v6, persistent) in enumerate(
+            ((False, False), (False, True), (True, True), (True, False))
+        ):
             s = _Svc("fwmark", None, 0, mark=marks[i], v6=v6)
             s.opts = self.persist_opts(s) if persistent else ""
             lines.append(f"-A {s.ident} {self.sched()} {s.opts}".strip())
@@ -363,10 +382,18 @@ class Generator:
                     self.churn(s, lines, ("delete", "to0", "add"))
             flows = []
             for s in svcs:
-                flows += self.flows_for(s, nets[s.v6], per, [80, 443, 53, 20, r.randint(1, 65535)])
-            for s, mark in ((exact, svcs[0].mark), (exact6, svcs[0].mark), (unmarked, marks[5])):
+                flows += self.flows_for(
+                    s, nets[s.v6], per, [80, 443, 53, 20, r.randint(1, 65535)]
+                )
+            for s, mark in (
+                (exact, svcs[0].mark),
+                (exact6, svcs[0].mark),
+                (unmarked, marks[5]),
+            ):
                 for f in self.flows_for(s, nets[s.v6], per):
-                    flows.append(Flow(f.proto, f.saddr, f.sport, f.daddr, f.dport, mark))
+                    flows.append(
+                        Flow(f.proto, f.saddr, f.sport, f.daddr, f.dport, mark)
+                    )
             r.shuffle(flows)
             phases.append(Phase(lines, flows))
         return phases
@@ -387,7 +414,12 @@ class Generator:
         r = self.rnd
         lines: list[str] = []
         groups = []
-        for v6, persistent in ((False, False), (False, True), (True, True), (True, False)):
+        for v6, persistent in (
+            (False, False),
+            (False, True),
+            (True, True),
+            (True, False),
+        ):
             vip = self.vip(v6)
             ftp = _Svc("tcp", vip, 21)
             ftp.opts = self.persist_opts(ftp) if persistent else ""
@@ -415,7 +447,7 @@ class Generator:
                 for ftp, *_ in groups:
                     self.churn(ftp, lines, ("delete", "add"))
             flows = []
-            for ftp, other, udp, zero in groups:
+            for ftp, _other, udp, _zero in groups:
                 dports = [21, 21, 20, 80, 22, 1023, 1024, 2121, 65535] + [
                     r.randint(1, 65535) for _ in range(6)
                 ]
@@ -466,13 +498,27 @@ class Generator:
         r = self.rnd
         lines: list[str] = []
         svcs = []
-        for v6, persistent in ((False, False), (False, True), (True, False), (True, True)):
+        for v6, persistent in (
+            (False, False),
+            (False, True),
+            (True, False),
+            (True, True),
+        ):
             s = _Svc("udp", self.vip(v6), r.choice([53, 123, 5353]))
             s.opts = ("-o " + (self.persist_opts(s) if persistent else "")).strip()
+            s.methods = ("-m",)  # NAT: the forwarded datagram names the real server
             lines.append(f"-A {s.ident} {self.sched()} {s.opts}")
             self.add_servers(s, lines, r.randint(3, 10), methods=("-m",))
             svcs.append(s)
-        meta["guest_setup"] = [OPS_SETUP]
+        # fwmark -o: one-packet only for its UDP packets
+        fw = _Svc("fwmark", None, 0, mark=r.randint(1, 999), v6=False)
+        fw.methods = ("-m",)
+        lines.append(f"-A {fw.ident} -s mh -b mh-port -o")
+        self.add_servers(fw, lines, 4, methods=("-m",))
+        vip = self.vip(False)
+        self.mark_dest[(fw.mark, False)] = (vip, fw.mark)
+        svcs.append(fw)
+        meta["guest_setup"] = [OPS_SETUP, self._mark_rules([(vip, fw.mark)])]
         meta["after_flows"] = OPS_AFTER
         nets = {v6: [self.network(v6) for _ in range(4)] for v6 in (False, True)}
         phases = []
@@ -507,5 +553,8 @@ def observed_ops(files: dict) -> dict:
             if len(parts) != 4:
                 continue
             c, cp, d, dp = parts
-            out[(ipaddress.ip_address(c), int(cp))] = (str(ipaddress.ip_address(d)), int(dp))
+            out[(ipaddress.ip_address(c), int(cp))] = (
+                str(ipaddress.ip_address(d)),
+                int(dp),
+            )
     return out
