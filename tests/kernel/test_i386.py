@@ -27,7 +27,7 @@ import warnings
 
 import pytest
 from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
-from ipvs_vm import i386, predict, qemu, scenarios
+from ipvs_vm import decision, i386, predict, qemu, scenarios
 from ipvs_vm.kernels import PrerequisiteError
 
 pytestmark = pytest.mark.kernel
@@ -37,6 +37,13 @@ BUDGET_SECONDS = 240  # the i386 part's share of the suite
 # kmod/ built for i386, against maglevx --variant backport --word-size 32
 KMOD_SEEDS = list(range(3001, 3011))
 KMOD_FLOWS_PER_SCENARIO = 1000
+# The decision themes (docs/decision-path.md) that need no nft in the guest (the
+# i386 userland has none): FTP-data, FTP lookup, port zero, persistence, -E, the
+# expire_quiescent_template sysctl. Run on the in-tree module and on kmod/.
+DECISION_SEEDS = [
+    i for i, t in enumerate(decision.THEMES) if t not in ("fwmark", "ops")
+]
+DECISION_FLOWS = 800
 
 
 def _seeds() -> list[int]:
@@ -75,6 +82,7 @@ def kernel():
 
 def _upstream_run(k) -> i386.Report:
     scs = [scenarios.generate(seed, FLOWS_PER_SCENARIO) for seed in SEEDS]
+    scs += [decision.generate(s, DECISION_FLOWS) for s in DECISION_SEEDS]
     return i386.run(k, scs, keep_results=True, log=lambda *_: None)
 
 
@@ -95,6 +103,7 @@ def _kmod_run(k, build_dir):
         raise KmodUnavailable(f"cannot build kmod/ for i386: {exc}") from exc
     build = kmod_build.build(kdir, build_dir)
     scs = [scenarios.generate(s, KMOD_FLOWS_PER_SCENARIO) for s in KMOD_SEEDS]
+    scs += [decision.generate(s, DECISION_FLOWS) for s in DECISION_SEEDS]
     module = qemu.ExtraModule(build.ko, replaces="ip_vs_mh")
     rep = i386.run(
         k,
@@ -162,7 +171,11 @@ def test_no_harness_problems(report):
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[f"seed{s}" for s in SEEDS])
 def test_every_flow_matches_word_size_32(report, seed):
-    res = next(r for r in report.results if r.scenario.seed == seed)
+    res = next(
+        r
+        for r in report.results
+        if r.scenario.seed == seed and not r.scenario.meta.get("decision")
+    )
     name = res.scenario.name
     bad = [m for m in report.mismatches if m.scenario == name]
     flows = sum(len(p.results) for p in res.phases)
@@ -173,6 +186,22 @@ def test_every_flow_matches_word_size_32(report, seed):
     )
 
 
+@pytest.mark.parametrize("which", ["upstream", "kmod"])
+def test_decision_scenarios_match(campaign, which):
+    """Every decision theme without nft, on i386 (in-tree and kmod/): flows and
+    persistence templates equal maglevx's 32-bit decisions."""
+    rep = campaign["upstream"] if which == "upstream" else _kmod(campaign)[1]
+    names = {decision.generate(s, 1).name for s in DECISION_SEEDS}
+    done = {r.scenario.name for r in rep.results} & names
+    assert done == names
+    assert [m for m in rep.mismatches if m.scenario in names] == []
+    assert rep.template_mismatches == []
+    assert rep.templates_compared > 100
+    for branch in ("ftp-data tcp", "ftp-data udp", "FTP lookup", "port-zero catch-all",
+                   "masked client IPv4", "masked client IPv6", "template replaced"):  # fmt: skip
+        assert rep.branches[branch] > 0, (branch, dict(rep.branches))
+
+
 def test_kernel_list_order_is_newest_first(report):
     assert report.order_mismatches == [], report.order_mismatches[:3]
 
@@ -180,7 +209,7 @@ def test_kernel_list_order_is_newest_first(report):
 def test_word_size_64_would_mispredict(report):
     """The check has teeth: the 64-bit (SipHash) model disagrees with this kernel."""
     flows = differ = 0
-    for res in report.results[:3]:
+    for res in [r for r in report.results if not r.scenario.meta.get("decision")][:3]:
         sc = res.scenario
         for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
             if not ph.flows:

@@ -10,9 +10,11 @@ fails here instead of passing quietly.
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from conftest import DECISION_SEEDS
-from ipvs_vm import decision, kernels, qemu
+from conftest import DECISION_SEEDS, fail_or_skip
+from ipvs_vm import compare, decision, kernels, qemu
 
 pytestmark = pytest.mark.kernel
 
@@ -154,3 +156,46 @@ def test_ipv4_mask_is_inet_aton(ipvsadm_rules):
 
 def test_kernel_keys_cover_both():
     assert set(DECISION_SEEDS) <= set(kernels.KERNEL_KEYS)
+
+
+# -- the same edges on kmod/ (backport semantics) and on i386 ----------------------
+KMOD_FLOWS = int(os.environ.get("MAGLEVX_KMOD_DECISION_FLOWS", "1000"))
+NO_NFT_THEMES = [i for i, t in enumerate(decision.THEMES) if t not in ("fwmark", "ops")]
+
+
+@pytest.fixture(scope="module")
+def kmod_decision(kernel_env, tmp_path_factory):
+    """Every decision theme with kmod/'s ip_vs_mh.ko replacing the in-tree one."""
+    import kmod_build
+
+    plan = []
+    for key in DECISION_SEEDS:
+        k = kernel_env[key]
+        try:
+            kmod_build.check_prerequisites(k.headers_dir)
+        except kmod_build.BuildError as exc:
+            fail_or_skip(str(exc))
+        ko = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")).ko
+        plan.append((k, [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko))
+    reports = {}
+    for k, scs, ko in plan:  # one boot per kernel
+        reports[k.key] = compare.run(
+            k,
+            scs,
+            variant="backport",
+            extra_modules=[qemu.ExtraModule(ko, "", replaces="ip_vs_mh")],
+        )
+    return reports
+
+
+@pytest.mark.parametrize("key", list(DECISION_SEEDS))
+def test_kmod_decisions_match_maglevx_backport(kmod_decision, key):
+    rep = kmod_decision[key]
+    print(rep.summary())
+    assert rep.flows >= 9 * KMOD_FLOWS * 0.9
+    assert rep.problems == [], rep.problems[:5]
+    assert rep.mismatches == [], rep.mismatches[:5]
+    assert rep.template_mismatches == [], rep.template_mismatches[:5]
+    for branch in ("ftp-data tcp", "FTP lookup", "port-zero catch-all", "fwmark service",
+                   "masked client IPv6", "template udp", "one-packet seen by nft"):  # fmt: skip
+        assert rep.branches[branch] > 0, branch

@@ -513,7 +513,7 @@ def predict_scenarios(
             predict.predict(
                 sc.history_upto(j), ph.flows, variant=variant, extra_args=args
             )
-            if ph.flows
+            if ph.flows and not sc.meta.get("decision")  # those: one director
             else []
             for j, ph in enumerate(sc.phases)
         ]
@@ -549,6 +549,8 @@ def compare_results(
         keep_results=keep_results,
         predictions=predictions,
         tag="mismatch-i386",
+        variant=variant,
+        word_size=WORD_SIZE,
     )
 
 
