@@ -30,7 +30,8 @@ from typing import IO, BinaryIO, TextIO
 
 import numpy as np
 
-from maglevx.addresses import fold_int, parse_port
+from maglevx import decision
+from maglevx.addresses import fold_int, parse_address, parse_port
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
@@ -47,52 +48,95 @@ def _fold_text(text: str, family: int) -> int:
 
 def _mh_service(
     director: Director, proto: str, daddr: str, dport: str
-) -> VirtualService:
-    """The mh service a flow line goes to (the director's one resolver)."""
+) -> VirtualService | None:
+    """The mh service a flow line goes to (the director's one resolver).
+
+    None: another port of an address some service of *proto* has, which no
+    service catches: the kernel lets the packet pass (no destination). An
+    address no service of *proto* has is an error (a wrong input file, most
+    likely).
+    """
     port = parse_port(dport, "dport")
     svc = director.resolve(proto, daddr, port)
     if svc is None:
-        raise MaglevxError(
-            f"no virtual service for {proto} {daddr} port {port}", field="daddr"
-        )
+        address = parse_address(daddr, "daddr")
+        if not any(
+            s.address == address and s.protocol == proto for s in director.services
+        ):
+            raise MaglevxError(
+                f"no virtual service for {proto} {daddr} port {port}", field="daddr"
+            )
+        return None
     svc.require_mh()
     return svc
 
 
-def _parse_chunk(
-    lines: list[str], director: Director
-) -> tuple[list[str], list[VirtualService], list[int], list[int], list[str], int]:
-    """Parse lines until the first bad one; returns it as the last value."""
-    kept: list[str] = []
-    svcs: list[VirtualService] = []
-    folds: list[int] = []
-    ports: list[int] = []
-    protos: list[str] = []
+class _Parsed:
+    """A chunk's lines, bulk ones and those decided one by one.
+
+    Bulk lines carry (service, fold, hashed port); ``fixed`` maps the index of
+    a line decided on its own (in input order: templates) to its suffix.
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.svcs: list[VirtualService | None] = []
+        self.folds: list[int] = []
+        self.ports: list[int] = []
+        self.fixed: dict[int, str] = {}
+
+    def add(self, line: str, svc: VirtualService | None, fold: int, port: int) -> None:
+        self.kept.append(line)
+        self.svcs.append(svc)
+        self.folds.append(fold)
+        self.ports.append(port)
+
+
+def _parse_chunk(lines: list[str], director: Director) -> _Parsed:
+    """Parse (and decide) lines until the first bad one.
+
+    The bad one is raised as _ChunkError, carrying what was parsed before it
+    (decisions change templates, so nothing is parsed twice).
+    """
+    out = _Parsed()
+    decisions = director.needs_decisions()
     for i, raw in enumerate(lines):
         line = raw.strip()
         fields = line.split(",")
-        if len(fields) != 5:
-            raise _ChunkError(
-                i,
-                MaglevxError(
-                    f"expected 5 fields proto,saddr,sport,daddr,dport, "
-                    f"got {len(fields)}"
-                ),
-            )
-        proto, saddr, sport, daddr, dport = (f.strip() for f in fields)
         try:
+            if len(fields) not in (5, 6):
+                raise MaglevxError(
+                    f"expected 5 fields proto,saddr,sport,daddr,dport (and an "
+                    f"optional fwmark), got {len(fields)}"
+                )
+            proto, saddr, sport, daddr, dport = (f.strip() for f in fields[:5])
+            mark = decision.parse_fwmark(fields[5]) if len(fields) == 6 else 0
             p = proto.lower()
             if p not in PROTOCOLS:
                 raise MaglevxError(
                     f"unknown protocol {proto!r}; expected tcp, udp or sctp",
                     field="proto",
                 )
+            if mark or decisions:
+                dec = decision.decide(director, (p, saddr, sport, daddr, dport),
+                                      fwmark=mark)  # fmt: skip
+                if dec.service is None:
+                    _mh_service(director, p, daddr, dport)  # no service: error?
+                else:
+                    dec.service.require_mh()
+                out.fixed[len(out.kept)] = (
+                    ",," if dec.server is None else f",{dec.server.address},{dec.port}"
+                )
+                out.add(line, None, 0, 0)
+                continue
             svc = _mh_service(director, p, daddr, dport)
+            family = svc.family if svc is not None else _family(daddr)
             try:
-                fold = _fold_text(saddr, svc.family)
+                fold = _fold_text(saddr, family)
             except (OSError, ValueError):  # ValueError: embedded NUL
                 raise MaglevxError(
-                    f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
+                    f"{saddr!r} is not an IPv{family} address"
+                    + (f" like {svc.name}" if svc is not None else ""),
                     field="saddr",
                 ) from None
             # the common case inline (no int() of thousands of digits: it
@@ -104,34 +148,45 @@ def _parse_chunk(
             else:
                 port = parse_port(sport, "sport")
         except MaglevxError as exc:
-            raise _ChunkError(i, exc) from None
-        kept.append(line)
-        svcs.append(svc)
-        folds.append(fold)
-        ports.append(svc.hashed_port(p, port))
-        protos.append(p)
-    return kept, svcs, folds, ports, protos, len(lines)
+            raise _ChunkError(i, exc, out) from None
+        if svc is None or port == decision.FTPDATA:
+            # no service here, or FTP data (client port 20): never scheduled
+            out.fixed[len(out.kept)] = ",,"
+            out.add(line, None, 0, 0)
+        else:
+            out.add(line, svc, fold, svc.hashed_port(p, port))
+    return out
+
+
+def _family(daddr: str) -> int:
+    try:
+        return parse_address(daddr, "daddr").version
+    except MaglevxError:
+        return 4
 
 
 class _ChunkError(Exception):
-    def __init__(self, index: int, error: MaglevxError) -> None:
+    def __init__(self, index: int, error: MaglevxError, parsed: _Parsed) -> None:
         super().__init__(str(error))
         self.index = index
         self.error = error
+        self.parsed = parsed
 
 
-def _decide(
-    svcs: list[VirtualService], folds: list[int], ports: list[int]
-) -> list[str]:
+def _decide(parsed: _Parsed) -> list[str]:
     """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
+    svcs = parsed.svcs
     out = [""] * len(svcs)
     by_service: dict[int, list[int]] = {}
     for i, svc in enumerate(svcs):
-        by_service.setdefault(id(svc), []).append(i)
-    fa = np.array(folds, dtype=np.uint32)
-    pa = np.array(ports, dtype=np.uint16)
+        if svc is not None:
+            by_service.setdefault(id(svc), []).append(i)
+    fa = np.array(parsed.folds, dtype=np.uint32)
+    pa = np.array(parsed.ports, dtype=np.uint16)
     for idx in by_service.values():
-        snap = svcs[idx[0]].snapshot
+        svc = svcs[idx[0]]
+        assert svc is not None
+        snap = svc.snapshot
         ia = np.array(idx, dtype=np.intp)
         res = snap.scheduler.lookup_many(
             np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
@@ -139,6 +194,8 @@ def _decide(
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
+    for i, text in parsed.fixed.items():
+        out[i] = text
     return out
 
 
@@ -188,14 +245,14 @@ def predict_lines(
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk, director)
+            parsed = _parse_chunk(chunk, director)
             error = None
         except _ChunkError as exc:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk[: exc.index], director)
+            parsed = exc.parsed
             error = exc.error.located(source, lineno_of[base + exc.index])
-        suffixes = _decide(svcs, folds, ports)
-        out.write("".join(f"{a}{b}\n" for a, b in zip(kept, suffixes)))
-        count += len(kept)
+        suffixes = _decide(parsed)
+        out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
+        count += len(parsed.kept)
         if error is not None:
             out.flush()
             raise error
@@ -263,6 +320,20 @@ class _Sink:
 
     def flush(self) -> None:
         (self.binary or self.out).flush()
+
+
+class _TextSink:
+    """A text stream over a _Sink (for predict_lines on a binary output)."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+
+    def write(self, text: str) -> int:
+        self.sink.write_text(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.sink.flush()
 
 
 class Progress:
@@ -340,16 +411,19 @@ class _FastPredictor:
             return
         fam = list(self.key_family.tolist())
         for proto, daddr, dport in keys[len(self.key_service) :]:
+            family = 0  # 0: the slow path raises the key's error
             try:
                 svc: VirtualService | None = _mh_service(
                     self.director, proto, daddr, dport
                 )
+                # None: another port of a service's address: never scheduled
+                family = svc.family if svc is not None else _family(daddr)
             except MaglevxError:
                 svc = None  # the slow path raises it, for the first such line
             self.key_service.append(svc)
             snap = svc.snapshot if svc is not None else None
             self.key_snapshot.append(snap)
-            fam.append(svc.family if svc is not None else 0)
+            fam.append(family)
             self.key_hashes_port.append(
                 svc is not None and svc.hashed_port(proto, 1) != 0
             )
@@ -382,7 +456,8 @@ class _FastPredictor:
             ]
         for k, sel in groups:
             snap = self.key_snapshot[k]
-            assert snap is not None
+            if snap is None:  # no service for this port: no destination
+                continue
             folds = np.ascontiguousarray(self.folds[:n][sel])
             ports = None
             if self.key_hashes_port[k]:
@@ -390,6 +465,7 @@ class _FastPredictor:
             res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
             base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
+        out[self.sports[:n] == decision.FTPDATA] = 0  # FTP data: never scheduled
         return out
 
     def _write(self, buf: bytes, n: int) -> None:
@@ -416,12 +492,12 @@ class _FastPredictor:
         if not text.strip():
             return
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.director)
+            parsed = _parse_chunk([text], self.director)
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(svcs, folds, ports)
-        self.sink.write_text(f"{kept[0]}{suffix}\n")
+        (suffix,) = _decide(parsed)
+        self.sink.write_text(f"{parsed.kept[0]}{suffix}\n")
         self.count += 1
 
     def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
@@ -474,8 +550,18 @@ def predict_stream(
     text stream, written through its binary buffer when it has one, or a
     binary stream). Returns the number of flows written.
     """
-    if _fastcsv is None:
-        return predict_lines(director, text_lines(stream, source), out, source=source)
+    if _fastcsv is None or director.needs_decisions():
+        # templates and the like are decided flow by flow, in input order
+        text = out if isinstance(out, io.TextIOBase) else _TextSink(_Sink(out))
+        try:
+            return predict_lines(
+                director,
+                text_lines(stream, source),
+                text,  # type: ignore[arg-type]
+                source=source,
+            )
+        finally:
+            text.flush()
     sink = _Sink(out)
     fast = _FastPredictor(director, sink, source)
     pending = b""

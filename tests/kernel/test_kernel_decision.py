@@ -151,7 +151,7 @@ def test_ipv4_mask_is_inet_aton(ipvsadm_rules):
     d = maglevx.Director()
     d.apply("-A -t 10.1.0.4:80 -s mh -p -M 24")
     svc = d.services[0]
-    assert int(svc.netmask) == 24 and svc.persistent == 360
+    assert svc.persistence_mask == 24 and svc.persistent == 360
 
 
 def test_kernel_keys_cover_both():
