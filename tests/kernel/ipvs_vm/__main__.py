@@ -5,6 +5,7 @@ with tests/kernel on PYTHONPATH).
   fetch [-k KEY]          download + unpack kernels and headers into the cache
   headers KEY             print the headers dir (KDIR) of kernel KEY
   run -k KEY --seeds S..  boot KEY, run the scenarios of those seeds, compare
+                          (--decision: the decision scenarios of those seeds)
   replay DIR              re-run a replay directory's scenario in the VM
 """
 
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import compare, kernels, prereqs, scenarios
+from . import compare, decision, kernels, prereqs, scenarios
 from .jobs import Scenario
 
 
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     r.add_argument("-k", "--kernel", default="6.1", choices=kernels.KERNEL_KEYS)
     r.add_argument("--seeds", type=int, nargs="+", required=True)
     r.add_argument("--flows", type=int, default=2500, help="flows per scenario")
+    r.add_argument(
+        "--decision", action="store_true", help="decision scenarios (decision.py)"
+    )
     rp = sub.add_parser("replay")
     rp.add_argument("dir", type=Path)
     rp.add_argument("-k", "--kernel", default="6.1", choices=kernels.KERNEL_KEYS)
@@ -53,7 +57,8 @@ def main(argv=None) -> int:
         print(kernels.headers_dir(a.kernel))
         return 0
     if a.cmd == "run":
-        scs = [scenarios.generate(s, a.flows) for s in a.seeds]
+        gen = decision.generate if a.decision else scenarios.generate
+        scs = [gen(s, a.flows) for s in a.seeds]
     else:
         scs = [Scenario.from_json(json.loads((a.dir / "scenario.json").read_text()))]
     t0 = time.monotonic()

@@ -157,13 +157,7 @@ def predict_scenario(
         pd = PhaseDecisions([], [], [], [], [], [], [], set())
         for f in ph.flows:
             dec = decision.decide(
-                d,
-                f.proto,
-                ipaddress.ip_address(f.saddr),
-                f.sport,
-                ipaddress.ip_address(f.daddr),
-                f.dport,
-                f.fwmark,
+                d, (f.proto, f.saddr, f.sport, f.daddr, f.dport), fwmark=f.fwmark
             )
             pd.choices.append(
                 None if dec.server is None else (str(dec.server.address), dec.port)
