@@ -11,6 +11,7 @@
 True
 """
 
+from maglevx._version import __version__
 from maglevx.decision import Decision, decide
 from maglevx.errors import MaglevxError
 from maglevx.model import (
@@ -26,9 +27,8 @@ from maglevx.model import (
     lookup,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "DEFAULT_TABLE_SIZE",
     "KERNEL_REFERENCE",
     "Decision",

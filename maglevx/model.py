@@ -65,7 +65,13 @@ from maglevx.ipvs import (
     VARIANTS,
     WORD_SIZES,
 )
-from maglevx.ipvsadm import Command, iter_history, parse_command, tokenize
+from maglevx.ipvsadm import (
+    Command,
+    iter_history,
+    parse_command,
+    service_name,
+    tokenize,
+)
 from maglevx.listing import parse_listing
 from maglevx.templates import Templates
 
@@ -512,10 +518,7 @@ class ServiceConfig:
     @property
     def name(self) -> str:
         """The service as ipvsadm names it, e.g. ``TCP 10.0.0.1:80``."""
-        if self.protocol == "fwmark":
-            return f"FWM {self.fwmark}" + (" IPv6" if self.family == 6 else "")
-        assert self.address is not None
-        return f"{self.protocol.upper()} {format_endpoint(self.address, self.port)}"
+        return service_name(self.key)
 
 
 class VirtualService:
@@ -1119,7 +1122,7 @@ class Director:
         """The service with this key; MaglevxError if there is none."""
         svc = self._services.get(key)
         if svc is None:
-            raise MaglevxError(f"no such service {_key_name(key)}")
+            raise MaglevxError(f"no such service {service_name(key)}")
         return svc
 
     def add_service(
@@ -1268,6 +1271,53 @@ class Director:
         """
         return decision.service_find(self, protocol, daddr, dport, fwmark or 0)
 
+    def lookup_many(
+        self,
+        protocols: Sequence[str],
+        saddrs: Sequence[object],
+        sports: Any,
+        daddrs: Sequence[object],
+        dports: Any,
+        *,
+        strict: bool = False,
+    ) -> npt.NDArray[np.object_]:
+        """Schedule whole 5-tuple columns (e.g. a DataFrame's), across services.
+
+        Returns, per flow, the RealServer or None (no destination, or with
+        *strict* False a flow that no mh service takes, which the kernel
+        does not schedule). Addresses may be strings or ipaddress objects.
+        """
+        n = len(protocols)
+        cols = {"saddrs": saddrs, "sports": sports, "daddrs": daddrs, "dports": dports}
+        for name, col in cols.items():
+            if len(col) != n:
+                raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
+        sp = bulk_ports(sports, n)
+        dp = bulk_ports(dports, n).tolist()
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, key in enumerate(zip(protocols, daddrs, dp)):
+            groups.setdefault(key, []).append(i)
+        out = np.full(n, None, dtype=object)
+        for (proto, daddr, dport), rows in groups.items():
+            p = _bulk_protocol(proto)
+            svc = self.resolve(p, daddr, dport)
+            if svc is None or svc.scheduler != "mh":
+                if strict:
+                    raise MaglevxError(
+                        f"row {rows[0]}: no mh virtual service for {p} "
+                        f"{daddr} port {dport}",
+                        field="daddrs",
+                    )
+                continue
+            snap = svc.snapshot
+            sel = np.array(rows, np.intp)
+            rows_saddrs = [saddrs[i] for i in rows]
+            addrs = [str(a) if isinstance(a, ADDRESS_TYPES) else a for a in rows_saddrs]
+            idx = snap.lookup_many(addrs, sp[sel], p, family=svc.family)
+            servers = np.array([*snap.servers, None], dtype=object)
+            out[sel] = servers[idx]  # -1: the None at the end
+        return out
+
     def resolve(
         self, protocol: str, daddr: object, dport: int, fwmark: int | None = None
     ) -> VirtualService | None:
@@ -1300,14 +1350,6 @@ _OPTION_OF = {
     "fwmark": "-f",
     "netmask": "-M",
 }
-
-
-def _key_name(key: ServiceKey) -> str:
-    proto, addr, port = key
-    if proto == "fwmark":
-        return f"FWM {addr}" + (" IPv6" if port == 6 else "")
-    assert isinstance(addr, ADDRESS_TYPES)
-    return f"{proto.upper()} {format_endpoint(addr, port)}"
 
 
 def _check_text(text: object, what: str) -> None:
