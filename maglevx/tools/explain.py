@@ -108,7 +108,7 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
         else decision.format_template_key(dec.template),
         one_packet=dec.one_packet,
         connection=None
-        if dec.server is None
+        if dec.server is None or dec.port is None
         else format_endpoint(dec.server.address, dec.port),
     )
     if svc is None or dec.passed or dec.outcome == decision.PORT_ZERO:
