@@ -166,7 +166,7 @@ NO_NFT_THEMES = [i for i, t in enumerate(decision.THEMES) if t not in ("fwmark",
 @pytest.fixture(scope="module")
 def kmod_decision(kernel_env, tmp_path_factory):
     """Every decision theme with kmod/'s ip_vs_mh.ko replacing the in-tree one."""
-    import kmod_build
+    from ipvs_vm import kmod_build
 
     plan = []
     for key in DECISION_SEEDS:
