@@ -12,6 +12,7 @@ True
 """
 
 from maglevx._version import __version__
+from maglevx.decision import Decision, decide
 from maglevx.errors import MaglevxError
 from maglevx.model import (
     DEFAULT_TABLE_SIZE,
@@ -30,6 +31,7 @@ __all__ = [
     "__version__",
     "DEFAULT_TABLE_SIZE",
     "KERNEL_REFERENCE",
+    "Decision",
     "PRIMES",
     "Director",
     "DirectorParams",
@@ -37,6 +39,7 @@ __all__ = [
     "RealServer",
     "TableSnapshot",
     "VirtualService",
+    "decide",
     "fold_address",
     "lookup",
 ]

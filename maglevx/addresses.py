@@ -10,11 +10,14 @@ an address into 32 bits.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Sequence
 from typing import Union
 
 import numpy as np
 
 from maglevx.errors import MaglevxError
+from maglevx.ipvs import PROTOCOLS
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
@@ -125,3 +128,62 @@ def _quote(text: str, limit: int = 40) -> str:
 
 
 quote = _quote
+
+
+def inet_aton(text: str) -> int | None:
+    """Glibc's ``inet_aton()`` as an int, or None if *text* is not an address.
+
+    ``a.b.c.d``, ``a.b.c``, ``a.b`` or ``a``: each part decimal, octal
+    (leading 0) or hex (0x), the last one filling the remaining bytes. This is
+    how ipvsadm reads an IPv4 ``-M``: ``-M 24`` is the mask 0.0.0.24.
+    """
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for p in parts:
+        m = re.fullmatch(r"0[xX]([0-9a-fA-F]*)|(0[0-7]*)|([1-9][0-9]*)", p)
+        if m is None:
+            return None
+        if m.group(1) is not None:
+            values.append(int(m.group(1) or "0", 16))
+        elif m.group(2) is not None:
+            values.append(int(m.group(2), 8))
+        else:
+            values.append(int(m.group(3)))
+    last_bits = 8 * (5 - len(values))
+    if any(v > 255 for v in values[:-1]) or values[-1] >= 1 << last_bits:
+        return None
+    n = 0
+    for v in values[:-1]:
+        n = n << 8 | v
+    return n << last_bits | values[-1]
+
+
+def parse_five_tuple(
+    five_tuple: Sequence[object],
+) -> tuple[str, IPAddress, int, IPAddress, int]:
+    """Validate ``(proto, saddr, sport, daddr, dport)``; addresses may be str."""
+    if isinstance(five_tuple, (str, bytes)) or not isinstance(five_tuple, Sequence):
+        raise MaglevxError(
+            "a flow is a sequence (proto, saddr, sport, daddr, dport), "
+            f"not {type(five_tuple).__name__}"
+        )
+    if len(five_tuple) != 5:
+        raise MaglevxError(
+            f"a flow has 5 fields (proto, saddr, sport, daddr, dport), "
+            f"got {len(five_tuple)}"
+        )
+    proto, saddr, sport, daddr, dport = five_tuple
+    p = proto.strip().lower() if isinstance(proto, str) else None
+    if p not in PROTOCOLS:
+        raise MaglevxError(
+            f"unknown protocol {proto!r}; expected tcp, udp or sctp", field="proto"
+        )
+    sa = parse_address(saddr, "saddr")
+    da = parse_address(daddr, "daddr")
+    if sa.version != da.version:
+        raise MaglevxError(
+            f"saddr {sa} and daddr {da} are of different families", field="saddr"
+        )
+    return p, sa, parse_port(sport, "sport"), da, parse_port(dport, "dport")

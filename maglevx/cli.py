@@ -108,6 +108,12 @@ def _add_params(p: argparse.ArgumentParser) -> None:
         "(keepalived inhibit_on_failure, kube-proxy) from its service's most "
         "common weight, and keeps its slots",
     )
+    p.add_argument(
+        "--expire-quiescent-template",
+        action="store_true",
+        help="the director has sysctl net.ipv4.vs.expire_quiescent_template=1: "
+        "persistence templates to weight-0 real servers are not followed",
+    )
 
 
 def _table_size(text: str) -> int:
@@ -150,6 +156,7 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
         table_size=args.table_size,
         byte_order=args.byte_order,
         backport_hash_port=not args.no_port_hash,
+        expire_quiescent_template=args.expire_quiescent_template,
         hash_key=None if key is None else parse_hash_key(key),
     )
 
@@ -524,9 +531,19 @@ def read_conns(path: str) -> list:
 
 
 def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.decision import parse_fwmark
     from maglevx.tools import explain
 
-    ex = explain.explain(args.flow, load_director(args), fwmark=args.fwmark)
+    mark = parse_fwmark(args.fwmark, "--fwmark")
+    director = load_director(args)
+    if args.conns is not None:
+        from maglevx.captures import parse_ip_vs_conn
+        from maglevx.decision import templates_from_conns
+
+        entries = parse_ip_vs_conn(read_text(args.conns).splitlines(),
+                                   source=args.conns)  # fmt: skip
+        director.templates = templates_from_conns(director, entries)
+    ex = explain.explain(args.flow, director, fwmark=mark)
     _emit(args, stdout, ex.to_json(), explain.render(ex))
     return EXIT_OK
 
@@ -712,14 +729,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "explain",
-        help="every step of one decision: hash input, hash, slot, probes",
-        description="Show how the director schedules one new flow: the hashed "
+        help="every step of one decision: service, template, hash, slot, probes",
+        description="Show how the director decides one new flow: which "
+        "service (fwmark, exact, FTP, port zero), whether the kernel schedules "
+        "it at all (client port 20, port zero without -p), the persistence "
+        "template it follows or makes, and the scheduler's steps: the hashed "
         "address and port, the hash input v, the hash, the slot, the real "
         "server and, with mh-fallback, every probe.",
     )
     _add_config_args(p)
     p.add_argument("flow", metavar="FLOW", help="proto,saddr,sport,daddr,dport")
-    p.add_argument("--fwmark", type=int, help="the packet's firewall mark")
+    p.add_argument(
+        "--fwmark",
+        default="0",
+        help="the packet's firewall mark (decimal or 0x hex; default: none)",
+    )
+    p.add_argument(
+        "--conns",
+        metavar="FILE",
+        help="a /proc/net/ip_vs_conn dump: its persistence templates (client "
+        "port 0) are the director's, so the flow may follow one",
+    )
     _add_output(p)
     p.set_defaults(func=_cmd_explain)
     return parser

@@ -28,7 +28,8 @@ SCHEDULERS = (
 
 MAX_WEIGHT = 65535  # ipvsadm refuses more (the kernel takes any int >= 0)
 MAX_THRESHOLD = 2**31 - 1
-DEFAULT_PERSISTENT_TIMEOUT = 300  # IPVS_SVC_PERSISTENT_TIMEOUT
+# ipvsadm 1.31: "-p" alone gives 360 s ("persistent 360" in the guest)
+DEFAULT_PERSISTENT_TIMEOUT = 360
 MAX_TIMEOUT = 86400 * 31  # ipvsadm's MAX_TIMEOUT
 
 VARIANTS = ("upstream", "backport")

@@ -36,13 +36,16 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
+from maglevx import decision
 from maglevx.addresses import (
     ADDRESS_TYPES,
     IPAddress,
     fold,
     fold_int,
     format_endpoint,
+    inet_aton,
     parse_address,
+    parse_five_tuple,
     parse_int,
     parse_port,
 )
@@ -70,6 +73,7 @@ from maglevx.ipvsadm import (
     tokenize,
 )
 from maglevx.listing import parse_listing
+from maglevx.templates import Templates
 
 PRIMES: tuple[int, ...] = tuple(core.PRIMES)
 DEFAULT_TABLE_SIZE = 4093
@@ -539,6 +543,8 @@ class ServiceConfig:
     flags: int
     persistent: int | None = None
     netmask: str | None = None
+    # -M as the kernel keeps it: an IPv4 mask (int) or an IPv6 prefix length
+    mask: int = 0xFFFFFFFF
 
     @property
     def key(self) -> ServiceKey:
@@ -581,6 +587,10 @@ class VirtualService:
     flags = property(lambda self: self._config.flags, doc="IP_VS_SVC_F_* flags.")
     persistent = property(lambda self: self._config.persistent, doc="-p timeout.")
     netmask = property(lambda self: self._config.netmask, doc="-M as given.")
+    persistence_mask = property(
+        lambda self: self._config.mask,
+        doc="-M as the kernel keeps it: IPv4 mask (int) or IPv6 prefix length.",
+    )
     key = property(lambda self: self._config.key, doc="What identifies it.")
     name = property(lambda self: self._config.name, doc="e.g. TCP 10.0.0.1:80.")
 
@@ -924,6 +934,8 @@ class DirectorParams:
             s += ", big-endian"
         if self.hash_key is not None:
             s += ", secret hash key"
+        if self.expire_quiescent_template:
+            s += ", expire_quiescent_template=1"
         return s
 
 
@@ -983,6 +995,9 @@ class Director:
         self._services: dict[ServiceKey, VirtualService] = {}
         self._lock = threading.RLock()
         self._routes: dict[tuple[object, ...], VirtualService | None] = {}
+        self._decisions: bool | None = None  # needs_decisions(), cached
+        # persistence templates (ip_vs_sched_persist): state, like the services
+        self.templates = Templates()
 
     params = property(lambda self: self._params, doc="The DirectorParams.")
     variant = property(lambda self: self._params.variant, doc="upstream/backport.")
@@ -1016,13 +1031,29 @@ class Director:
 
     def __getstate__(self) -> dict[str, Any]:
         states = [svc._state() for svc in self._services.values()]
-        return {"params": self._params, "services": states}
+        return {"params": self._params, "services": states, "templates": self.templates}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._init(state["params"])
         for st in state["services"]:
             svc = VirtualService._restore(self, st)
             self._services[svc.key] = svc
+        self.templates = state.get("templates", Templates())
+
+    def needs_decisions(self) -> bool:
+        """Whether a flow's fate can depend on more than its service's table.
+
+        True with persistent, port-zero, FTP (:21) or fwmark services
+        (:func:`maglevx.decision.needs_decisions`); cached until services change.
+        """
+        flag = self._decisions
+        if flag is None:
+            flag = self._decisions = decision.needs_decisions(self)
+        return flag
+
+    def reset_templates(self) -> None:
+        """Forget every persistence template (as if all had expired)."""
+        self.templates = Templates()
 
     def copy(self) -> Director:
         """An independent copy (tables are shared until either changes)."""
@@ -1032,6 +1063,7 @@ class Director:
                 c = VirtualService._restore(new, svc._state())
                 c._build._table = svc._build._table
                 new._services[key] = c
+            new.templates = self.templates.copy()
         return new
 
     # -- building ------------------------------------------------------------
@@ -1107,6 +1139,7 @@ class Director:
             listed.flags,
             listed.persistent,
             listed.netmask,
+            _mask(listed.netmask, listed.family),
         )
         if config.key in self._services:
             raise MaglevxError(f"service {config.name} listed twice")
@@ -1140,6 +1173,7 @@ class Director:
         with self._lock:
             self._services[config.key] = svc
             self._routes = {}
+            self._decisions = None
 
     # -- services (ip_vs_ctl.c) ---------------------------------------------
     @property
@@ -1182,6 +1216,7 @@ class Director:
             svc = VirtualService(self, config)
             self._services[config.key] = svc
             self._routes = {}
+            self._decisions = None
         return svc
 
     def edit_service(
@@ -1217,6 +1252,7 @@ class Director:
             svc._config = new
             svc._snapshot = None
             self._routes = {}
+            self._decisions = None
         return svc
 
     def remove_service(self, key: ServiceKey) -> None:
@@ -1225,12 +1261,14 @@ class Director:
             self.service(key)
             del self._services[key]
             self._routes = {}
+            self._decisions = None
 
     def clear(self) -> None:
         """``ip_vs_flush()`` (``ipvsadm -C``)."""
         with self._lock:
             self._services.clear()
             self._routes = {}
+            self._decisions = None
 
     def apply_command(self, cmd: Command) -> None:
         """Apply one parsed ipvsadm command as the kernel does (ip_vs_ctl.c).
@@ -1294,17 +1332,11 @@ class Director:
         """The service ``ip_vs_service_find()`` picks for a packet.
 
         fwmark services first (when the packet carries a mark), then
-        protocol/address/port, then the port-zero catch-all service.
+        protocol/address/port, then a TCP flow's FTP service (port 20 or
+        unprivileged ports), then the port-zero catch-all service
+        (:func:`maglevx.decision.service_find`).
         """
-        services = self._services
-        if fwmark:
-            svc = services.get(("fwmark", fwmark, daddr.version))
-            if svc is not None:
-                return svc
-        svc = services.get((protocol, daddr, dport))
-        if svc is None and dport != 0:
-            svc = services.get((protocol, daddr, 0))
-        return svc
+        return decision.service_find(self, protocol, daddr, dport, fwmark or 0)
 
     def lookup_many(
         self,
@@ -1383,6 +1415,7 @@ _OPTION_OF = {
     "persistent": "-p",
     "scheduler": "-s",
     "fwmark": "-f",
+    "netmask": "-M",
 }
 
 
@@ -1433,8 +1466,9 @@ def _service_config(
             if family not in (4, 6):
                 raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
         return ServiceConfig(
-            "fwmark", None, 0, fwmark, family, scheduler, flags, persistent, netmask
-        )
+            "fwmark", None, 0, fwmark, family, scheduler, flags, persistent,
+            netmask, _mask(netmask, family),
+        )  # fmt: skip
     if address is None:
         raise MaglevxError(f"a {protocol} service needs an address", field="address")
     addr = parse_address(address, "address")
@@ -1444,42 +1478,43 @@ def _service_config(
         )
     port = parse_port(port, "port")
     return ServiceConfig(
-        protocol, addr, port, 0, addr.version, scheduler, flags, persistent, netmask
-    )
+        protocol, addr, port, 0, addr.version, scheduler, flags, persistent,
+        netmask, _mask(netmask, addr.version),
+    )  # fmt: skip
+
+
+def _mask(netmask: object, family: int) -> int:
+    """``-M`` as the kernel takes it (``svc->netmask``).
+
+    IPv4: a mask read as ipvsadm reads it (``inet_aton``: any 32-bit value,
+    ``24`` is 0.0.0.24), default 255.255.255.255. IPv6: a prefix length
+    1..128 (``ip_vs_add_service`` refuses others), default 128.
+    """
+    if netmask is None:
+        return 0xFFFFFFFF if family == 4 else 128
+    text = str(netmask).strip()
+    if family == 6:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 128:
+            raise MaglevxError(
+                f"illegal ipv6 netmask {text!r}: a prefix length 1..128",
+                field="netmask",
+            )
+        return int(text)
+    if isinstance(netmask, int) and 0 <= netmask <= 0xFFFFFFFF:
+        return netmask
+    mask = inet_aton(text)
+    if mask is None:
+        raise MaglevxError(
+            f"illegal virtual server persistent mask {text!r}: an IPv4 mask "
+            "such as 255.255.255.0",
+            field="netmask",
+        )
+    return mask
 
 
 # -- flows ----------------------------------------------------------------------
 
 FiveTuple = Sequence[object]
-
-
-def parse_five_tuple(
-    five_tuple: FiveTuple,
-) -> tuple[str, IPAddress, int, IPAddress, int]:
-    """Validate ``(proto, saddr, sport, daddr, dport)``; addresses may be str."""
-    if isinstance(five_tuple, (str, bytes)) or not isinstance(five_tuple, Sequence):
-        raise MaglevxError(
-            "a flow is a sequence (proto, saddr, sport, daddr, dport), "
-            f"not {type(five_tuple).__name__}"
-        )
-    if len(five_tuple) != 5:
-        raise MaglevxError(
-            f"a flow has 5 fields (proto, saddr, sport, daddr, dport), "
-            f"got {len(five_tuple)}"
-        )
-    proto, saddr, sport, daddr, dport = five_tuple
-    p = proto.strip().lower() if isinstance(proto, str) else None
-    if p not in PROTOCOLS:
-        raise MaglevxError(
-            f"unknown protocol {proto!r}; expected tcp, udp or sctp", field="proto"
-        )
-    sa = parse_address(saddr, "saddr")
-    da = parse_address(daddr, "daddr")
-    if sa.version != da.version:
-        raise MaglevxError(
-            f"saddr {sa} and daddr {da} are of different families", field="saddr"
-        )
-    return p, sa, parse_port(sport, "sport"), da, parse_port(dport, "dport")
 
 
 def _lookup_fast(
@@ -1508,8 +1543,10 @@ def _lookup_fast(
         svc = director.resolve(proto, daddr, dport, fwmark)
     except MaglevxError:
         return _MISS
-    if svc is None or svc.scheduler != "mh":
-        return _MISS
+    if svc is None or svc.scheduler != "mh" or director.needs_decisions():
+        return _MISS  # (templates and the like: the slow path decides)
+    if sport == decision.FTPDATA:
+        return None  # ip_vs_schedule() never schedules FTP data
     snap = svc.snapshot
     port = sport if snap.hashes_port else 0
     if type(saddr) is str:
@@ -1529,7 +1566,11 @@ _MISS = object()
 def lookup(
     five_tuple: FiveTuple, director: Director, *, fwmark: int | None = None
 ) -> RealServer | None:
-    """The real server *director* picks for a new flow, or None.
+    """The real server the kernel picks for a new flow, or None.
+
+    The whole decision (:func:`maglevx.decision.decide`), not only the
+    scheduler's: client port 20 is never scheduled, and on persistent
+    services the flow follows (or makes) a template in ``director.templates``.
 
     *five_tuple* is ``(proto, saddr, sport, daddr, dport)``; addresses may be
     strings or ``ipaddress`` objects. *fwmark* is the packet's firewall mark,
@@ -1556,7 +1597,12 @@ def lookup(
             f"no virtual service for {proto} {format_endpoint(daddr, dport)}",
             field="daddr",
         )
-    return svc.schedule(saddr, sport, proto)
+    svc.require_mh()
+    if saddr.version != svc.family:
+        return svc.schedule(saddr, sport, proto)  # its error
+    dec = decision.decide(director, (proto, saddr, sport, daddr, dport),
+                          fwmark=fwmark or 0)  # fmt: skip
+    return dec.server
 
 
 __all__ = [

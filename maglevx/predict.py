@@ -38,6 +38,7 @@ from typing import IO, Any, BinaryIO, TextIO, cast
 
 import numpy as np
 
+from maglevx import decision
 from maglevx.addresses import fold_int, parse_address, parse_port
 from maglevx.backend import core, fastcsv
 from maglevx.errors import MaglevxError
@@ -176,41 +177,70 @@ def _mh_service(
     return svc
 
 
+class _Parsed:
+    """A chunk's lines, bulk ones and those decided one by one.
+
+    Bulk lines carry (service, fold, hashed port); ``fixed`` maps the index of
+    a line decided on its own (in input order: templates, FTP data, a flow to
+    no service) to its suffix.
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.svcs: list[VirtualService | None] = []
+        self.folds: list[int] = []
+        self.ports: list[int] = []
+        self.fixed: dict[int, str] = {}
+        self.no_service = 0
+
+    def add(self, line: str, svc: VirtualService | None, fold: int, port: int) -> None:
+        self.kept.append(line)
+        self.svcs.append(svc)
+        self.folds.append(fold)
+        self.ports.append(port)
+
+    def add_fixed(self, line: str, suffix: str) -> None:
+        self.fixed[len(self.kept)] = suffix
+        self.add(line, None, 0, 0)
+
+
 def _parse_chunk(
     lines: list[str],
     director: Director,
     columns: Columns | None = None,
     strict: bool = False,
-) -> tuple[
-    list[str], list[VirtualService | None], list[int], list[int], list[str], int
-]:
-    """Parse lines until the first bad one; returns it as the last value.
+) -> _Parsed:
+    """Parse (and decide) lines until the first bad one.
 
-    A flow to no virtual service gets None as its service.
+    The bad one is raised as _ChunkError, carrying what was parsed before it
+    (decisions change templates, so nothing is parsed twice). A flow to no
+    virtual service gets ``,,`` (an error when *strict*).
     """
-    kept: list[str] = []
-    svcs: list[VirtualService | None] = []
-    folds: list[int] = []
-    ports: list[int] = []
-    protos: list[str] = []
+    out = _Parsed()
+    decisions = director.needs_decisions()
     for i, raw in enumerate(lines):
         line = raw.strip().lstrip(BOM)
         fields = line.split(",")
-        width = 5 if columns is None else columns.width
-        if len(fields) != width:
-            what = (
-                "proto,saddr,sport,daddr,dport"
-                if columns is None
-                else "as the header names"
-            )
-            raise _ChunkError(
-                i, MaglevxError(f"expected {width} fields {what}, got {len(fields)}")
-            )
-        if columns is not None:
-            fields = [fields[j] for j in columns.index]
-        proto, saddr, sport, daddr, dport = (f.strip() for f in fields)
-        saddr = _unbracket(saddr)
         try:
+            # without a header: 5 fields, and an optional 6th: the fwmark
+            widths = (5, 6) if columns is None else (columns.width,)
+            if len(fields) not in widths:
+                what = (
+                    "proto,saddr,sport,daddr,dport (and an optional fwmark)"
+                    if columns is None
+                    else "as the header names"
+                )
+                raise MaglevxError(
+                    f"expected {widths[0]} fields {what}, got {len(fields)}"
+                )
+            mark = 0
+            if columns is None:
+                if len(fields) == 6:
+                    mark = decision.parse_fwmark(fields[5])
+            else:
+                fields = [fields[j] for j in columns.index]
+            proto, saddr, sport, daddr, dport = (f.strip() for f in fields[:5])
+            saddr = _unbracket(saddr)
             p = proto.lower()
             p = PROTOCOL_NUMBERS.get(p, p)
             if p not in PROTOCOLS:
@@ -219,6 +249,19 @@ def _parse_chunk(
                     "(or 6, 17, 132)",
                     field="proto",
                 )
+            if mark or decisions:
+                dec = decision.decide(director, (p, saddr, sport, _unbracket(daddr),
+                                                 dport), fwmark=mark)  # fmt: skip
+                if dec.service is None:
+                    _mh_service(director, p, daddr, dport, strict)  # error?
+                    out.no_service += 1
+                else:
+                    dec.service.require_mh()
+                out.add_fixed(
+                    line,
+                    ",," if dec.server is None else f",{dec.server.address},{dec.port}",
+                )
+                continue
             svc = _mh_service(director, p, daddr, dport, strict)
             try:
                 if svc is None:  # no service: any address, hashed by nobody
@@ -245,36 +288,35 @@ def _parse_chunk(
             else:
                 port = parse_port(sport, "sport")
         except MaglevxError as exc:
-            raise _ChunkError(i, exc) from None
-        kept.append(line)
-        svcs.append(svc)
-        folds.append(fold)
-        ports.append(0 if svc is None else svc.hashed_port(p, port))
-        protos.append(p)
-    return kept, svcs, folds, ports, protos, len(lines)
+            raise _ChunkError(i, exc, out) from None
+        if svc is None:
+            out.no_service += 1
+            out.add_fixed(line, ",,")
+        elif port == decision.FTPDATA:
+            out.add_fixed(line, ",,")  # FTP data (client port 20): never scheduled
+        else:
+            out.add(line, svc, fold, svc.hashed_port(p, port))
+    return out
 
 
 class _ChunkError(Exception):
-    def __init__(self, index: int, error: MaglevxError) -> None:
+    def __init__(self, index: int, error: MaglevxError, parsed: _Parsed) -> None:
         super().__init__(str(error))
         self.index = index
         self.error = error
+        self.parsed = parsed
 
 
-def _decide(
-    svcs: list[VirtualService | None],
-    folds: list[int],
-    ports: list[int],
-    stats: PredictStats | None = None,
-) -> list[str]:
+def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
     """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
+    svcs = parsed.svcs
     out = [",,"] * len(svcs)
     by_service: dict[int, list[int]] = {}
     for i, svc in enumerate(svcs):
         if svc is not None:
             by_service.setdefault(id(svc), []).append(i)
-    fa = np.array(folds, dtype=np.uint32)
-    pa = np.array(ports, dtype=np.uint16)
+    fa = np.array(parsed.folds, dtype=np.uint32)
+    pa = np.array(parsed.ports, dtype=np.uint16)
     for idx in by_service.values():
         svc = svcs[idx[0]]
         assert svc is not None
@@ -287,6 +329,8 @@ def _decide(
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
+    for i, text in parsed.fixed.items():
+        out[i] = text
     return out
 
 
@@ -353,20 +397,16 @@ def predict_lines(
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(
-                chunk, director, columns, strict
-            )
+            parsed = _parse_chunk(chunk, director, columns, strict)
             error = None
         except _ChunkError as exc:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(
-                chunk[: exc.index], director, columns, strict
-            )
+            parsed = exc.parsed
             error = exc.error.located(source, lineno_of[base + exc.index])
-        suffixes = _decide(svcs, folds, ports, stats)
-        out.write("".join(f"{a}{b}\n" for a, b in zip(kept, suffixes)))
-        count += len(kept)
-        stats.flows += len(kept)
-        stats.no_service += svcs.count(None)
+        suffixes = _decide(parsed, stats)
+        out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
+        count += len(parsed.kept)
+        stats.flows += len(parsed.kept)
+        stats.no_service += parsed.no_service
         if error is not None:
             out.flush()
             raise error
@@ -599,6 +639,7 @@ class _FastPredictor:
             self.stats.compare(svc, folds, ports, res)
             base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
+        out[self.sports[:n] == decision.FTPDATA] = 0  # FTP data: never scheduled
         return out
 
     def _write(self, buf: bytes, n: int) -> None:
@@ -633,17 +674,15 @@ class _FastPredictor:
         if not text.strip():
             return
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(
-                [text], self.director, None, self.strict
-            )
+            parsed = _parse_chunk([text], self.director, None, self.strict)
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(svcs, folds, ports, self.stats)
-        self.sink.write_text(f"{kept[0]}{suffix}\n")
+        (suffix,) = _decide(parsed, self.stats)
+        self.sink.write_text(f"{parsed.kept[0]}{suffix}\n")
         self.count += 1
         self.stats.flows += 1
-        self.stats.no_service += svcs.count(None)
+        self.stats.no_service += parsed.no_service
 
     def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
         """Predict the complete lines of *buf*; returns (bytes used, lines)."""
@@ -700,7 +739,8 @@ def predict_stream(
     """
     stats = stats if stats is not None else PredictStats()
     kw = dict(source=source, strict=strict, stats=stats)
-    if _fastcsv is None:
+    if _fastcsv is None or director.needs_decisions():
+        # templates and the like are decided flow by flow, in input order
         return _predict_text(director, text_lines(stream, source), out, kw)
     sink = _Sink(out)
     if not hasattr(stream, "peek"):

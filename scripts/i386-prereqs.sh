@@ -21,8 +21,11 @@ command -v qemu-system-i386 >/dev/null || pkgs+=(qemu-system-x86)
 command -v readelf >/dev/null || pkgs+=(binutils)
 command -v depmod >/dev/null || [ -x /sbin/depmod ] || pkgs+=(kmod)
 command -v make >/dev/null || pkgs+=(make)
+# (a bare libc6-dev-i386 links a trivial program but lacks the asm/ headers
+# flowgen's <sys/socket.h> needs: gcc-multilib brings them)
 if ! echo 'int main(void){return 0;}' |
-    gcc -m32 -static -x c -o /dev/null - >/dev/null 2>&1; then
+    gcc -m32 -static -x c -o /dev/null - >/dev/null 2>&1 ||
+    ! echo '#include <sys/socket.h>' | gcc -m32 -E -x c - >/dev/null 2>&1; then
     pkgs+=(gcc gcc-multilib)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -54,6 +54,8 @@ HISTORY = {
     "H-forward": (H + "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -m -g", "cfg:3: field '-g': -g conflicts with -m"),
     "H-ipv6-flag": ("-A -6 -f 1 -s mh", "cfg:1: field '-6': -6 used before -f"),
     "H-zero-port": ("-A -t 10.0.0.1 -s mh", "cfg:1: field '-t': zero port specified for non-persistent service"),
+    "H-netmask-v6": ("-A -t [2001:db8::1]:80 -s mh -p -M 255.255.255.0", "cfg:1: field '-M': illegal ipv6 netmask '255.255.255.0': a prefix length 1..128"),
+    "H-netmask-v4": ("-A -t 10.0.0.1:80 -s mh -p -M 255.255.255.256", "cfg:1: field '-M': illegal virtual server persistent mask '255.255.255.256'"),
     "H-ops": ("-A -t 10.0.0.1:80 -s mh -o", "cfg:1: field '-o': one-packet scheduling is only for UDP"),
     "H-family": (H + "-a -t 10.0.0.1:80 -r [2001:db8::1]:80", "cfg:3: field '-r': real server 2001:db8::1 is not IPv4 like the service"),
     "H-clear-option": ("-C -t 10.0.0.1:80", "cfg:1: field '-t': option -t is not allowed with -C"),
@@ -107,6 +109,7 @@ D = Director.from_history(
 
 FLOWS = {
     "F-fields": (F + "tcp,192.0.2.1,1,10.0.0.1", "cfg:2: expected 5 fields"),
+    "F-fwmark": (F + "tcp,192.0.2.1,1,10.0.0.1,80,0xfwm", "cfg:2: field 'fwmark': fwmark '0xfwm' is not a number 0..0xffffffff"),
     "F-proto": (F + "gre,192.0.2.1,1,10.0.0.1,80", "cfg:2: field 'proto': unknown protocol 'gre'"),
     "F-daddr": (F + "tcp,192.0.2.1,1,10.0.0.x,80", "cfg:2: field 'daddr': '10.0.0.x' is not an IP address"),
     "F-dport": (F + "tcp,192.0.2.1,1,10.0.0.1,8o", "cfg:2: field 'dport': '8o' is not a port"),

@@ -55,21 +55,40 @@ def test_a_wrong_real_server_is_reported():
     assert [c.line for c in rep.mismatches] == [n + 1]
 
 
-def test_persistence_and_templates_are_caveats():
-    d = Director.from_history(
-        "-A -t 10.0.0.1:80 -s mh -p 60\n-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m\n"
-        "-a -t 10.0.0.1:80 -r 10.1.0.2:80 -m\n"
-    )
-    text = (
+PERSISTENT = (
+    "-A -t 10.0.0.1:80 -s mh -p 60\n-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m\n"
+    "-a -t 10.0.0.1:80 -r 10.1.0.2:80 -m\n"
+)
+
+
+def test_persistent_connections_follow_their_template():
+    """The dump's templates are the director's state (docs/decision-path.md)."""
+    d = Director.from_history(PERSISTENT)
+    text = (  # 192.0.2.1 hashes (port 0, full mask) to 10.1.0.1
         "TCP C0000201 0000 0A000001 0050 0A010001 0050 NONE            59\n"
         "TCP C0000201 9C40 0A000001 0050 0A010001 0050 ESTABLISHED    899\n"
-        "TCP C0000201 0000 0A000001 0050 0A010002 0050 NONE            59\n"
-        "TCP C0000201 9C41 0A000001 0050 0A010002 0050 ESTABLISHED    899\n"
+        "TCP C0000201 9C41 0A000001 0050 0A010001 0050 ESTABLISHED    899\n"
     )
     rep = verify(d, conns(text))
-    assert rep.mismatches == [] and rep.checked == 4
-    assert {c.verdict for c in rep.caveats} <= {"template", "persistence"}
-    assert len(rep.caveats) == 2
+    assert rep.mismatches == [] and rep.caveats == []
+    assert rep.checked == rep.matched == 3
+    bad = text + "TCP C0000201 9C42 0A000001 0050 0A010002 0050 ESTABLISHED    899\n"
+    rep = verify(d, conns(bad))
+    assert [c.line for c in rep.mismatches] == [4]
+
+
+def test_a_template_of_another_server_and_a_connection_without_one():
+    d = Director.from_history(PERSISTENT)
+    text = (
+        "TCP C0000201 0000 0A000001 0050 0A010002 0050 NONE            59\n"
+        "TCP C0000202 9C41 0A000001 0050 0A010002 0050 ESTABLISHED    899\n"
+        "TCP C0000203 0000 0A000001 0050 0A010002 0050 NONE            59\n"
+    )
+    rep = verify(d, conns(text))
+    # the first template contradicts its client's hash; the connection of
+    # 192.0.2.2 has no template in the dump (a caveat)
+    assert [c.line for c in rep.mismatches] == [1]
+    assert [(c.line, c.verdict) for c in rep.caveats] == [(2, "persistence")]
 
 
 def kmod_dump(director, corrupt=False):

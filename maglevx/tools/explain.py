@@ -1,4 +1,4 @@
-"""``maglevx explain``: every step of one scheduling decision.
+"""``maglevx explain``: every step of one decision, the kernel's and the scheduler's.
 
 The probes come from the same scheduler object that answers ``predict``
 (``TableSnapshot.trace``), so an explanation cannot disagree with it; the
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from maglevx import decision
 from maglevx.addresses import fold, format_endpoint
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
@@ -32,28 +33,40 @@ class Probe:
 
 @dataclass
 class Explanation:
-    """How the director schedules one new flow."""
+    """How the director decides one new flow (docs/decision-path.md).
+
+    ``outcome`` and ``decision`` say what the kernel does and why (FTP data,
+    no service, port zero without persistence, a persistence template, the
+    scheduler). The hash fields describe the scheduler's pick; they are None
+    when the kernel never asks the scheduler.
+    """
 
     flow: str
-    service: str
-    variant: str
-    word_size: int
-    table_size: int
-    flags: str
-    hashed_address: str
-    fold: int  # the address as the 32-bit value hashed (IPv6: XOR of words)
-    hashed_port: int  # 0 unless the port is hashed
-    port_reason: str
-    v: int
-    v_bytes: str  # v as the director's CPU stores it: what hsiphash reads
-    key: int  # hsiphash key word (both words equal)
-    hash: int
-    slot: int
-    slot_server: str | None
-    slot_server_available: bool
-    fallback: bool
+    outcome: str = ""  # maglevx.decision outcome
+    decision: str = ""  # why, in one sentence
+    service: str | None = None
+    notes: list[str] = field(default_factory=list)  # the service's decision rules
+    template: str | None = None  # the persistence template followed or made
+    one_packet: bool = False
+    connection: str | None = None  # the real server and port the flow goes to
+    variant: str = ""
+    word_size: int = 0
+    table_size: int = 0
+    flags: str = ""
+    hashed_address: str | None = None
+    fold: int | None = None  # the address as the 32-bit value hashed
+    hashed_port: int | None = None  # 0 unless the port is hashed
+    port_reason: str = ""
+    v: int | None = None
+    v_bytes: str = ""  # v as the director's CPU stores it: what hsiphash reads
+    key: int | None = None  # hsiphash key word (both words equal)
+    hash: int | None = None
+    slot: int | None = None
+    slot_server: str | None = None
+    slot_server_available: bool = False
+    fallback: bool = False
     probes: list[Probe] = field(default_factory=list)
-    result: str | None = None  # the real server, None: no destination
+    result: str | None = None  # the scheduler's pick, None: no destination
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -62,21 +75,55 @@ class Explanation:
 
 
 def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Explanation:
-    """Explain how *director* schedules *flow* (``proto,saddr,sport,daddr,dport``).
+    """Explain how *director* decides *flow* (``proto,saddr,sport,daddr,dport``).
 
-    Raises MaglevxError for a bad flow or no matching mh service.
+    The director's persistence templates are read, not changed. Raises
+    MaglevxError for a bad flow, an address no service has, or (a bug) when
+    the twin and the C core disagree.
     """
     fields = [f.strip() for f in flow.split(",")]
     proto, saddr, sport, daddr, dport = parse_five_tuple(fields)
-    svc = director.service_for(proto, daddr, dport, fwmark)
-    if svc is None:
+    dec = decision.decide(
+        director,
+        (proto, saddr, sport, daddr, dport),
+        fwmark=fwmark or 0,
+        templates=director.templates.copy(),
+    )
+    svc = dec.service
+    if svc is None and not any(
+        s.address == daddr and s.protocol == proto for s in director.services
+    ):
         raise MaglevxError(
             f"no virtual service for {proto} {format_endpoint(daddr, dport)}",
             field="daddr",
         )
+    ex = Explanation(
+        flow=",".join(fields),
+        outcome=dec.outcome,
+        decision=dec.why,
+        service=None if svc is None else svc.name,
+        notes=[] if svc is None else decision.service_notes(director, svc),
+        template=None
+        if dec.template is None
+        else decision.format_template_key(dec.template),
+        one_packet=dec.one_packet,
+        connection=None
+        if dec.server is None or dec.port is None
+        else format_endpoint(dec.server.address, dec.port),
+    )
+    if svc is None or dec.passed or dec.outcome == decision.PORT_ZERO:
+        return ex  # the kernel never asks the scheduler
     svc.require_mh()
     if saddr.version != svc.family:
         raise MaglevxError(f"{saddr} is not IPv{svc.family}", field="saddr")
+    _scheduler_steps(ex, svc, proto, saddr, sport)
+    return ex
+
+
+def _scheduler_steps(
+    ex: Explanation, svc: Any, proto: str, saddr: Any, sport: int
+) -> None:
+    """Fill in every step of the scheduler's pick (``ip_vs_mh_schedule``)."""
     d = svc.director
     snap = svc.snapshot
     m, ws = d.table_size, d.word_size
@@ -97,26 +144,15 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     slot, entry = probes[0]
     first, first_ok = at(entry)
     v = (port + fold_value) & 0xFFFFFFFF
-    ex = Explanation(
-        flow=",".join(fields),
-        service=svc.name,
-        variant=d.variant,
-        word_size=ws,
-        table_size=m,
-        flags=flags_text(svc.flags),
-        hashed_address=str(saddr),
-        fold=fold_value,
-        hashed_port=port,
-        port_reason=why,
-        v=v,
-        v_bytes=v.to_bytes(4, d.byte_order).hex(" "),
-        key=core.HASH1_KEY,
-        hash=core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0, **hashing),
-        slot=slot,
-        slot_server=first,
-        slot_server_available=first_ok,
-        fallback=snap.fallback,
-    )
+    ex.variant, ex.word_size, ex.table_size = d.variant, ws, m
+    ex.flags = flags_text(svc.flags)
+    ex.hashed_address, ex.fold, ex.hashed_port = str(saddr), fold_value, port
+    ex.port_reason = why
+    ex.v, ex.v_bytes = v, v.to_bytes(4, d.byte_order).hex(" ")
+    ex.key = core.HASH1_KEY
+    ex.hash = core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0, **hashing)
+    ex.slot, ex.slot_server, ex.slot_server_available = slot, first, first_ok
+    ex.fallback = snap.fallback
     if first is None:
         ex.reason = "the slot is empty: no destination"
     elif first_ok:
@@ -139,13 +175,24 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
             elif ok:
                 ex.result = rs
                 ex.reason = f"probe {off} found an available real server"
-    return ex
 
 
 def render(ex: Explanation, *, max_probes: int = 20) -> str:
     """The human-readable form of :func:`explain`."""
-    lines = [
-        f"flow        {ex.flow}",
+    head = [f"flow        {ex.flow}"]
+    if ex.fold is None or ex.outcome == decision.TEMPLATE:
+        head.append(f"service     {ex.service or 'none'}")
+        head += [f"  note      {n}" for n in ex.notes]
+        if ex.template:
+            head.append(f"template    {ex.template}")
+        dest = ex.connection or "no destination"
+        head.append(f"decision    {dest}: {ex.decision}")
+        if ex.one_packet:
+            head.append("            (one-packet: no connection entry is kept)")
+        if ex.fold is None:
+            return "\n".join(head)
+        head.append("the scheduler alone would decide:")
+    lines = head + [
         f"service     {ex.service} ({ex.variant}, {ex.word_size}-bit, "
         f"M={ex.table_size}, flags {ex.flags})",
         f"address     {ex.hashed_address} -> fold 0x{ex.fold:08x}",
@@ -178,4 +225,14 @@ def render(ex: Explanation, *, max_probes: int = 20) -> str:
         if len(ex.probes) > max_probes:
             lines.append(f"            ... {len(ex.probes) - max_probes} more (--json)")
     lines.append(f"result      {ex.result or 'no destination'}: {ex.reason}")
+    if ex.outcome != decision.TEMPLATE:
+        lines += [f"  note      {n}" for n in ex.notes]
+        if ex.template:
+            lines.append(f"template    {ex.template}")
+        if ex.connection and ex.connection != ex.result:
+            lines.append(f"connection  {ex.connection} ({ex.decision})")
+        elif ex.template:
+            lines.append(f"decision    {ex.decision}")
+        if ex.one_packet:
+            lines.append("one-packet  no connection entry is kept")
     return "\n".join(lines)

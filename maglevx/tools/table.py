@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from maglevx import decision
 from maglevx.backend import core
 from maglevx.model import Director, VirtualService
 from maglevx.tools.text import flags_text, percent, render_table
@@ -69,6 +70,10 @@ class ServiceTable:
     max_deviation: float  # max relative deviation of a share from its target
     servers: list[ServerShare] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # what decides a flow besides the table (persistence, port zero, fwmark,
+    # FTP, one-packet; maglevx.decision.service_notes)
+    decision: list[str] = field(default_factory=list)
+    never_scheduled: bool = False  # port zero without persistence
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serializable dict."""
@@ -135,6 +140,16 @@ def service_table(svc: VirtualService) -> ServiceTable:
         servers=rows,
     )
     st.warnings = _warnings(svc, st)
+    st.decision = decision.service_notes(d, svc)
+    st.never_scheduled = (
+        not svc.fwmark and svc.port == 0 and not decision.persistent(svc)
+    )
+    if st.never_scheduled:
+        st.warnings.insert(
+            0,
+            "port zero without persistence: the kernel never schedules this "
+            "service's flows, whatever its table",
+        )
     return st
 
 
@@ -256,6 +271,7 @@ def render(reports: list[ServiceTable]) -> str:
              "weight%", "available"],
             rows,
         )  # fmt: skip
+        notes = "".join(f"\n  decision: {n}" for n in st.decision)
         warn = "".join(f"\n  ! {w}" for w in st.warnings)
-        parts.append(f"{head}\n{body}{warn}")
+        parts.append(f"{head}{notes}\n{body}{warn}")
     return "\n\n".join(parts) if parts else "no mh services"

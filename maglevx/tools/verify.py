@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from maglevx.addresses import fold
+from maglevx import decision
+from maglevx.addresses import fold, format_endpoint
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
-from maglevx.ipvs import PROTOCOLS, SVC_F_PERSISTENT
+from maglevx.ipvs import PROTOCOLS
 from maglevx.ipvsadm import iter_history, parse_endpoint, split_lines
 from maglevx.model import PRIMES, Director, VirtualService
 
@@ -108,8 +109,14 @@ def _predict(svc: VirtualService, flows: list[CapturedFlow]) -> list[str | None]
     folds = np.array([fold(f.saddr) for f in flows], np.uint32)
     ports = np.array([snap.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
     idx = snap.scheduler.lookup_many(folds, ports).view(np.int32)
-    names = [rs.endpoint for rs in snap.servers]
-    return [names[i] if i >= 0 else None for i in idx.tolist()]
+    servers = snap.servers
+    # a real server without a port (fwmark -g) gets the flow's port
+    return [
+        None
+        if i < 0
+        else format_endpoint(servers[i].address, servers[i].port or f.dport)
+        for i, f in zip(idx.tolist(), flows)
+    ]
 
 
 def _group(
@@ -125,8 +132,10 @@ def _group(
     )
     for c in conns:
         svc = None
-        if c.proto in PROTOCOLS:
-            svc = director.service_for(c.proto, c.daddr, c.dport)
+        if c.proto in PROTOCOLS and not c.template:
+            svc = decision.service_find(director, c.proto, c.daddr, c.dport)
+        if c.template:
+            continue  # checked against the connections they decide
         if svc is None:
             skipped[no_service] += 1
         elif svc.scheduler != "mh":
@@ -156,6 +165,12 @@ def verify(
 ) -> VerifyReport:
     """Compare the kernel's connections (and module tables) with predictions.
 
+    Persistence templates in *conns* (client port 0) are the director's
+    template state: a connection of a persistent service is predicted to go
+    where its template says (``docs/decision-path.md``), and each template is
+    checked against the scheduler where the first connection's hash is
+    known (a full mask and no hashed port).
+
     *history*: the ``ipvsadm -R`` text *director* was built from, to
     recognize connections older than a change. *kmod_dump*: the text of
     the module's debugfs ``tables`` file. *from_listing*: *director* was
@@ -164,33 +179,44 @@ def verify(
     differences there are caveats.
     """
     rep = VerifyReport()
+    templates = decision.templates_from_conns(director, conns)
+    _check_templates(director, conns, rep)
     for svc, flows in _group(director, conns, rep).values():
+        persistent = decision.persistent(svc)
         predicted = _predict(svc, flows)
-        persistent = bool(svc.flags & SVC_F_PERSISTENT)
         for f, p in zip(flows, predicted):
             rep.checked += 1
-            if f.real_server == p:
+            note = ""
+            if persistent:
+                key = decision.template_key(svc, f.proto, f.saddr, f.daddr, f.dport)
+                t = templates.get(key)
+                rs = None if t is None else decision.template_server(director, t)
+                if rs is None:
+                    note = "its persistence template is not in the dump"
+                else:
+                    port = rs.port if (f.dport == svc.port and rs.port) else f.dport
+                    p = format_endpoint(rs.address, port)
+            elif not svc.fwmark and svc.port not in (0, f.dport):
+                p = None  # port zero or FTP catch-all without -p: never scheduled
+            if f.real_server == p and not note:
                 rep.matched += 1
                 continue
             chk = ConnCheck(f.line, f.csv(), svc.name, f.real_server, p, f.state,
                             "mismatch")  # fmt: skip
-            if f.template:
-                chk.verdict = "template"
-                chk.note = "persistence template: made for the client's first flow"
-            elif persistent:
-                chk.verdict = "persistence"
-                chk.note = "persistent service: follows the client's template"
+            if note:
+                chk.verdict, chk.note = "persistence", note
             elif (
                 from_listing
                 and svc.director.variant == "upstream"
                 and any(rs.weight == 0 for rs in svc.table_servers)
+                and not persistent
             ):
                 chk.verdict = "last_weight"
                 chk.note = (
                     "a listing shows no last_weight of weight-0 real servers, "
                     "which keep their slots: verify with --history"
                 )
-            else:
+            elif not persistent:
                 cur = {rs.endpoint: rs for rs in svc.table_servers}
                 rs = cur.get(f.real_server or "")
                 if history is None and (rs is None or not rs.available):
@@ -206,6 +232,49 @@ def verify(
     if kmod_dump is not None:
         rep.kmod = compare_kmod(director, parse_kmod_tables(kmod_dump, kmod_source))
     return rep
+
+
+def _check_templates(
+    director: Director, conns: list[CapturedFlow], rep: VerifyReport
+) -> None:
+    """Check templates whose first connection's pick is known.
+
+    The rest are caveats: their first connection's client address or port
+    is unknown.
+    """
+    for c in conns:
+        if not c.template:
+            continue
+        if c.dport == 0xFFFF:
+            rep.skipped["invalidated templates (real server gone)"] = (
+                rep.skipped.get("invalidated templates (real server gone)", 0) + 1
+            )
+            continue
+        svc = None
+        if c.proto in PROTOCOLS:
+            svc = decision.service_find(director, c.proto, c.daddr, c.dport)
+        full = svc is not None and (
+            decision.svc_netmask(svc) == (0xFFFFFFFF if svc.family == 4 else 128)
+        )
+        if svc is not None and full and not svc.hashes_port and svc.scheduler == "mh":
+            rep.checked += 1  # only a template whose pick is knowable is checked
+            rs = svc.schedule(c.saddr, 0, c.proto)
+            want = None if rs is None else rs.address
+            if want == c.raddr:
+                rep.matched += 1
+                continue
+            rep.mismatches.append(
+                ConnCheck(c.line, c.csv(), svc.name, c.real_server,
+                          None if rs is None else rs.endpoint, c.state, "mismatch",
+                          "template: its client's hash picks another real server")
+            )  # fmt: skip
+            continue
+        rep.caveats.append(
+            ConnCheck(c.line, c.csv(), "" if svc is None else svc.name,
+                      c.real_server, None, c.state, "template",
+                      "persistence template: made for its client network's first "
+                      "connection (client port or full address unknown)")
+        )  # fmt: skip
 
 
 def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:

@@ -23,6 +23,9 @@
  *   "C <line>"    every /proc/net/ip_vs_conn line whose client (proto, addr,
  *                 port) is one of this run's flows, read right after sending,
  *                 so entries of earlier runs in the same boot are skipped.
+ *   "P <line>"    every line with client port 0: persistence templates (any
+ *                 protocol, "IP" for fwmark templates), including those of
+ *                 earlier runs in the same network namespace.
  *   "T <flows> <microseconds>" timing of the send loop.
  */
 #define _GNU_SOURCE
@@ -184,8 +187,29 @@ int main(int argc, char **argv)
 		if (f->tcp) {
 			int r = connect(fd, (struct sockaddr *)&dst, dlen);
 			if (r == 0 || errno == EINPROGRESS) {
-				f->status = 's';
-				f->fd = fd; /* SO_ERROR is read after the loop */
+				/*
+				 * IPVS answers a SYN it cannot schedule with ICMP
+				 * port-unreachable, delivered while connect() still
+				 * owns the socket: TCP keeps it as a soft error and
+				 * retransmits the SYN a second later - which IPVS then
+				 * schedules anew (through a persistence template made
+				 * meanwhile, say). Read the error now and close such a
+				 * socket at once, so each flow is one SYN.
+				 */
+				int err = 0;
+				socklen_t el = sizeof(err);
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+				if (err == 0) {
+					f->status = 's';
+					f->fd = fd; /* SO_ERROR is read after the loop */
+					continue;
+				}
+				f->status = err == ECONNREFUSED ? 'r' :
+					    err == EHOSTUNREACH || err == ENETUNREACH ? 'h' :
+					    err == EPERM ? 'p' : 'e';
+				if (f->status == 'e')
+					printf("E %zu so_error %d\n", i, err);
+				close(fd);
 				continue;
 			}
 			f->status = errno == ECONNREFUSED ? 'r' : errno == EPERM ? 'p' : 'e';
@@ -237,6 +261,11 @@ int main(int argc, char **argv)
 			unsigned cport;
 			if (sscanf(line, "%7s %63s %x", p, ca, &cport) != 3)
 				continue;
+			if (cport == 0) {
+				fputs("P ", stdout);
+				fputs(line, stdout);
+				continue;
+			}
 			int tcp = strcmp(p, "TCP") == 0, af;
 			unsigned char a[16];
 			if (!tcp && strcmp(p, "UDP") != 0)

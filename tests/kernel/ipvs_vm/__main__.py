@@ -6,7 +6,8 @@ with tests/kernel on PYTHONPATH).
                           (default: the main campaign's 6.1 and 6.12)
   headers KEY             print the headers dir (KDIR) of kernel KEY
   run -k KEY --seeds S..  boot KEY, run the scenarios of those seeds, compare
-                          (maglevx gets the options of KEY's architecture)
+                          (maglevx gets the options of KEY's architecture;
+                          --decision: the decision scenarios of those seeds)
   replay DIR              re-run a replay directory's scenario in the VM
 
 KEY: any of ipvs_vm.kernels.KERNELS (6.1, 6.12, 5.10, 6.12-trixie, 6.1-686-pae,
@@ -21,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import campaign, kernels, prereqs, scenarios, userland
+from . import campaign, decision, kernels, prereqs, scenarios, userland
 from .jobs import Scenario
 
 
@@ -39,6 +40,9 @@ def main(argv=None) -> int:
     r.add_argument("-k", "--kernel", default="6.1", choices=keys)
     r.add_argument("--seeds", type=int, nargs="+", required=True)
     r.add_argument("--flows", type=int, default=2500, help="flows per scenario")
+    r.add_argument(
+        "--decision", action="store_true", help="decision scenarios (decision.py)"
+    )
     rp = sub.add_parser("replay")
     rp.add_argument("dir", type=Path)
     rp.add_argument("-k", "--kernel", default="6.1", choices=keys)
@@ -68,7 +72,8 @@ def main(argv=None) -> int:
         print(kernels.headers_dir(a.kernel))
         return 0
     if a.cmd == "run":
-        scs = [scenarios.generate(s, a.flows) for s in a.seeds]
+        gen = decision.generate if a.decision else scenarios.generate
+        scs = [gen(s, a.flows) for s in a.seeds]
     else:
         scs = [Scenario.from_json(json.loads((a.dir / "scenario.json").read_text()))]
     t0 = time.monotonic()

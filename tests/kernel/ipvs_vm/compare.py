@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
+import ipaddress
 import json
 import time
 from pathlib import Path
 
-from . import jobs, predict
+from . import decision, jobs, predict
 from . import scenarios as scen
 from .kernels import Kernel, cache_dir
 
@@ -37,6 +39,13 @@ class Report:
     order_mismatches: list = dataclasses.field(default_factory=list)
     replay_dirs: list = dataclasses.field(default_factory=list)
     results: list = dataclasses.field(default_factory=list)  # ScenarioResult, if kept
+    # decision scenarios (ipvs_vm/decision.py): which kernel branches the flows
+    # took (as maglevx decided them, and agreed), and the templates compared
+    branches: collections.Counter = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    templates_compared: int = 0
+    template_mismatches: list = dataclasses.field(default_factory=list)
 
     def record_boot(self, boot, results, of: int, log=print) -> None:
         """Count one finished boot (``of`` boots in all) and log a line about it."""
@@ -60,6 +69,13 @@ class Report:
             f"(boot/total per boot: {boots}); {self.no_destination} got no destination; "
             f"{len(self.mismatches)} mismatches; {len(self.problems)} harness problems; "
             f"maglevx time {self.predict_seconds:.1f}s"
+            + (
+                f"; decision branches {dict(sorted(self.branches.items()))}, "
+                f"{self.templates_compared} templates compared, "
+                f"{len(self.template_mismatches)} template mismatches"
+                if self.branches
+                else ""
+            )
         )
 
 
@@ -116,6 +132,7 @@ def compare_results(
     *,
     predictions=None,
     tag: str = "mismatch",
+    word_size: int = 64,
 ) -> None:
     """Compare every flow of ``results`` with maglevx and add it up in ``report``.
 
@@ -125,6 +142,9 @@ def compare_results(
     """
     for k, res in enumerate(results):
         sc = res.scenario
+        if sc.meta.get("decision"):
+            _compare_decisions(kernel, res, report, variant, word_size, keep_results)
+            continue
         preds = []
         bad = []
         orders = scen.expected_order(sc)
@@ -158,6 +178,87 @@ def compare_results(
         report.mismatches += bad
         if keep_results:
             report.results.append(res)
+
+
+def _compare_decisions(
+    kernel: Kernel, res, report: Report, variant: str, word_size: int, keep: bool
+) -> None:
+    """A decision scenario: one director across phases (templates persist), every
+    flow's choice, pass-vs-drop for UDP, one-packet datagrams seen by nft, and the
+    templates in /proc/net/ip_vs_conn after each phase."""
+    sc = res.scenario
+    t0 = time.monotonic()
+    decs = predict.predict_scenario(sc, variant=variant, word_size=word_size)
+    report.predict_seconds += time.monotonic() - t0
+    bad = []
+    for j, (pr, pd) in enumerate(zip(res.phases, decs)):
+        report.problems += [f"{sc.name} phase {j}: {p}" for p in pr.problems]
+        ops = decision.observed_ops(pr.files)
+        for i, r in enumerate(pr.results):
+            f = r.flow
+            got = r.choice
+            if pd.one_packet[i] and got is None:  # never in ip_vs_conn: ask nft
+                got = ops.get((ipaddress.ip_address(f.saddr), f.sport))
+                report.branches["one-packet seen by nft"] += got is not None
+            want = pd.choices[i]
+            ok = predict.same_choice(got, want)
+            if ok and want is None and f.proto == "udp":
+                # a UDP datagram IPVS lets pass is sent; one it drops gets EPERM
+                ok = (r.status == "s") == pd.passed[i]
+            report.flows += 1
+            report.no_destination += got is None
+            if not ok:
+                bad.append(
+                    Mismatch(sc.name, j, f.csv(), got, want or (pd.outcomes[i], None))
+                )
+                continue
+            out = pd.outcomes[i]
+            report.branches[f"{out} {f.proto}"] += 1
+            report.branches["template replaced"] += pd.replaced[i]
+            report.branches.update(pd.tags[i])
+            if f.fwmark:
+                report.branches["marked flow"] += 1
+            if f.sport < 1024:
+                report.branches["client port < 1024"] += 1
+        kt = predict.kernel_templates(pr.templates)
+        report.templates_compared += len(kt)
+        for t in kt:
+            report.branches[f"template {t[0]} IPv{t[1].version}"] += 1
+            report.branches["template vport 0"] += t[3] == 0
+        if kt != pd.templates:
+            report.template_mismatches.append(
+                f"{sc.name} phase {j}: kernel only {sorted(kt - pd.templates)[:3]}, "
+                f"maglevx only {sorted(pd.templates - kt)[:3]}"
+            )
+    report.scenarios += 1
+    report.mismatches += bad
+    if bad or report.template_mismatches:
+        report.replay_dirs.append(_write_decision_replay(kernel, res, bad))
+    if keep:
+        report.results.append(res)
+
+
+def _write_decision_replay(kernel: Kernel, res, bad) -> Path:
+    sc = res.scenario
+    d = (
+        replay_root()
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-{kernel.key}-{sc.name}-decision"
+    )
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "scenario.json").write_text(json.dumps(sc.to_json(), indent=1))
+    (d / "mismatches.txt").write_text("".join(f"{m}\n" for m in bad))
+    for j, pr in enumerate(res.phases):
+        (d / f"phase{j}.templates.txt").write_text(
+            "".join(f"{e}\n" for e in pr.templates)
+        )
+        for name, text in pr.files.items():
+            (d / f"phase{j}.{name}").write_text(text)
+    (d / "README").write_text(
+        f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
+        "re-run in the VM: python tests/kernel/run.py replay "
+        f"{d} -k {kernel.key}\n"
+    )
+    return d
 
 
 def run(

@@ -27,8 +27,10 @@ from .userland import FLOWGEN_SRC, build_flowgen
 __all__ = ["FLOWGEN_SRC", "INIT", "NETSETUP", "Cpio", "base_image", "build_flowgen"]
 
 # Loaded in this order (each with its dependencies, as modprobe --show-depends says).
-# ip_vs_mh last, so an out-of-tree replacement can take its place.
-BASE_MODULES = ("ip_vs", "ip_vs_mh")
+# ip_vs_mh last, so an out-of-tree replacement can take its place. nf_tables lets
+# the guest's nft set packet marks for fwmark services (its route chain, meta mark,
+# sets and dynset are built into nf_tables.ko on Debian's 6.1 and 6.12).
+BASE_MODULES = ("nf_tables", "ip_vs", "ip_vs_mh")
 
 
 class Cpio:

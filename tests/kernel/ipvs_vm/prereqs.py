@@ -12,6 +12,7 @@ APT_PACKAGES = {
     "qemu-system-x86": lambda: shutil.which("qemu-system-x86_64"),
     "busybox-static": lambda: _static_busybox(),
     "ipvsadm": lambda: _which_any("ipvsadm"),
+    "nftables": lambda: _which_any("nft"),  # marks for fwmark services in the guest
     "cpio": lambda: shutil.which("cpio"),
     "gcc": lambda: shutil.which("gcc"),
     "libc6-dev": lambda: Path("/usr/lib/x86_64-linux-gnu/libc.a").exists(),

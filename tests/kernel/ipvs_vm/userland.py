@@ -73,6 +73,11 @@ class Userland:
     def files(self) -> dict[str, Path]:
         """{path in the guest: host file} for busybox, ipvsadm and its libraries."""
         out = {"bin/busybox": self.busybox, "bin/ipvsadm": self.ipvsadm}
+        if self.root is None and shutil.which("nft"):
+            # the host's nft (package nftables): the decision scenarios mark
+            # packets for fwmark services and watch one-packet datagrams
+            out["bin/nft"] = Path(shutil.which("nft"))
+            out.update(_ldd_closure(out["bin/nft"]))
         libs = (
             library_closure(self.root, self.ipvsadm, self.arch)
             if self.root
@@ -125,7 +130,10 @@ def library_closure(root: Path, binary: Path, arch: Arch) -> dict[str, Path]:
 def fetch(arch: Arch, *, offline_ok: bool = True) -> Userland:
     """The guest userland of ``arch`` (cached; packages re-fetched when apt moves)."""
     if arch.host_userland:
-        return Userland(arch, None, {"busybox": "host", "ipvsadm": "host"})
+        host = {"busybox": "host", "ipvsadm": "host"}
+        if shutil.which("nft"):
+            host["nft"] = "host"  # (in the image's cache key)
+        return Userland(arch, None, host)
     udir = cache_dir() / f"userland-{arch.name}"
     meta = udir / "userland.json"
     src = apt.ports(arch.name)

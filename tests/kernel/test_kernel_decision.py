@@ -1,0 +1,201 @@
+"""The kernel's whole decision (docs/decision-path.md) against maglevx, by design.
+
+The decision scenarios (``ipvs_vm/decision.py``) run in the shared campaign on 6.1
+and 6.12: every flow's real server (or none, and for UDP whether the packet passed
+or was dropped), every one-packet datagram nft saw, and every persistence template
+in ``/proc/net/ip_vs_conn`` after each phase must equal maglevx's. Then each branch
+the document lists must have been taken, so a generator that stopped reaching one
+fails here instead of passing quietly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import DECISION_SEEDS, fail_or_skip
+from ipvs_vm import compare, decision, kernels, qemu
+
+pytestmark = pytest.mark.kernel
+
+CASES = [(key, seed) for key, seeds in DECISION_SEEDS.items() for seed in seeds]
+
+
+def _name(seed: int) -> str:
+    return f"decision{seed}-{decision.THEMES[seed % len(decision.THEMES)]}"
+
+
+@pytest.mark.parametrize("key,seed", CASES, ids=[f"{k}-{_name(s)}" for k, s in CASES])
+def test_decision_scenario_matches_maglevx(campaign, key, seed):
+    rep = campaign[key]
+    name = _name(seed)
+    bad = [m for m in rep.mismatches if m.scenario == name]
+    tbad = [t for t in rep.template_mismatches if t.startswith(name + " ")]
+    problems = [p for p in rep.problems if p.startswith(name + " ")]
+    replay = [str(d) for d in rep.replay_dirs if f"-{name}-" in d.name]
+    assert not problems, f"harness problems in {name}: {problems[:5]} {replay}"
+    assert not bad, f"{len(bad)} mismatches in {name} on {key}: {bad[:3]} {replay}"
+    assert not tbad, f"templates differ in {name} on {key}: {tbad[:3]} {replay}"
+
+
+# branch -> flows (or templates) that must have taken it in each kernel's run
+REQUIRED = {
+    "ftp-data tcp": 2,  # client port 20, TCP, IPv4 and IPv6
+    "ftp-data udp": 2,
+    "FTP lookup": 20,  # TCP to a :21 service's VIP, port 20 or >= 1024
+    "ftp-pass tcp": 10,  # ... non-persistent: passes
+    "no-service tcp": 5,
+    "port-zero catch-all": 100,
+    "fwmark service": 100,
+    "fwmark over exact service": 10,
+    "mark without fwmark service": 10,
+    "masked client IPv4": 100,
+    "masked client IPv6": 100,
+    "template tcp": 100,  # a template decided
+    "template udp": 100,
+    "template replaced": 3,  # its real server was gone (or quiescent + sysctl)
+    "template to weight 0": 5,  # quiescent, followed
+    "one-packet": 50,
+    "one-packet seen by nft": 50,
+    "template ip IPv4": 1,  # fwmark templates (protocol IP) in ip_vs_conn
+    "template ip IPv6": 1,
+    "template vport 0": 20,  # port-zero / FTP / fwmark templates
+    "client port < 1024": 2000,
+    "no-destination tcp": 1,
+}
+
+
+@pytest.mark.parametrize("branch", list(REQUIRED))
+@pytest.mark.parametrize("key", list(DECISION_SEEDS))
+def test_every_branch_is_hit(campaign, key, branch):
+    rep = campaign[key]
+    assert rep.branches[branch] >= REQUIRED[branch], (
+        f"{branch!r} taken {rep.branches[branch]} times on {key} "
+        f"(need {REQUIRED[branch]}); all: {dict(rep.branches)}"
+    )
+
+
+def test_templates_were_compared(campaign):
+    for key in DECISION_SEEDS:
+        assert campaign[key].templates_compared >= 1000, key
+        assert campaign[key].template_mismatches == []
+
+
+IPVSADM_RULES = {
+    # command -> (exit status, what ipvsadm 1.31 prints), seen in the guest
+    "ipvsadm -A -t 10.1.0.1:0 -s mh": (2, "Zero port specified for non-persistent"),
+    "ipvsadm -A -t 10.1.0.2:0 -s mh -p": (0, ""),
+    "ipvsadm -E -t 10.1.0.2:0 -s mh": (2, "Zero port specified for non-persistent"),
+    "ipvsadm -A -t 10.1.0.3:80 -s mh -o": (2, "One-Packet Scheduling is only for UDP"),
+    "ipvsadm -A -f 0x10 -s mh": (2, "invalid fwmark value"),
+    "ipvsadm -A -t [fd00:1::1]:80 -s mh -p -M 255.255.255.0": (
+        2,
+        "illegal ipv6 netmask specified",
+    ),
+    "ipvsadm -A -t [fd00:1::2]:80 -s mh -p -M 129": (2, "illegal ipv6 netmask"),
+    "ipvsadm -A -t 10.1.0.4:80 -s mh -p -M 24": (0, ""),
+    "ipvsadm -A -t 10.1.0.5:80 -s mh -p 0": (2, "invalid timeout value"),
+}
+
+
+@pytest.fixture(scope="module")
+def ipvsadm_rules(kernel_env):
+    cmds = list(IPVSADM_RULES)
+    script = (
+        "".join(
+            f'echo "@@CMD {i}"; {c} 2>&1; echo "@@RC $?"\n' for i, c in enumerate(cmds)
+        )
+        + "ipvsadm -Ln --nosort\n"
+    )
+    boot = qemu.boot(kernel_env["6.1"], {"run.sh": script}, timeout=300)
+    out, cur = {}, None
+    for line in boot.text("run.log").splitlines():
+        if line.startswith("@@CMD "):
+            cur = cmds[int(line.split()[1])]
+            out[cur] = [None, ""]
+        elif line.startswith("@@RC ") and cur:
+            out[cur][0] = int(line.split()[1])
+            cur = None
+        elif cur:
+            out[cur][1] += line + "\n"
+    out["listing"] = boot.text("run.log")
+    return out
+
+
+@pytest.mark.parametrize("cmd", list(IPVSADM_RULES))
+def test_ipvsadm_rules(ipvsadm_rules, cmd):
+    """What ipvsadm 1.31 refuses (and maglevx refuses the same way)."""
+    import maglevx
+
+    rc, text = IPVSADM_RULES[cmd]
+    got_rc, got_text = ipvsadm_rules[cmd]
+    assert got_rc == rc and text in got_text, (got_rc, got_text)
+    line = cmd.removeprefix("ipvsadm ")
+    d = maglevx.Director()
+    if "-E" in line:
+        d.apply("-A -t 10.1.0.2:0 -s mh -p")
+    if rc:
+        with pytest.raises(maglevx.MaglevxError):
+            d.apply(line)
+    else:
+        d.apply(line)
+
+
+def test_ipv4_mask_is_inet_aton(ipvsadm_rules):
+    """``-M 24`` is the mask 0.0.0.24 (ipvsadm reads it with inet_aton)."""
+    assert (
+        "TCP  10.1.0.4:80 mh persistent 360 mask 0.0.0.24" in ipvsadm_rules["listing"]
+    )
+    import maglevx
+
+    d = maglevx.Director()
+    d.apply("-A -t 10.1.0.4:80 -s mh -p -M 24")
+    svc = d.services[0]
+    assert svc.persistence_mask == 24 and svc.persistent == 360
+
+
+def test_kernel_keys_cover_both():
+    assert set(DECISION_SEEDS) <= set(kernels.KERNEL_KEYS)
+
+
+# -- the same edges on kmod/ (backport semantics) and on i386 ----------------------
+KMOD_FLOWS = int(os.environ.get("MAGLEVX_KMOD_DECISION_FLOWS", "1000"))
+NO_NFT_THEMES = [i for i, t in enumerate(decision.THEMES) if t not in ("fwmark", "ops")]
+
+
+@pytest.fixture(scope="module")
+def kmod_decision(kernel_env, tmp_path_factory):
+    """Every decision theme with kmod/'s ip_vs_mh.ko replacing the in-tree one."""
+    from ipvs_vm import kmod_build
+
+    plan = []
+    for key in DECISION_SEEDS:
+        k = kernel_env[key]
+        try:
+            kmod_build.check_prerequisites(k.headers_dir)
+        except kmod_build.BuildError as exc:
+            fail_or_skip(str(exc))
+        ko = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")).ko
+        plan.append((k, [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko))
+    reports = {}
+    for k, scs, ko in plan:  # one boot per kernel
+        reports[k.key] = compare.run(
+            k,
+            scs,
+            variant="backport",
+            extra_modules=[qemu.ExtraModule(ko, "", replaces="ip_vs_mh")],
+        )
+    return reports
+
+
+@pytest.mark.parametrize("key", list(DECISION_SEEDS))
+def test_kmod_decisions_match_maglevx_backport(kmod_decision, key):
+    rep = kmod_decision[key]
+    print(rep.summary())
+    assert rep.flows >= 9 * KMOD_FLOWS * 0.9
+    assert rep.problems == [], rep.problems[:5]
+    assert rep.mismatches == [], rep.mismatches[:5]
+    assert rep.template_mismatches == [], rep.template_mismatches[:5]
+    for branch in ("ftp-data tcp", "FTP lookup", "port-zero catch-all", "fwmark service",
+                   "masked client IPv6", "template udp", "one-packet seen by nft"):  # fmt: skip
+        assert rep.branches[branch] > 0, branch
