@@ -112,7 +112,9 @@ def vmlinux(kernel: Kernel) -> Path | None:
     return out
 
 
-def _qemu_cmd(kernel: Kernel, initrd: Path, accel: str, memory_mb: int) -> list[str]:
+def _qemu_cmd(
+    kernel: Kernel, initrd: Path, accel: str, memory_mb: int, extra_args=()
+) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise PrerequisiteError(
@@ -144,7 +146,7 @@ def _qemu_cmd(kernel: Kernel, initrd: Path, accel: str, memory_mb: int) -> list[
         cmd += ["-accel", "tcg"] + os.environ.get(
             "MAGLEVX_QEMU_CPU", "-cpu max"
         ).split()
-    return cmd
+    return cmd + list(extra_args)
 
 
 def _job_archive(files: dict, extra_modules) -> bytes:
@@ -228,6 +230,7 @@ def boot(
     extra_modules=(),
     timeout: float = 600,
     memory_mb: int = 2048,
+    qemu_args=(),
 ) -> BootResult:
     """Boot ``kernel`` with the base initramfs plus ``job_files`` placed in /job.
 
@@ -235,6 +238,8 @@ def boot(
     /out/run.log; anything the job writes to /out comes back in ``files``, as does
     dmesg. Extra modules (``ExtraModule``) load after the in-tree closure; module
     parameters of in-tree modules can be given as job file ``params.<module>``.
+    ``qemu_args`` go at the end of qemu's command line (e.g. a 9p share or a
+    user-mode NIC, see ``guestpy``).
     """
     global _KVM_WORKS
     base = initramfs.base_image(kernel)
@@ -246,7 +251,7 @@ def boot(
             f.write(job)
         accel = _choose_accel()
         console, ready, total, timed_out = _run_qemu(
-            _qemu_cmd(kernel, initrd, accel, memory_mb),
+            _qemu_cmd(kernel, initrd, accel, memory_mb, qemu_args),
             timeout,
             ready_deadline=30 if accel == "kvm" and _KVM_WORKS is None else None,
         )
@@ -255,7 +260,9 @@ def boot(
             if not _KVM_WORKS:
                 accel = "tcg"
                 console, ready, total, timed_out = _run_qemu(
-                    _qemu_cmd(kernel, initrd, accel, memory_mb), timeout, None
+                    _qemu_cmd(kernel, initrd, accel, memory_mb, qemu_args),
+                    timeout,
+                    None,
                 )
     if timed_out:
         raise GuestError(

@@ -1,0 +1,95 @@
+"""Runs INSIDE the guest under the host's Python (see guestpy.py): one process
+drives ipvsadm, reads IPVS over netlink and runs maglevx commands, so that the
+Python start-up (seconds under TCG) is paid once per boot.
+
+    hostpy /path/to/guest_driver.py /tmp/job.json /tmp/result.json
+
+The job is a list of steps; each step's result goes to the result list:
+
+- ``{"do": "restore", "lines": [...]}``: ``ipvsadm -R`` (rc, stderr);
+- ``{"do": "read"}``: netlink records, ``ipvsadm -Ln --nosort`` and its
+  ``--thresholds`` form, taken one after the other;
+- ``{"do": "facts"}``: ``maglevx.kernelinfo.detect()``;
+- ``{"do": "flows", "flows": "proto saddr sport daddr dport\\n...", "flowgen": PATH}``:
+  the static flow generator's output;
+- ``{"do": "maglevx", "args": [...], "stdin": "..."}``: ``maglevx.cli.main``
+  in-process (rc, stdout, stderr, seconds);
+- ``{"do": "sh", "cmd": "..."}``: a shell command (rc, stdout, stderr).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+
+
+def _run(cmd, stdin: str = "", shell: bool = False) -> dict:
+    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, shell=shell)
+    return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+
+def step(s: dict) -> dict:
+    t0 = time.monotonic()
+    do = s["do"]
+    if do == "restore":
+        out = _run(["ipvsadm", "-R"], "\n".join(s["lines"]) + "\n")
+    elif do == "read":
+        from maglevx import netlink
+
+        out = {}
+        try:
+            out["records"] = netlink.services_to_json(netlink.read_services())
+        except Exception as exc:  # noqa: BLE001 - reported to the host
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        out["listing"] = _run(["ipvsadm", "-Ln", "--nosort"])["stdout"]
+        out["thresholds"] = _run(["ipvsadm", "-Ln", "--nosort", "--thresholds"])[
+            "stdout"
+        ]
+    elif do == "facts":
+        from maglevx import kernelinfo
+
+        out = kernelinfo.detect().to_json()
+    elif do == "flows":
+        out = _run([s["flowgen"], "/dev/stdin"], s["flows"])
+    elif do == "maglevx":
+        from maglevx import cli
+
+        so, se = io.StringIO(), io.StringIO()
+        old_stdin = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(s.get("stdin", "").encode()))
+        try:
+            with contextlib.redirect_stderr(se):
+                rc = cli.main(s["args"], stdout=so)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 2
+        finally:
+            sys.stdin = old_stdin
+        out = {"rc": rc, "stdout": so.getvalue(), "stderr": se.getvalue()}
+    elif do == "sh":
+        out = _run(s["cmd"], shell=True)
+    else:
+        raise SystemExit(f"unknown step {do!r}")
+    out["seconds"] = time.monotonic() - t0
+    return out
+
+
+def main() -> None:
+    t0 = time.monotonic()
+    import maglevx  # noqa: F401 - timed: the import is most of the start-up
+
+    started = time.monotonic() - t0
+    with open(sys.argv[1]) as f:
+        steps = json.load(f)
+    results = []
+    for s in steps:
+        results.append(step(s))
+        with open(sys.argv[2], "w") as f:  # partial results survive a crash
+            json.dump({"import_seconds": started, "results": results}, f)
+
+
+if __name__ == "__main__":
+    main()
