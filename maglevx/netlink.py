@@ -715,7 +715,7 @@ def render_listing(services: Iterable[LiveService]) -> str:
             head = f"FWM  {mark}" + (" IPv6" if s.family == 6 else "")
         else:
             host = f"[{s.address}]" if s.family == 6 else str(s.address)
-            head = f"{s.protocol.upper()}  {host}:{s.port}"
+            head = f"{s.protocol.upper():<4} {host}:{s.port}"  # "%-4s %s"
         line = f"{head} {s.scheduler}"
         if s.sched_flag_names:
             line += f" ({','.join(s.sched_flag_names)})"

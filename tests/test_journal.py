@@ -8,7 +8,6 @@ import ipaddress
 import random
 from dataclasses import replace
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -9,6 +9,9 @@ The job is a list of steps; each step's result goes to the result list:
 - ``{"do": "restore", "lines": [...]}``: ``ipvsadm -R`` (rc, stderr);
 - ``{"do": "read"}``: netlink records, ``ipvsadm -Ln --nosort`` and its
   ``--thresholds`` form, taken one after the other;
+- ``{"do": "journal_replay"}``: the journal kept over the reads since the
+  last ``-C`` (baseline, then diffs), replayed with ``ipvsadm -R`` in a fresh
+  network namespace, and that namespace's listings;
 - ``{"do": "facts"}``: ``maglevx.kernelinfo.detect()``;
 - ``{"do": "flows", "flows": "proto saddr sport daddr dport\\n...", "flowgen": PATH}``:
   the static flow generator's output;
@@ -27,9 +30,23 @@ import sys
 import time
 
 
-def _run(cmd, stdin: str = "", shell: bool = False) -> dict:
+def _run(cmd, stdin: str = "", shell: bool = False) -> dict:  # noqa: D103
     r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, shell=shell)
     return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+
+JOURNAL: dict = {"last": None, "lines": []}
+
+
+def _journal(services) -> None:
+    """Keep a change journal over the reads, as ``maglevx watch`` does."""
+    from maglevx import journal
+
+    if JOURNAL["last"] is None:
+        JOURNAL["lines"] = journal.baseline(services)
+    else:
+        JOURNAL["lines"] += journal.diff(JOURNAL["last"], services)
+    JOURNAL["last"] = services
 
 
 def step(s: dict) -> dict:
@@ -37,18 +54,35 @@ def step(s: dict) -> dict:
     do = s["do"]
     if do == "restore":
         out = _run(["ipvsadm", "-R"], "\n".join(s["lines"]) + "\n")
+        if s["lines"] == ["-C"]:
+            JOURNAL["last"] = None
     elif do == "read":
         from maglevx import netlink
 
         out = {}
         try:
-            out["records"] = netlink.services_to_json(netlink.read_services())
+            services = netlink.read_services()
+            out["records"] = netlink.services_to_json(services)
+            _journal(services)
         except Exception as exc:  # noqa: BLE001 - reported to the host
             out["error"] = f"{type(exc).__name__}: {exc}"
         out["listing"] = _run(["ipvsadm", "-Ln", "--nosort"])["stdout"]
         out["thresholds"] = _run(["ipvsadm", "-Ln", "--nosort", "--thresholds"])[
             "stdout"
         ]
+    elif do == "journal_replay":
+        # the journal so far, replayed by the kernel in a fresh network namespace
+        # (ipvsadm -R takes no comments; with lo down the new namespace has no
+        # local table and the kernel refuses IPv4 real servers as not unicast)
+        text = "\n".join(JOURNAL["lines"]) + "\n"
+        out = _run(
+            "grep -v '^#' | unshare -n sh -c 'ip link set lo up && "
+            "ipvsadm -R && ipvsadm -Ln --nosort && echo @@ && "
+            "ipvsadm -Ln --nosort --thresholds'",
+            text,
+            shell=True,
+        )
+        out["journal"] = text
     elif do == "facts":
         from maglevx import kernelinfo
 

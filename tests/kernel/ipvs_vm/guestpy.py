@@ -70,11 +70,11 @@ def _module_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def module_files(kernel: Kernel, net: bool = False) -> dict:
-    """Job files: the 9p (and NIC) modules not already in the base image, and
-    ``guestpy.modules`` listing them in load order."""
+def module_files(kernel: Kernel, net: bool = False, more=()) -> dict:
+    """Job files: the 9p (and NIC, and ``more``) modules not already in the base
+    image, and ``guestpy.modules`` listing them in load order."""
     base = set(initramfs.module_load_order(kernel, initramfs.BASE_MODULES))
-    names = MODULES_9P + (MODULES_NET if net else ())
+    names = MODULES_9P + (MODULES_NET if net else ()) + tuple(more)
     files, order = {}, []
     for path in initramfs.module_load_order(kernel, names):
         if path in base:
@@ -124,13 +124,16 @@ def boot(
     files: dict | None = None,
     extra_modules=(),
     forward_ports=(),
+    modules=(),
     timeout: float = 900,
     python: str | None = None,
 ) -> qemu.BootResult:
-    """Boot ``kernel`` and run ``script`` after :func:`prologue` (cwd /job)."""
+    """Boot ``kernel`` and run ``script`` after :func:`prologue` (cwd /job).
+
+    ``modules``: more in-tree modules to load (e.g. other IPVS schedulers)."""
     net = bool(forward_ports)
     job = dict(files or {})
-    job.update(module_files(kernel, net))
+    job.update(module_files(kernel, net, modules))
     job["run.sh"] = prologue(kernel, python, net) + script
     return qemu.boot(
         kernel,
@@ -150,6 +153,7 @@ def run_steps(
     *,
     extra_modules=(),
     forward_ports=(),
+    modules=(),
     before: str = "",
     during: str = "",
     timeout: float = 900,
@@ -176,6 +180,7 @@ def run_steps(
         files={"steps.json": json.dumps(steps)},
         extra_modules=extra_modules,
         forward_ports=forward_ports,
+        modules=modules,
         timeout=timeout,
     )
     raw = res.files.get("result.json")
