@@ -34,8 +34,13 @@ from maglevx.netlink import (
     LiveService,
 )
 
-_FORWARD_OPTION = {"masq": "-m", "local": "-m", "route": "-g", "tunnel": "-i",
-                   "bypass": "-g"}  # fmt: skip
+_FORWARD_OPTION = {
+    "masq": "-m",
+    "local": "-m",
+    "route": "-g",
+    "tunnel": "-i",
+    "bypass": "-g",
+}
 
 
 def service_option(svc: LiveService) -> str:
@@ -82,8 +87,13 @@ def _config(rs: LiveRealServer) -> tuple[object, ...]:
 
 def _service_config(svc: LiveService) -> tuple[object, ...]:
     persistent = svc.flags & SVC_F_PERSISTENT
-    return (svc.scheduler, svc.flags, svc.timeout if persistent else 0,
-            svc.netmask if persistent else 0, svc.pe_name)  # fmt: skip
+    return (
+        svc.scheduler,
+        svc.flags,
+        svc.timeout if persistent else 0,
+        svc.netmask if persistent else 0,
+        svc.pe_name,
+    )
 
 
 def baseline(services: Iterable[LiveService]) -> list[str]:
@@ -101,8 +111,9 @@ def baseline(services: Iterable[LiveService]) -> list[str]:
     return out
 
 
-def _servers_diff(svc: LiveService, old: Sequence[LiveRealServer],
-                  new: Sequence[LiveRealServer]) -> list[str]:  # fmt: skip
+def _servers_diff(
+    svc: LiveService, old: Sequence[LiveRealServer], new: Sequence[LiveRealServer]
+) -> list[str]:
     key = lambda r: (r.address, r.port)  # noqa: E731
     old_keys = [key(r) for r in old]
     old_by = {key(r): r for r in old}

@@ -17,6 +17,14 @@ The job is a list of steps; each step's result goes to the result list:
   the static flow generator's output;
 - ``{"do": "maglevx", "args": [...], "stdin": "..."}``: ``maglevx.cli.main``
   in-process (rc, stdout, stderr, seconds);
+- ``{"do": "maglevx", "args": [...], "uid": 65534}``: the same in a forked child
+  running as that user;
+- ``{"do": "watch_start", "listen": "0.0.0.0:9753", "journal": PATH}``: a
+  ``maglevx watch`` Watcher serving HTTP in a thread, polled only by
+- ``{"do": "watch_poll"}`` (so that every phase's change is observed), and
+  ``{"do": "watch_stop"}``;
+- ``{"do": "wait_file", "path": ..., "timeout": S}``: wait for the host (which
+  sees the 9p share's files appear) to say it is done;
 - ``{"do": "sh", "cmd": "..."}``: a shell command (rc, stdout, stderr).
 """
 
@@ -36,6 +44,7 @@ def _run(cmd, stdin: str = "", shell: bool = False) -> dict:  # noqa: D103
 
 
 JOURNAL: dict = {"last": None, "lines": []}
+WATCH: dict = {}
 
 
 def _journal(services) -> None:
@@ -89,6 +98,8 @@ def step(s: dict) -> dict:
         out = kernelinfo.detect().to_json()
     elif do == "flows":
         out = _run([s["flowgen"], "/dev/stdin"], s["flows"])
+    elif do == "maglevx" and s.get("uid") is not None:
+        out = _as_user(s)
     elif do == "maglevx":
         from maglevx import cli
 
@@ -103,12 +114,83 @@ def step(s: dict) -> dict:
         finally:
             sys.stdin = old_stdin
         out = {"rc": rc, "stdout": so.getvalue(), "stderr": se.getvalue()}
+    elif do == "watch_start":
+        import threading
+
+        from maglevx.tools import watch
+
+        w = watch.Watcher(journal_path=s.get("journal"))
+        stop = threading.Event()
+        started = threading.Event()
+        t = threading.Thread(
+            target=watch.serve,
+            args=(w, s["listen"], 3600.0, stop, lambda _a: started.set()),
+            daemon=True,
+        )
+        t.start()
+        started.wait(120)
+        WATCH.update(watcher=w, stop=stop, thread=t)
+        out = {"polls": w.polls, "up": w.up, "error": w.last_error}
+    elif do == "watch_poll":
+        w = WATCH["watcher"]
+        w.poll()
+        out = {
+            "polls": w.polls,
+            "up": w.up,
+            "error": w.last_error,
+            "fingerprints": dict(w.fingerprints),
+        }
+    elif do == "watch_stop":
+        WATCH["stop"].set()
+        WATCH["thread"].join(60)
+        out = {"stopped": not WATCH["thread"].is_alive()}
+    elif do == "wait_file":
+        deadline = time.monotonic() + s.get("timeout", 300)
+        import os
+
+        while not os.path.exists(s["path"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        out = {"found": os.path.exists(s["path"])}
     elif do == "sh":
         out = _run(s["cmd"], shell=True)
     else:
         raise SystemExit(f"unknown step {do!r}")
     out["seconds"] = time.monotonic() - t0
     return out
+
+
+def _as_user(s: dict) -> dict:
+    """``maglevx.cli.main`` in a forked child with another uid (no capabilities)."""
+    import os
+
+    r_out, w_out = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.setgroups([])
+            os.setgid(s["uid"])
+            os.setuid(s["uid"])
+            from maglevx import cli
+
+            so, se = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(se):
+                rc = cli.main(s["args"], stdout=so)
+            data = json.dumps(
+                {"rc": rc, "stdout": so.getvalue(), "stderr": se.getvalue()}
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            data = json.dumps({"rc": -1, "stdout": "", "stderr": repr(exc)})
+        os.write(w_out, data.encode())
+        os._exit(0)
+    os.close(w_out)
+    chunks = []
+    while True:
+        b = os.read(r_out, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks) or b'{"rc": -1, "stderr": "no output"}')
 
 
 def main() -> None:
