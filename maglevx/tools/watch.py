@@ -211,6 +211,7 @@ class Watcher:
             out = self.state.to_json()
             out.update(
                 up=self.up,
+                polls=self.polls,
                 fingerprints=dict(self.fingerprints),
                 journal=list(self.history),
                 error=self.last_error,
