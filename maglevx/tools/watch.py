@@ -297,6 +297,25 @@ class Watcher:
             yield ver
 
 
+def _registry(watcher: Watcher) -> Any:
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        raise MaglevxError(
+            "maglevx watch needs prometheus_client: pip install 'maglevx[watch]'"
+        ) from None
+    registry = CollectorRegistry()
+    registry.register(watcher)  # type: ignore[arg-type]
+    return registry
+
+
+def metrics_text(watcher: Watcher) -> str:
+    """The metrics in Prometheus' text format (what ``/metrics`` serves)."""
+    from prometheus_client import generate_latest
+
+    return str(generate_latest(_registry(watcher)).decode())
+
+
 def _handler(watcher: Watcher, registry: Any) -> type[BaseHTTPRequestHandler]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -342,14 +361,7 @@ def serve(
     ready: Any = None,
 ) -> None:
     """Serve the metrics and poll every *interval* seconds until *stop* is set."""
-    try:
-        from prometheus_client import CollectorRegistry
-    except ImportError:
-        raise MaglevxError(
-            "maglevx watch needs prometheus_client: pip install 'maglevx[watch]'"
-        ) from None
-    registry = CollectorRegistry()
-    registry.register(watcher)  # type: ignore[arg-type]
+    registry = _registry(watcher)
     host, port = parse_listen(listen)
     try:
         server = ThreadingHTTPServer((host, port), _handler(watcher, registry))
