@@ -34,6 +34,9 @@ cdef extern from "mx_maglev.h" nogil:
     uint32_t mx_hashkey(const mx_params *p, uint32_t key, uint32_t fold,
                         uint32_t port, uint32_t offset)
     uint32_t mx_slot(const mx_params *p, uint32_t fold, uint32_t port)
+    uint32_t mx_gcd_weight(const uint32_t *weights, uint32_t n)
+    uint32_t mx_shift_weight(const mx_params *p, const uint32_t *weights,
+                             uint32_t n, uint32_t gcd)
     int mx_build_table(const mx_params *p, uint32_t n, const uint32_t *folds,
                        const uint32_t *ports, const uint32_t *weights,
                        mx_dest_setup *ds, mx_slot_t *table)

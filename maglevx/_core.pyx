@@ -1,5 +1,11 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
-"""Thin wrappers over the C core in csrc/ (see _twin.py for the same in Python)."""
+# cython: language_level=3, boundscheck=True, wraparound=False
+"""Thin wrappers over the C core in csrc/ (see _twin.py for the same in Python).
+
+Every function here checks the buffers it is given (through typed
+memoryviews, which look at the real buffer, not at Python attributes)
+before it releases the GIL. A :class:`Scheduler` owns read-only copies of
+its table and availability, so no caller can change them under a lookup.
+"""
 
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -24,6 +30,8 @@ NONE = c.MX_NONE
 MAX_DESTS = c.MX_MAX_DESTS
 KERNEL_REFERENCE = c.MX_KERNEL_REFERENCE.decode()
 
+cdef uint8_t _EMPTY_INPUT[1]
+
 
 cdef c.mx_params _params(uint32_t m, uint32_t word_size) except *:
     cdef c.mx_params p
@@ -34,9 +42,12 @@ cdef c.mx_params _params(uint32_t m, uint32_t word_size) except *:
 
 def hsiphash(int word_size, const uint8_t[::1] data, uint64_t k0, uint64_t k1):
     """The kernel's hsiphash() for a kernel of *word_size* bits (64 or 32)."""
-    cdef const uint8_t *ptr = &data[0] if data.shape[0] else NULL
+    # an empty buffer still gets a valid pointer: NULL + 0 is undefined
+    cdef const uint8_t *ptr = &data[0] if data.shape[0] else _EMPTY_INPUT
     if word_size == 32:
         return c.mx_hsiphash32(ptr, data.shape[0], <uint32_t>k0, <uint32_t>k1)
+    if word_size != 64:
+        raise ValueError(f"word size {word_size} is not 64 or 32")
     return c.mx_hsiphash64(ptr, data.shape[0], k0, k1)
 
 
@@ -58,10 +69,33 @@ def slot(uint32_t m, uint32_t word_size, uint32_t fold, uint32_t port):
     return c.mx_slot(&p, fold, port)
 
 
+def quantize(uint32_t m, weights):
+    """The kernel's weight quantization: (gcd, rshift, turns per server).
+
+    turns = (weight / gcd) >> rshift, or 1 for a non-zero weight that
+    shifts to 0; rshift keeps the largest weight within IP_VS_MH_TAB_BITS.
+    """
+    cdef c.mx_params p = _params(m, 64)
+    cdef const uint32_t[::1] w = np.ascontiguousarray(weights, dtype=np.uint32)
+    cdef uint32_t n = w.shape[0]
+    cdef const uint32_t *wp = &w[0] if n else NULL
+    cdef uint32_t g = c.mx_gcd_weight(wp, n)
+    if g < 1:
+        return 0, 0, [0] * n
+    cdef uint32_t rshift = c.mx_shift_weight(&p, wp, n, g)
+    turns = []
+    cdef uint32_t i, t
+    for i in range(n):
+        t = (w[i] // g) >> rshift
+        turns.append(t if t else (1 if w[i] else 0))
+    return g, rshift, turns
+
+
 def build_table(uint32_t m, uint32_t word_size, folds, ports, weights):
     """ip_vs_mh_reassign(): the table of real server indices (list order).
 
-    Raises ValueError when there are more real servers than slots.
+    Returns a read-only uint16 array of *m* slots. Raises ValueError when
+    there are more real servers than slots (the kernel keeps its old table).
     """
     cdef c.mx_params p = _params(m, word_size)
     cdef const uint32_t[::1] f = np.ascontiguousarray(folds, dtype=np.uint32)
@@ -87,104 +121,135 @@ def build_table(uint32_t m, uint32_t word_size, folds, ports, weights):
     free(ds)
     if rc != 0:
         raise ValueError(f"{n} real servers do not fit a table of {m} slots")
+    table.flags.writeable = False
     return table
 
 
-def lookup(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
-           const uint8_t[::1] avail, bint fallback, uint32_t fold,
-           uint32_t port):
-    """ip_vs_mh_get() / ip_vs_mh_get_fallback(): real server index or NONE."""
-    cdef c.mx_params p = _params(m, word_size)
-    if table.shape[0] != m:
-        raise ValueError("table size differs from m")
-    if fallback:
-        return c.mx_lookup_fallback(&p, &table[0], &avail[0] if avail.shape[0] else NULL, fold, port)
-    return c.mx_lookup(&p, &table[0], &avail[0] if avail.shape[0] else NULL, fold, port)
+def parse_addresses(int family, texts):
+    """Client addresses as text -> what Scheduler.lookup_many* take.
 
-
-cdef const uint8_t *_checked_avail(uint32_t m, const uint16_t[::1] table,
-                                   const uint8_t[::1] avail) except? NULL:
-    """The availability pointer, once the table only refers to servers in it."""
-    if table.shape[0] != m:
-        raise ValueError("table size differs from m")
-    cdef int32_t top = -1
-    cdef size_t i
-    for i in range(m):
-        if table[i] != c.MX_SLOT_EMPTY and table[i] > top:
-            top = table[i]
-    if top >= <int32_t>avail.shape[0]:
-        raise ValueError("table refers to a real server beyond avail")
-    return &avail[0] if avail.shape[0] else NULL
-
-
-cdef const uint16_t *_ports_ptr(object ports, size_t n) except? NULL:
-    """The hashed ports, or NULL for None (no port hashed)."""
-    if ports is None:
-        return NULL
-    cdef const uint16_t[::1] pv = ports
-    if <size_t>pv.shape[0] != n:
-        raise ValueError("folds and ports differ in length")
-    return &pv[0] if n else NULL
-
-
-cdef uint32_t[::1] _out_array(object out, size_t n) except *:
-    if <size_t>out.shape[0] != n:
-        raise ValueError("out differs in length from the flows")
-    return out
-
-
-def lookup_many(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
-                const uint8_t[::1] avail, bint fallback,
-                const uint32_t[::1] folds, ports, out=None):
-    """lookup() over arrays; releases the GIL while it runs.
-
-    *ports*: uint16 hashed ports, or None when no port is hashed.
-    *out*: uint32 array to write into (returned), else a new one.
+    IPv4: uint32 array (numeric); IPv6: (n, 16) uint8 array (network order).
+    Returns (array, index of the first entry inet_pton() refuses or -1).
     """
-    return Scheduler(m, word_size, table, avail, fallback).lookup_many(
-        folds, ports, out)
+    cdef Py_ssize_t n = len(texts), i, size
+    cdef const char *s
+    cdef uint8_t a[16]
+    if family == 4:
+        out = np.empty(n, dtype=np.uint32)
+    elif family == 6:
+        out = np.empty((n, 16), dtype=np.uint8)
+    else:
+        raise ValueError(f"family {family} is not 4 or 6")
+    cdef uint32_t[::1] o4
+    cdef uint8_t[:, ::1] o6
+    if family == 4:
+        o4 = out
+    else:
+        o6 = out
+    cdef int af = AF_INET if family == 4 else AF_INET6
+    cdef int j
+    for i in range(n):
+        text = texts[i]
+        if type(text) is not str:
+            return out, i
+        try:
+            s = PyUnicode_AsUTF8AndSize(text, &size)
+        except UnicodeError:
+            return out, i
+        if <size_t>size != strlen(s) or inet_pton(af, s, a) != 1:
+            return out, i
+        if family == 4:
+            o4[i] = c.mx_be32(a)
+        else:
+            for j in range(16):
+                o6[i, j] = a[j]
+    return out, -1
 
 
-def lookup_many6(uint32_t m, uint32_t word_size, const uint16_t[::1] table,
-                 const uint8_t[::1] avail, bint fallback, addrs, ports,
-                 out=None):
-    """lookup_many() for IPv6 client addresses, folded on the way.
-
-    *addrs*: shape (n, 4) uint32 numeric words, most significant first, or
-    shape (n, 16) uint8 bytes in network order; C-contiguous.
-    *out*: as for lookup_many().
-    """
-    return Scheduler(m, word_size, table, avail, fallback).lookup_many6(
-        addrs, ports, out)
+cdef _frozen_copy(object array, object dtype):
+    a = np.array(array, dtype=dtype, copy=True, order="C")
+    a.flags.writeable = False
+    return a
 
 
 cdef class Scheduler:
     """A table and its availability, checked once, for any number of lookups.
 
-    The arrays are held, not copied: do not change them while it is in use.
+    Holds read-only copies of *table* (uint16[m]: per slot, a real server
+    index or SLOT_EMPTY) and *avail* (uint8 per real server): nothing a
+    caller does to its own arrays afterwards changes the answers.
     """
 
     cdef c.mx_params p
-    cdef const uint16_t[::1] table
-    cdef const uint8_t[::1] avail
+    cdef const uint16_t[::1] _table
+    cdef const uint8_t[::1] _avail
     cdef const uint8_t *avail_ptr
-    cdef bint fallback
+    cdef readonly bint fallback
+    cdef readonly object table
+    cdef readonly object avail
 
-    def __init__(self, uint32_t m, uint32_t word_size,
-                 const uint16_t[::1] table, const uint8_t[::1] avail,
-                 bint fallback):
+    def __cinit__(self, uint32_t m, uint32_t word_size, table, avail,
+                  bint fallback):
         self.p = _params(m, word_size)
-        self.avail_ptr = _checked_avail(m, table, avail)
-        self.table = table
-        self.avail = avail
+        t = _frozen_copy(table, np.uint16)
+        a = _frozen_copy(avail, np.uint8)
+        if t.ndim != 1 or t.shape[0] != m:
+            raise ValueError(f"the table has {t.size} slots, not {m}")
+        if a.ndim != 1:
+            raise ValueError("avail must be one-dimensional")
+        used = t[t != c.MX_SLOT_EMPTY]
+        if used.size and int(used.max()) >= a.shape[0]:
+            raise ValueError("table refers to a real server beyond avail")
+        self._table = t
+        self._avail = a
+        self.avail_ptr = &self._avail[0] if a.shape[0] else _EMPTY_INPUT
+        self.table = t
+        self.avail = a
         self.fallback = fallback
 
+    def __reduce__(self):
+        return (Scheduler, (self.p.m, self.p.word_size, self.table,
+                            self.avail, self.fallback))
+
+    @property
+    def m(self):
+        """The table size."""
+        return self.p.m
+
+    @property
+    def word_size(self):
+        """The director kernel's word size (64 or 32)."""
+        return self.p.word_size
+
     def lookup(self, uint32_t fold, uint32_t port):
-        """As module-level lookup(): real server index or NONE."""
+        """ip_vs_mh_get() / ip_vs_mh_get_fallback(): real server index or NONE."""
         if self.fallback:
-            return c.mx_lookup_fallback(&self.p, &self.table[0], self.avail_ptr,
-                                        fold, port)
-        return c.mx_lookup(&self.p, &self.table[0], self.avail_ptr, fold, port)
+            return c.mx_lookup_fallback(&self.p, &self._table[0],
+                                        self.avail_ptr, fold, port)
+        return c.mx_lookup(&self.p, &self._table[0], self.avail_ptr, fold,
+                           port)
+
+    def trace(self, uint32_t fold, uint32_t port):
+        """The slots lookup() reads, in order: a list of (slot, entry).
+
+        The last probe decides: an available server, an empty slot, or
+        (without fallback) an unavailable one; with fallback, M probes.
+        """
+        cdef uint32_t m = self.p.m
+        cdef uint32_t ihash = c.mx_slot(&self.p, fold, port)
+        cdef uint32_t d = self._table[ihash]
+        cdef uint32_t off, h
+        probes = [(ihash, d)]
+        if d == c.MX_SLOT_EMPTY or self._avail[d] or not self.fallback:
+            return probes
+        for off in range(m):
+            h = c.mx_hashkey(&self.p, c.MX_HASH1_KEY, fold, port,
+                             (off + ihash) % m) % m
+            d = self._table[h]
+            probes.append((h, d))
+            if d == c.MX_SLOT_EMPTY or self._avail[d]:
+                break
+        return probes
 
     def lookup_text(self, int family, str text, uint32_t port):
         """lookup() for a client address as text, as inet_pton() reads it.
@@ -212,28 +277,46 @@ cdef class Scheduler:
                               c.mx_be32(a + 8), c.mx_be32(a + 12))
         return self.lookup(fold, port)
 
-    def lookup_many(self, const uint32_t[::1] folds, ports, out=None):
-        """Module-level lookup_many() with this table and availability."""
+    def lookup_many(self, const uint32_t[::1] folds, ports=None, out=None):
+        """lookup() over arrays of folded addresses; releases the GIL.
+
+        *ports*: uint16 hashed ports, or None when no port is hashed.
+        *out*: uint32 array of the same length to write into (returned);
+        else a new one.
+        """
         cdef size_t n = folds.shape[0]
-        cdef const uint16_t *pp = _ports_ptr(ports, n)
+        cdef const uint16_t[::1] pv
+        cdef const uint16_t *pp = NULL
+        if ports is not None:
+            pv = ports
+            if <size_t>pv.shape[0] != n:
+                raise ValueError("folds and ports differ in length")
+            if n:
+                pp = &pv[0]
         if out is None:
             out = np.empty(n, dtype=np.uint32)
-        cdef uint32_t[::1] o = _out_array(out, n)
+        cdef uint32_t[::1] o = out
+        if <size_t>o.shape[0] != n:
+            raise ValueError("out differs in length from the flows")
         if n == 0:
             return out
         with nogil:
-            c.mx_bulk_lookup(&self.p, &self.table[0], self.avail_ptr,
+            c.mx_bulk_lookup(&self.p, &self._table[0], self.avail_ptr,
                              self.fallback, n, &folds[0], pp, &o[0])
         return out
 
-    def lookup_many6(self, addrs, ports, out=None):
-        """Module-level lookup_many6() with this table and availability."""
+    def lookup_many6(self, addrs, ports=None, out=None):
+        """lookup_many() for IPv6 client addresses, folded on the way.
+
+        *addrs*: shape (n, 4) uint32 numeric words, most significant first,
+        or shape (n, 16) uint8 bytes in network order; C-contiguous.
+        """
         cdef const uint32_t[:, ::1] words
         cdef const uint8_t[:, ::1] raw
         cdef const uint32_t *wp = NULL
         cdef const uint8_t *bp = NULL
         cdef size_t n
-        if addrs.dtype == np.uint8:
+        if getattr(addrs, "dtype", None) == np.uint8:
             raw = addrs
             if raw.shape[1] != 16:
                 raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
@@ -247,13 +330,22 @@ cdef class Scheduler:
             n = words.shape[0]
             if n:
                 wp = &words[0, 0]
-        cdef const uint16_t *pp = _ports_ptr(ports, n)
+        cdef const uint16_t[::1] pv
+        cdef const uint16_t *pp = NULL
+        if ports is not None:
+            pv = ports
+            if <size_t>pv.shape[0] != n:
+                raise ValueError("addresses and ports differ in length")
+            if n:
+                pp = &pv[0]
         if out is None:
             out = np.empty(n, dtype=np.uint32)
-        cdef uint32_t[::1] o = _out_array(out, n)
+        cdef uint32_t[::1] o = out
+        if <size_t>o.shape[0] != n:
+            raise ValueError("out differs in length from the flows")
         if n == 0:
             return out
         with nogil:
-            c.mx_bulk_lookup6(&self.p, &self.table[0], self.avail_ptr,
+            c.mx_bulk_lookup6(&self.p, &self._table[0], self.avail_ptr,
                               self.fallback, n, wp, bp, pp, &o[0])
         return out

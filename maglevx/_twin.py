@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from maglevx.addresses import fold_int
+
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
 HASH1_KEY = 2654435761
 HASH2_KEY = 2654446892
@@ -130,6 +132,27 @@ def slot(m: int, word_size: int, fold: int, port: int) -> int:
     return hashkey(word_size, HASH1_KEY, fold, port, 0) % m
 
 
+def quantize(m: int, weights: Sequence[int]) -> tuple[int, int, list[int]]:
+    """The kernel's weight quantization: (gcd, rshift, turns per server).
+
+    ip_vs_mh_gcd_weight() and ip_vs_mh_shift_weight(): turns =
+    (weight / gcd) >> rshift, or 1 for a non-zero weight that shifts to 0.
+    """
+    weights = [int(w) for w in weights]
+    g = 0
+    for w in weights:
+        if w > 0:
+            g = _gcd(w, g) if g else w
+    if g == 0:
+        return 0, 0, [0] * len(weights)
+    rshift = max(0, (max(weights) // g).bit_length() - tab_bits(m))
+    turns = []
+    for w in weights:
+        t = (w // g) >> rshift
+        turns.append(t if t else int(w != 0))
+    return g, rshift, turns
+
+
 def build_table(
     m: int,
     word_size: int,
@@ -139,29 +162,24 @@ def build_table(
 ) -> npt.NDArray[np.uint16]:
     """ip_vs_mh_reassign(): the table of real server indices (list order).
 
-    Raises ValueError when there are more real servers than slots; the
-    kernel then keeps the old table.
+    Returns a read-only array. Raises ValueError when there are more real
+    servers than slots; the kernel then keeps the old table.
     """
     folds = [int(f) for f in folds]
     ports = [int(p) for p in ports]
-    weights = [int(w) for w in weights]
     n = len(folds)
+    if len(ports) != n or len(weights) != n:
+        raise ValueError("folds, ports and weights differ in length")
     if n > m or n > MAX_DESTS:
         raise ValueError(f"{n} real servers do not fit a table of {m} slots")
-    positive = [w for w in weights if w > 0]
-    g = 0
-    for w in positive:
-        g = _gcd(w, g) if g else w
+    g, _, turns = quantize(m, weights)
     table = [SLOT_EMPTY] * m
     if g == 0:
-        return np.array(table, dtype=np.uint16)
-    rshift = max(0, (max(weights) // g).bit_length() - tab_bits(m))
-    perm, skip, turns = [], [], []
-    for fold, port, w in zip(folds, ports, weights):
+        return _frozen(table, np.uint16)
+    perm, skip = [], []
+    for fold, port in zip(folds, ports):
         perm.append(hashkey(word_size, HASH1_KEY, fold, port, 0) % m)
         skip.append(hashkey(word_size, HASH2_KEY, fold, port, 0) % (m - 1) + 1)
-        t = (w // g) >> rshift
-        turns.append(t if t else int(w != 0))
     filled = 0
     while True:
         for i in range(n):
@@ -175,7 +193,7 @@ def build_table(
                 table[c] = i
                 filled += 1
                 if filled == m:
-                    return np.array(table, dtype=np.uint16)
+                    return _frozen(table, np.uint16)
 
 
 def _gcd(a: int, b: int) -> int:
@@ -184,119 +202,91 @@ def _gcd(a: int, b: int) -> int:
     return a
 
 
-def lookup(
-    m: int,
-    word_size: int,
-    table: Sequence[int],
-    avail: Sequence[int],
-    fallback: bool,
-    fold: int,
-    port: int,
-) -> int:
-    """ip_vs_mh_get() / ip_vs_mh_get_fallback(): real server index or NONE."""
-    ihash = slot(m, word_size, fold, port)
-    d = int(table[ihash])
-    if d == SLOT_EMPTY:
-        return NONE
-    if avail[d]:
-        return d
-    if not fallback:
-        return NONE
-    for off in range(m):
-        roff = (off + ihash) % m
-        d = int(table[hashkey(word_size, HASH1_KEY, fold, port, roff) % m])
-        if d == SLOT_EMPTY:
-            break
-        if avail[d]:
-            return d
-    return NONE
+def _frozen(values: object, dtype: type) -> npt.NDArray:  # type: ignore[type-arg]
+    a = np.array(values, dtype=dtype, copy=True, order="C")
+    a.flags.writeable = False
+    return a
 
 
-def lookup_many(
-    m: int,
-    word_size: int,
-    table: npt.NDArray[np.uint16],
-    avail: npt.NDArray[np.uint8],
-    fallback: bool,
-    folds: npt.NDArray[np.uint32],
-    ports: npt.NDArray[np.uint16] | None,
-    out: npt.NDArray[np.uint32] | None = None,
-) -> npt.NDArray[np.uint32]:
-    """lookup() for arrays of folded client addresses and hashed ports.
-
-    *ports* None: no port is hashed (all 0). *out*: array to write into.
-    """
-    tab = table.tolist()
-    av = avail.tolist()
-    fl = folds.tolist()
-    po = [0] * len(fl) if ports is None else ports.tolist()
-    res = [lookup(m, word_size, tab, av, fallback, f, p) for f, p in zip(fl, po)]
-    if out is None:
-        return np.array(res, dtype=np.uint32)
-    if out.shape != (len(res),):
-        raise ValueError("out differs in length from the flows")
-    out[:] = res
-    return out
-
-
-def lookup_many6(
-    m: int,
-    word_size: int,
-    table: npt.NDArray[np.uint16],
-    avail: npt.NDArray[np.uint8],
-    fallback: bool,
-    addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
-    ports: npt.NDArray[np.uint16] | None,
-    out: npt.NDArray[np.uint32] | None = None,
-) -> npt.NDArray[np.uint32]:
-    """lookup_many() for IPv6 addresses: (n, 4) uint32 words or (n, 16) bytes."""
-    if addrs.dtype == np.uint8:
-        addrs = addrs.view(">u4").astype(np.uint32)
-    folds = addrs[:, 0] ^ addrs[:, 1] ^ addrs[:, 2] ^ addrs[:, 3]
-    return lookup_many(m, word_size, table, avail, fallback, folds, ports, out)
+def parse_addresses(family: int, texts: Sequence[object]) -> tuple[npt.NDArray, int]:  # type: ignore[type-arg]
+    """Client addresses as text, as inet_pton() reads them (see _core)."""
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    raw = []
+    for i, text in enumerate(texts):
+        if type(text) is not str:
+            return np.zeros(0, np.uint32), i
+        try:
+            raw.append(socket.inet_pton(af, text))
+        except (OSError, ValueError, UnicodeError):
+            return np.zeros(0, np.uint32), i
+    if family == 4:
+        return np.array([int.from_bytes(b, "big") for b in raw], np.uint32), -1
+    return np.frombuffer(b"".join(raw), np.uint8).reshape(-1, 16).copy(), -1
 
 
 class Scheduler:
-    """A table and its availability, for lookups of one flow at a time."""
+    """A table and its availability, for any number of lookups (see _core)."""
 
     def __init__(
         self,
         m: int,
         word_size: int,
-        table: npt.NDArray[np.uint16],
-        avail: npt.NDArray[np.uint8],
+        table: npt.ArrayLike,
+        avail: npt.ArrayLike,
         fallback: bool,
     ) -> None:
-        if len(table) != m:
-            raise ValueError("table size differs from m")
-        if any(d != SLOT_EMPTY and d >= len(avail) for d in table.tolist()):
+        if m not in PRIMES or word_size not in (32, 64):
+            raise ValueError(f"table size {m} / word size {word_size} not supported")
+        t = _frozen(table, np.uint16)
+        a = _frozen(avail, np.uint8)
+        if t.ndim != 1 or t.shape[0] != m:
+            raise ValueError(f"the table has {t.size} slots, not {m}")
+        if a.ndim != 1:
+            raise ValueError("avail must be one-dimensional")
+        used = t[t != SLOT_EMPTY]
+        if used.size and int(used.max()) >= a.shape[0]:
             raise ValueError("table refers to a real server beyond avail")
-        self.args = (m, word_size, table.tolist(), avail.tolist(), fallback)
-        self.arrays = (m, word_size, table, avail, fallback)
+        self.m = m
+        self.word_size = word_size
+        self.table = t
+        self.avail = a
+        self.fallback = bool(fallback)
+        self._tab = t.tolist()
+        self._av = a.tolist()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            Scheduler,
+            (self.m, self.word_size, self.table, self.avail, self.fallback),
+        )
+
+    def trace(self, fold: int, port: int) -> list[tuple[int, int]]:
+        """The slots lookup() reads, in order: a list of (slot, entry).
+
+        ip_vs_mh_get() reads one slot; ip_vs_mh_get_fallback() goes on
+        while that slot's server is unavailable, hashing the offset into
+        the key, and stops at an empty slot, an available server, or after
+        M probes.
+        """
+        m = self.m
+        ihash = slot(m, self.word_size, fold, port)
+        d = self._tab[ihash]
+        probes = [(ihash, d)]
+        if d == SLOT_EMPTY or self._av[d] or not self.fallback:
+            return probes
+        for off in range(m):
+            roff = (off + ihash) % m
+            h = hashkey(self.word_size, HASH1_KEY, fold, port, roff) % m
+            d = self._tab[h]
+            probes.append((h, d))
+            if d == SLOT_EMPTY or self._av[d]:
+                break
+        return probes
 
     def lookup(self, fold: int, port: int) -> int:
-        """As module-level lookup(): real server index or NONE."""
-        return lookup(*self.args, fold, port)
-
-    def lookup_many(
-        self,
-        folds: npt.NDArray[np.uint32],
-        ports: npt.NDArray[np.uint16] | None,
-        out: npt.NDArray[np.uint32] | None = None,
-    ) -> npt.NDArray[np.uint32]:
-        """Module-level lookup_many() with this table and availability."""
-        m, word_size, table, avail, fallback = self.arrays
-        return lookup_many(m, word_size, table, avail, fallback, folds, ports, out)
-
-    def lookup_many6(
-        self,
-        addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
-        ports: npt.NDArray[np.uint16] | None,
-        out: npt.NDArray[np.uint32] | None = None,
-    ) -> npt.NDArray[np.uint32]:
-        """Module-level lookup_many6() with this table and availability."""
-        m, word_size, table, avail, fallback = self.arrays
-        return lookup_many6(m, word_size, table, avail, fallback, addrs, ports, out)
+        """ip_vs_mh_get() / ip_vs_mh_get_fallback(): real server index or NONE."""
+        _, d = self.trace(fold, port)[-1]
+        return d if d != SLOT_EMPTY and self._av[d] else NONE
 
     def lookup_text(self, family: int, text: str, port: int) -> int:
         """lookup() for a client address as text, as inet_pton() reads it.
@@ -308,11 +298,65 @@ class Scheduler:
             n = int.from_bytes(socket.inet_pton(af, text), "big")
         except (OSError, ValueError, UnicodeError):
             return -1
-        return self.lookup(n if family == 4 else _fold6(n), port)
+        return self.lookup(fold_int(n, family), port)
+
+    def lookup_many(
+        self,
+        folds: npt.NDArray[np.uint32],
+        ports: npt.NDArray[np.uint16] | None = None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]:
+        """lookup() over arrays; *ports* None: no port hashed; *out*: reuse."""
+        fl = _checked(folds, np.uint32, 1, "folds").tolist()
+        n = len(fl)
+        if ports is None:
+            po = [0] * n
+        else:
+            po = _checked(ports, np.uint16, 1, "ports").tolist()
+            if len(po) != n:
+                raise ValueError("folds and ports differ in length")
+        res = [self.lookup(f, p) for f, p in zip(fl, po)]
+        if out is None:
+            return np.array(res, dtype=np.uint32)
+        o = _checked(out, np.uint32, 1, "out")
+        if o.shape[0] != n:
+            raise ValueError("out differs in length from the flows")
+        if not o.flags.writeable:
+            raise ValueError("out is read-only")
+        o[:] = res
+        return out
+
+    def lookup_many6(
+        self,
+        addrs: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        ports: npt.NDArray[np.uint16] | None = None,
+        out: npt.NDArray[np.uint32] | None = None,
+    ) -> npt.NDArray[np.uint32]:
+        """lookup_many() for IPv6 addresses: (n, 4) uint32 words or (n, 16) bytes."""
+        if getattr(addrs, "dtype", None) == np.uint8:
+            raw = _checked(addrs, np.uint8, 2, "addrs")
+            if raw.shape[1] != 16:
+                raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
+            words = raw.view(">u4").astype(np.uint32)
+        else:
+            words = _checked(addrs, np.uint32, 2, "addrs")
+            if words.shape[1] != 4:
+                raise ValueError("IPv6 addresses as words must have shape (n, 4)")
+        folds = np.ascontiguousarray(
+            words[:, 0] ^ words[:, 1] ^ words[:, 2] ^ words[:, 3], dtype=np.uint32
+        )
+        if ports is not None and len(ports) != folds.shape[0]:
+            raise ValueError("addresses and ports differ in length")
+        return self.lookup_many(folds, ports, out)
 
 
-def _fold6(n: int) -> int:
-    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & _M32
+def _checked(a: object, dtype: type, ndim: int, what: str) -> npt.NDArray:  # type: ignore[type-arg]
+    """*a* as the C core's typed memoryviews accept it, else ValueError."""
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim:
+        raise ValueError(f"{what}: expected a {ndim}-d {np.dtype(dtype).name} array")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what}: not C-contiguous")
+    return a
 
 
 KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"

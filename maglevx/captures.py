@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from maglevx.addresses import IPAddress, format_endpoint, parse_number, parse_port
 from maglevx.errors import MaglevxError
-from maglevx.model import IPAddress, format_endpoint, parse_number, parse_port
 
 CONN_HEADER = "Pro FromIP"
 ULONG_MAX = 2**64 - 1  # Expires: %lu seconds

@@ -14,8 +14,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from maglevx.errors import MaglevxError
-from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, VARIANTS, Director
-from maglevx.tools.sources import DirectorParams, load_text, open_input, read_text
+from maglevx.ipvs import VARIANTS
+from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, Director, DirectorParams
+from maglevx.tools.sources import load_text, open_input, read_text
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -244,7 +245,7 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
         read_text(args.flows).splitlines(), source=args.flows, limit=args.sample
     )
     out = {}
-    from maglevx.model import parse_address
+    from maglevx.addresses import parse_address
 
     for (proto, daddr, dport), sample in by_dest.items():
         svc = director.service_for(proto, parse_address(daddr, "daddr"), dport)

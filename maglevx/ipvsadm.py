@@ -1,54 +1,43 @@
-"""Reading IPVS configurations: ``ipvsadm -R`` histories and listings.
+"""The ipvsadm command language: ``ipvsadm -R`` lines into commands.
 
-A *history* is text in ``ipvsadm -R`` syntax (one command a line, as
-``ipvsadm -S`` writes them). It is applied top to bottom, each line parsed as
-ipvsadm 1.31 parses it and then applied as the kernel (``ip_vs_ctl.c``)
-applies the resulting request. Extensions: blank lines and lines starting
-with ``#`` are ignored, and a leading ``ipvsadm`` word is allowed.
+Syntax only. A *history* is text in ``ipvsadm -R`` syntax (one command a
+line, as ``ipvsadm -S`` writes them). Each line is parsed as ipvsadm 1.31
+parses it, with ipvsadm's own rewrites (default weight 1, default ``-g``,
+``-g``/``-i`` real servers get the service port, ``-E`` without ``-b``
+clears the scheduler flags, without ``-s`` means ``wlc``), into a
+:class:`Command`: what ipvsadm sends to the kernel. How the kernel applies a
+command lives in :mod:`maglevx.model` (``Director.apply_command``).
 
-Where ipvsadm would print an error and the kernel would refuse (adding a
-real server twice, editing one that does not exist, ...), maglevx raises
-MaglevxError naming the file, line and option: a history that does not apply
-cleanly does not describe a director.
-
-A *snapshot* is the output of ``ipvsadm -Ln --nosort``: the kernel's current
-real server lists, head first. (``ipvsadm -Sn`` sorts real servers by address
-and so loses the order the table depends on; ``ipvsadm -S --nosort`` is
-refused by ipvsadm.)
+Extensions: blank lines and lines starting with ``#`` are ignored, a leading
+``ipvsadm`` word is allowed, and ``-Z`` (zero counters) is skipped.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from maglevx.backend import core
+from maglevx.addresses import IPAddress, format_endpoint, parse_number
 from maglevx.errors import MaglevxError
-from maglevx.model import (
+from maglevx.ipvs import (
+    DEFAULT_PERSISTENT_TIMEOUT,
+    MAX_THRESHOLD,
+    MAX_TIMEOUT,
+    MAX_WEIGHT,
+    SCHEDULERS,
     SVC_F_ONEPACKET,
     SVC_F_PERSISTENT,
     SVC_F_SCHED1,
     SVC_F_SCHED2,
     SVC_F_SCHED3,
-    Director,
-    IPAddress,
-    RealServer,
-    VirtualService,
-    format_endpoint,
-    parse_number,
 )
 
-# The schedulers Linux 6.1 ships (net/netfilter/ipvs/ip_vs_*.c).
-SCHEDULERS = (
-    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
-    "sed", "nq", "fo", "ovf", "mh", "twos",
-)  # fmt: skip
 DEFAULT_SCHEDULER = "wlc"  # ipvsadm's DEF_SCHED
-DEFAULT_PERSISTENT_TIMEOUT = 300  # IPVS_SVC_PERSISTENT_TIMEOUT
-MAX_TIMEOUT = 86400 * 31  # ipvsadm's MAX_TIMEOUT
+# A longer line is refused before it is split: shlex is quadratic in the
+# length of a token, and no ipvsadm command needs more.
+MAX_LINE_LENGTH = 65536
 
 _COMMANDS = {
     "-A": "add-service", "--add-service": "add-service",
@@ -118,6 +107,7 @@ class Command:
     scheduler: str | None = None
     flags: int = 0
     persistent: int | None = None
+    netmask: str | None = None  # -M as written; the model checks it
     rs_address: IPAddress | None = None
     rs_port: int = 0
     weight: int = 1
@@ -179,7 +169,8 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     return address, port
 
 
-def _parse_sched_flags(text: str, scheduler: str, field: str) -> int:
+def parse_sched_flags(text: str, scheduler: str, field: str) -> int:
+    """``-b`` flags (``mh-fallback,mh-port``, ``flag-1``, ...) as bits."""
     flags = 0
     for name in text.split(","):
         if name not in _SCHED_FLAGS:
@@ -302,25 +293,27 @@ def parse_command(tokens: list[str]) -> Command:
             cmd.forward = _FORWARD[name]
         elif name == "weight":
             assert value is not None
-            cmd.weight = parse_number(value, 0, 65535, "weight", opt)
+            cmd.weight = parse_number(value, 0, MAX_WEIGHT, "weight", opt)
         elif name == "u-threshold":
             assert value is not None
-            cmd.u_threshold = parse_number(value, 0, 2**31 - 1, "u-threshold", opt)
+            cmd.u_threshold = parse_number(value, 0, MAX_THRESHOLD, "u-threshold", opt)
         elif name == "l-threshold":
             assert value is not None
-            cmd.l_threshold = parse_number(value, 0, 2**31 - 1, "l-threshold", opt)
+            cmd.l_threshold = parse_number(value, 0, MAX_THRESHOLD, "l-threshold", opt)
         elif name == "ipv6":
             if cmd.protocol != "fwmark":
                 raise MaglevxError("-6 used before -f", field=opt)
             cmd.family = 6
         elif name == "ops":
             cmd.flags |= SVC_F_ONEPACKET
-        # netmask, pe, tunnel options, numeric: accepted, no effect on mh
+        elif name == "netmask":
+            cmd.netmask = value
+        # pe, tunnel options, numeric: accepted, no effect on mh
 
     _check_options(cmd, seen)
     if sched_flags is not None:
         cmd.flags &= ~(SVC_F_SCHED1 | SVC_F_SCHED2 | SVC_F_SCHED3)
-        cmd.flags |= _parse_sched_flags(
+        cmd.flags |= parse_sched_flags(
             sched_flags[0], cmd.scheduler or DEFAULT_SCHEDULER, sched_flags[1]
         )
     if cmd.command in ("add-service", "edit-service"):
@@ -388,252 +381,45 @@ def _check_options(cmd: Command, seen: dict[str, str]) -> None:
         raise MaglevxError(f"option {opt} is not allowed with {cmd.command}", field=opt)
 
 
-def apply_command(director: Director, cmd: Command) -> None:
-    """Apply one command as the kernel does (ip_vs_ctl.c)."""
-    if cmd.command == "clear":
-        director.services.clear()
-        return
-    svc = director.find_service(cmd.service_key)
-    if cmd.command == "add-service":
-        if svc is not None:
-            raise MaglevxError(f"service {cmd.service_name} already exists")
-        assert cmd.scheduler is not None
-        svc = VirtualService(
-            protocol=cmd.protocol or "tcp",
-            address=cmd.address,
-            port=cmd.port,
-            fwmark=cmd.fwmark,
-            family=cmd.family,
-            scheduler=cmd.scheduler,
-            flags=cmd.flags,
-            director=director,
-            persistent=cmd.persistent,
-        )
-        svc.rebuild()
-        director.services.append(svc)
-        return
-    if svc is None:
-        raise MaglevxError(f"no such service {cmd.service_name}")
-    if cmd.command == "edit-service":
-        assert cmd.scheduler is not None
-        old = svc.scheduler
-        svc.scheduler = cmd.scheduler
-        if old != cmd.scheduler and not svc.rebuild():
-            svc.scheduler = old
-            raise MaglevxError(
-                f"{svc.name} has {len(svc.real_servers)} real servers, more than "
-                f"the {director.table_size} table slots: the kernel refuses mh"
-            )
-        svc.flags = cmd.flags
-        svc.persistent = cmd.persistent
-        return
-    if cmd.command == "delete-service":
-        director.services.remove(svc)
-        return
+def split_lines(text: str | Iterable[str]) -> Iterable[str]:
+    """The lines of *text*, split where editors, ``wc -l`` and open() do.
 
-    assert cmd.rs_address is not None
-    rs = svc.find(cmd.rs_address, cmd.rs_port)
-    where = f"{format_endpoint(cmd.rs_address, cmd.rs_port)} in {svc.name}"
-    if cmd.command in ("add-server", "edit-server"):
-        if cmd.l_threshold > cmd.u_threshold:
-            raise MaglevxError(
-                "lower threshold is higher than upper threshold", field="-y"
-            )
-    if cmd.command == "add-server":
-        if rs is not None:
-            raise MaglevxError(f"real server {where} already exists")
-        rs = RealServer(
-            address=cmd.rs_address,
-            port=cmd.rs_port,
-            weight=cmd.weight,
-            last_weight=cmd.weight,
-            forward=cmd.forward,
-            u_threshold=cmd.u_threshold,
-            l_threshold=cmd.l_threshold,
-        )
-        svc.real_servers.insert(0, rs)  # list_add_rcu(): the head
-        svc.rebuild()
-        return
-    if rs is None:
-        raise MaglevxError(f"no such real server {where}")
-    if cmd.command == "edit-server":
-        if cmd.weight != 0:
-            rs.last_weight = cmd.weight  # "keep the last_weight with latest non-0"
-        rs.weight = cmd.weight
-        rs.forward = cmd.forward
-        rs.u_threshold = cmd.u_threshold
-        rs.l_threshold = cmd.l_threshold
-        svc.rebuild()
-        return
-    svc.real_servers.remove(rs)  # delete-server
-    svc.rebuild()
-
-
-def _lines(text: str | Iterable[str]) -> Iterable[str]:
+    Only LF, CR LF and CR end a line: str.splitlines() would also split at
+    form feeds, vertical tabs, the file/group/record separators and U+2028,
+    and line numbers would no longer match the file. Every reader of maglevx
+    numbers lines with this function.
+    """
     if isinstance(text, str):
-        # Only \n, \r\n and \r end a line, as for editors, `wc -l` and open():
-        # str.splitlines() would also split at \f, \v, \x1c.. and U+2028,
-        # and error line numbers would no longer match the file.
         return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return text
 
 
-def apply_history(
-    director: Director, text: str | Iterable[str], *, source: str = "<history>"
-) -> Director:
-    """Apply ``ipvsadm -R`` lines to *director*, top to bottom."""
-    for lineno, raw in enumerate(_lines(text), 1):
+def check_line_length(line: str) -> None:
+    """Refuse a line longer than MAX_LINE_LENGTH, naming its length."""
+    if len(line) > MAX_LINE_LENGTH:
+        raise MaglevxError(
+            f"line of {len(line)} characters is longer than {MAX_LINE_LENGTH}; "
+            "not an ipvsadm command"
+        )
+
+
+def iter_history(
+    text: str | Iterable[str], *, source: str = "<history>"
+) -> Iterator[tuple[int, Command]]:
+    """Parse ``ipvsadm -R`` lines: yields (line number, command).
+
+    Errors name *source*, the line and the option.
+    """
+    for lineno, raw in enumerate(split_lines(text), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         try:
-            apply_command(director, parse_command(tokenize(line)))
+            check_line_length(line)
+            tokens = tokenize(line)
+            if tokens and tokens[0] in ("-Z", "--zero"):
+                continue  # zeroes counters: changes nothing a table depends on
+            cmd = parse_command(tokens)
         except MaglevxError as exc:
             raise exc.located(source, lineno) from None
-    return director
-
-
-# re.ASCII: \d must not match other scripts' digits (int("٣") == 3).
-_SVC_RE = re.compile(
-    r"^(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)\s+(?P<sched>\S+)(?P<rest>.*)$",
-    re.ASCII,
-)
-_FWM_RE = re.compile(
-    r"^FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?\s+(?P<sched>\S+)(?P<rest>.*)$",
-    re.ASCII,
-)
-_RS_RE = re.compile(
-    r"^->\s+(?P<addr>\S+)\s+(?P<fwd>Masq|Local|Route|Tunnel|Bypass)\s+"
-    r"(?P<weight>-?\d+)(\s+\d+\s+\d+)?\s*$",
-    re.ASCII,
-)
-_FWD_NAMES = {
-    "Masq": "masq", "Local": "masq", "Route": "route",
-    "Tunnel": "tunnel", "Bypass": "route",
-}  # fmt: skip
-
-
-def apply_snapshot(
-    director: Director, text: str | Iterable[str], *, source: str = "<snapshot>"
-) -> Director:
-    """Load ``ipvsadm -Ln --nosort`` output into *director*.
-
-    Real servers are listed head first, which is the order tables are built
-    in. What a snapshot cannot know:
-
-    - ``last_weight``: taken equal to the weight shown. After an edit to
-      weight 0 the in-tree kernel keeps building from the old non-zero
-      ``last_weight`` (the server keeps its slots), which a listing does not
-      show: for weight-0 servers of ``upstream`` directors, predictions of
-      flows that land on them may differ (a history knows it).
-    - whether a real server is overloaded (thresholds vs live counts).
-    - a table kept from before a failed rebuild (more servers than slots).
-    """
-    svc: VirtualService | None = None
-    for lineno, raw in enumerate(_lines(text), 1):
-        line = raw.strip()
-        try:
-            if (
-                not line
-                or line.startswith("IP Virtual Server")
-                or line.startswith("Prot LocalAddress")
-                or line.startswith("-> RemoteAddress")
-            ):
-                continue
-            if line.startswith("->"):
-                if svc is None:
-                    raise MaglevxError("real server line before any service")
-                _snapshot_server(svc, line)
-                continue
-            svc = _snapshot_service(director, line)
-        except MaglevxError as exc:
-            raise exc.located(source, lineno) from None
-    for s in director.services:
-        s.rebuild()
-    return director
-
-
-def _snapshot_service(director: Director, line: str) -> VirtualService:
-    m = _SVC_RE.match(line)
-    fwm = _FWM_RE.match(line) if m is None else None
-    if m is None and fwm is None:
-        raise MaglevxError(f"not a line of `ipvsadm -Ln --nosort`: {line!r}")
-    if m is not None:
-        protocol = m["proto"].lower()
-        address, port = parse_endpoint(m["addr"], "LocalAddress:Port")
-        port = port or 0
-        fwmark, family, sched, rest = 0, address.version, m["sched"], m["rest"]
-    else:
-        assert fwm is not None
-        protocol, address, port = "fwmark", None, 0
-        fwmark = parse_number(fwm["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
-        family = 6 if fwm["v6"] else 4
-        sched, rest = fwm["sched"], fwm["rest"]
-    if sched not in SCHEDULERS:
-        raise MaglevxError(f"unknown scheduler {sched!r}", field="Scheduler")
-    flags, persistent = 0, None
-    rest = rest.strip()
-    fm = re.match(r"^\((?P<flags>[^)]*)\)\s*", rest)
-    if fm:
-        flags = _parse_sched_flags(fm["flags"], sched, "Flags")
-        rest = rest[fm.end() :]
-    pm = re.match(r"^persistent\s+(?P<t>\d+)\s*", rest, re.ASCII)
-    if pm:
-        flags |= SVC_F_PERSISTENT
-        persistent = parse_number(pm["t"], 0, 0xFFFFFFFF, "timeout", "persistent")
-        rest = rest[pm.end() :]
-    rest = re.sub(r"^mask\s+\S+\s*", "", rest)
-    rest = re.sub(r"^pe\s+\S+\s*", "", rest)
-    if re.match(r"^ops\s*$", rest):
-        flags |= SVC_F_ONEPACKET
-        rest = ""
-    if rest.strip():
-        raise MaglevxError(f"unexpected service attributes {rest.strip()!r}")
-    svc = VirtualService(
-        protocol=protocol,
-        address=address,
-        port=port,
-        fwmark=fwmark,
-        family=family,
-        scheduler=sched,
-        flags=flags,
-        director=director,
-        persistent=persistent,
-    )
-    if director.find_service(svc.key) is not None:
-        raise MaglevxError(f"service {svc.name} listed twice")
-    director.services.append(svc)
-    return svc
-
-
-def _snapshot_server(svc: VirtualService, line: str) -> None:
-    m = _RS_RE.match(line)
-    if m is None:
-        raise MaglevxError(f"not a real server line: {line!r}")
-    address, port = parse_endpoint(m["addr"], "RemoteAddress:Port")
-    if m["weight"].startswith("-"):
-        raise MaglevxError(
-            f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"
-        )
-    weight = parse_number(m["weight"], 0, 65535, "weight", "Weight")
-    if svc.find(address, port or 0) is not None:
-        raise MaglevxError(f"real server {m['addr']} listed twice in {svc.name}")
-    limit = min(svc.director.table_size, core.MAX_DESTS)
-    if svc.scheduler == "mh" and len(svc.real_servers) >= limit:
-        # The kernel refused to rebuild (ip_vs_mh_reassign(): -EINVAL) and kept
-        # a table from before, which a listing does not show: refuse rather
-        # than predict from a table that does not exist.
-        raise MaglevxError(
-            f"{svc.name} lists more than {limit} real servers, the table size: "
-            "the kernel kept an older table a snapshot cannot show "
-            "(use the history, or a larger --table-size)"
-        )
-    svc.real_servers.append(  # listed head first
-        RealServer(
-            address=address,
-            port=port or 0,
-            weight=weight,
-            last_weight=weight,
-            forward=_FWD_NAMES[m["fwd"]],
-        )
-    )
+        yield lineno, cmd

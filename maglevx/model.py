@@ -1,152 +1,157 @@
-"""A model of an IPVS director: virtual services, real servers, Maglev tables.
+"""A model of an IPVS director: the kernel's rules, in one place.
 
-The model keeps exactly the state ``ip_vs_mh`` depends on:
+The model keeps exactly the state the kernel's decision depends on and
+applies changes as ``ip_vs_ctl.c`` does:
 
-- each virtual service's real servers in the kernel's list order (a new or
-  re-added real server goes to the HEAD of the list; tables are built head
-  first);
-- each real server's ``weight`` and ``last_weight`` as ``ip_vs_ctl.c`` keeps
-  them (``last_weight`` is set on add, and on edit only to a non-zero weight);
-- the service's scheduler flags (``mh-fallback``, ``mh-port``), read per
-  packet, so ``-E`` flag changes take effect without a table rebuild.
+- each virtual service's real servers in the kernel's list order: a new or
+  re-added real server goes to the HEAD of the list (``list_add_rcu()``);
+  tables are built head first;
+- each real server's ``weight`` and ``last_weight``: ``last_weight`` is set
+  on add (even to 0), and on edit only to a non-zero weight;
+- tables are rebuilt on every add, edit and delete of a real server while
+  the service uses ``mh``, and when a service switches to ``mh``; a rebuild
+  with more real servers than slots fails and the old table stays (the old
+  table may then still point at a deleted real server, as the kernel's does);
+- scheduler flags (``mh-fallback``, ``mh-port``) are read per packet, so
+  ``-E`` flag changes take effect without a table rebuild.
 
-Tables are rebuilt, as in the kernel, on every add, edit and delete of a real
-server while the service uses ``mh``, and when a service switches to ``mh``.
-The variant decides which weight a table is built from: ``upstream`` (in-tree
-Linux >= 4.18) uses ``last_weight``; ``backport`` (the out-of-tree module of
+The variant decides which weight a table is built from: ``upstream``
+(in-tree Linux >= 4.18) uses ``last_weight``; ``backport`` (the module of
 ``kmod/``) uses the live ``weight`` and always hashes the client port.
+
+Every change publishes a new immutable :class:`TableSnapshot` per service
+(table, availability and real servers together), swapped atomically: a
+lookup running in another thread sees the table before or after a change,
+never a mix. Edits themselves are serialized by a per-director lock.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
+from maglevx.addresses import (
+    ADDRESS_TYPES,
+    IPAddress,
+    fold,
+    fold_int,
+    format_endpoint,
+    parse_address,
+    parse_int,
+    parse_port,
+)
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
+from maglevx.ipvs import (
+    BYTE_ORDERS,
+    FLAG_FALLBACK,
+    FLAG_PORT,
+    FORWARD_METHODS,
+    MAX_THRESHOLD,
+    MAX_TIMEOUT,
+    MAX_WEIGHT,
+    PROTOCOLS,
+    SCHEDULERS,
+    SVC_F_PERSISTENT,
+    VARIANTS,
+    WORD_SIZES,
+)
+from maglevx.ipvsadm import Command, iter_history, parse_command, tokenize
+from maglevx.listing import parse_listing
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-
-VARIANTS = ("upstream", "backport")
-WORD_SIZES = (64, 32)
 PRIMES: tuple[int, ...] = tuple(core.PRIMES)
 DEFAULT_TABLE_SIZE = 4093
 KERNEL_REFERENCE: str = core.KERNEL_REFERENCE
 
-# include/uapi/linux/ip_vs.h
-SVC_F_PERSISTENT = 0x0001
-SVC_F_ONEPACKET = 0x0004
-SVC_F_SCHED1 = 0x0008  # mh-fallback
-SVC_F_SCHED2 = 0x0010  # mh-port
-SVC_F_SCHED3 = 0x0020
-FLAG_FALLBACK = SVC_F_SCHED1
-FLAG_PORT = SVC_F_SCHED2
+fold_address = fold  # the name of earlier releases
 
-PROTOCOLS = ("tcp", "udp", "sctp")
-FORWARD_METHODS = ("masq", "route", "tunnel")
+ServiceKey = tuple[str, Union[int, IPAddress, None], int]
 
 
-class _Changes:
-    """How many changes the model has seen, to know when caches are stale.
-
-    Every attribute set on a Director, VirtualService or RealServer, and
-    every change to a Director's ``services`` list, counts. Caches of
-    derived state (service resolution, availability arrays) remember the
-    count they were filled at and are refilled once it moves. Reading the
-    count before filling a cache makes a concurrent change win.
-    """
-
-    count = 0
-
-    @classmethod
-    def bump(cls) -> None:
-        cls.count += 1
-
-
-class _ServiceList(list):  # type: ignore[type-arg]
-    """A Director's services: a list that reports its changes."""
-
-    def _changing(name: str) -> Any:  # noqa: N805 - builds methods below
-        method = getattr(list, name)
-
-        def changing(self: list[Any], *args: Any) -> Any:
-            _Changes.bump()
-            return method(self, *args)
-
-        changing.__name__ = name
-        return changing
-
-    for _name in (
-        "append", "extend", "insert", "remove", "pop", "clear", "sort",
-        "reverse", "__setitem__", "__delitem__", "__iadd__", "__imul__",
-    ):  # fmt: skip
-        locals()[_name] = _changing(_name)
-    del _name, _changing
-
-
-def check_params(variant: str, word_size: int, table_size: int) -> None:
-    """Raise MaglevxError unless the three director parameters are valid."""
+def check_params(
+    variant: str, word_size: int, table_size: int, byte_order: str = "little"
+) -> None:
+    """Raise MaglevxError unless the director parameters are valid."""
     if variant not in VARIANTS:
         raise MaglevxError(
             f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}",
             field="variant",
         )
-    if word_size not in WORD_SIZES:
+    if type(word_size) is not int or word_size not in WORD_SIZES:
         raise MaglevxError(
             f"word size {word_size!r} is not 64 or 32", field="word_size"
         )
-    if table_size not in PRIMES:
+    if type(table_size) is not int or table_size not in PRIMES:
         raise MaglevxError(
             f"table size {table_size!r} is not one of the kernel's primes "
             f"({', '.join(map(str, PRIMES))})",
             field="table_size",
         )
+    if byte_order not in BYTE_ORDERS:
+        raise MaglevxError(
+            f"byte order {byte_order!r} is not little or big", field="byte_order"
+        )
+    if byte_order == "big":
+        raise MaglevxError(
+            "big-endian directors are not modelled yet", field="byte_order"
+        )
 
 
-def fold_address(address: IPAddress) -> int:
-    """The 32-bit value ``ip_vs_mh_hashkey()`` hashes for *address*.
-
-    IPv4: the address as a number. IPv6: the XOR of its four 32-bit words.
-    """
-    n = int(address)
-    if address.version == 4:
-        return n
-    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
+# -- real servers -------------------------------------------------------------
 
 
-def format_endpoint(address: IPAddress, port: int) -> str:
-    """``addr:port`` or ``[addr]:port`` as ipvsadm prints it."""
-    if address.version == 6:
-        return f"[{address}]:{port}"
-    return f"{address}:{port}"
-
-
-@dataclass(eq=False)
+@dataclass(frozen=True)
 class RealServer:
     """A real server (``struct ip_vs_dest``) of one virtual service.
 
-    ``port`` is the port the kernel stores: for ``-g`` and ``-i`` real servers
-    of a non-fwmark service, ipvsadm replaces it with the service port.
+    Immutable: an edit replaces it. ``port`` is the port the kernel stores
+    (for ``-g``/``-i`` real servers ipvsadm sends the service port).
     ``overloaded`` stands for IP_VS_DEST_F_OVERLOAD, which depends on live
-    connection counts and thresholds; the model cannot know it and assumes
-    False unless told.
+    connection counts and thresholds; the model assumes False unless told.
+    ``last_weight`` defaults to ``weight``.
     """
 
     address: IPAddress
     port: int
-    weight: int
-    last_weight: int
+    weight: int = 1
+    last_weight: int = -1
     forward: str = "route"
     u_threshold: int = 0
     l_threshold: int = 0
     overloaded: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "address", parse_address(self.address, "address"))
+        set_(self, "port", parse_port(self.port, "port"))
+        set_(self, "weight", parse_int(self.weight, 0, MAX_WEIGHT, "weight", "weight"))
+        if isinstance(self.last_weight, int) and self.last_weight == -1:
+            set_(self, "last_weight", self.weight)
+        set_(
+            self,
+            "last_weight",
+            parse_int(self.last_weight, 0, MAX_WEIGHT, "last_weight", "last_weight"),
+        )
+        if self.forward not in FORWARD_METHODS:
+            raise MaglevxError(
+                f"forwarding method {self.forward!r} is not one of "
+                f"{', '.join(FORWARD_METHODS)}",
+                field="forward",
+            )
+        for name in ("u_threshold", "l_threshold"):
+            value = getattr(self, name)
+            set_(self, name, parse_int(value, 0, MAX_THRESHOLD, name, name))
+        if self.l_threshold > self.u_threshold:
+            raise MaglevxError(
+                "lower threshold is higher than upper threshold", field="l_threshold"
+            )
+        set_(self, "overloaded", bool(self.overloaded))
 
     @property
     def available(self) -> bool:
@@ -161,44 +166,339 @@ class RealServer:
     def __str__(self) -> str:
         return self.endpoint
 
-    def __setattr__(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-        _Changes.bump()
+
+# -- tables -------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class VirtualService:
-    """A virtual service (``struct ip_vs_service``) and its Maglev table.
+@dataclass(frozen=True)
+class TableParams:
+    """What a table depends on besides its real servers."""
 
-    ``protocol`` is ``tcp``, ``udp``, ``sctp`` or ``fwmark``; fwmark services
-    have ``fwmark`` set, ``address`` None and ``port`` 0.
+    table_size: int
+    word_size: int
+
+
+class _Build:
+    """One table build: real servers (list order) and the weights used.
+
+    Making one costs O(1); the weights and the table are computed on first
+    use. A build whose servers and weights equal those of the last build
+    that computed a table shares that table (an upstream drain to weight 0
+    keeps the table and changes only availability).
     """
 
-    protocol: str
+    __slots__ = ("params", "servers", "use_weight", "_weights", "_table", "_reuse")
+
+    def __init__(
+        self,
+        params: TableParams,
+        servers: tuple[RealServer, ...],
+        use_weight: bool,
+        previous: _Build | None = None,
+    ) -> None:
+        self.params = params
+        self.servers = servers
+        self.use_weight = use_weight  # backport: weight; upstream: last_weight
+        self._weights: tuple[int, ...] | None = None
+        self._table: npt.NDArray[np.uint16] | None = None
+        # (params, endpoints, weights, table) of the last computed table
+        self._reuse: tuple[Any, ...] | None = None
+        if previous is not None:
+            t = previous._table
+            self._reuse = (
+                (previous.params, _endpoints(previous.servers), previous.weights, t)
+                if t is not None
+                else previous._reuse
+            )
+
+    @property
+    def weights(self) -> tuple[int, ...]:
+        """The table weight of each server."""
+        w = self._weights
+        if w is None:
+            if self.use_weight:
+                w = tuple(rs.weight for rs in self.servers)
+            else:
+                w = tuple(rs.last_weight for rs in self.servers)
+            self._weights = w
+        return w
+
+    @property
+    def table(self) -> npt.NDArray[np.uint16]:
+        """The table (read-only), computed once."""
+        t = self._table
+        if t is not None:
+            return t
+        reuse = self._reuse
+        if (
+            reuse is not None
+            and reuse[0] == self.params
+            and reuse[2] == self.weights
+            and reuse[1] == _endpoints(self.servers)
+        ):
+            t = reuse[3]
+        else:
+            t = core.build_table(
+                self.params.table_size,
+                self.params.word_size,
+                np.array([fold(rs.address) for rs in self.servers], np.uint32),
+                np.array([rs.port for rs in self.servers], np.uint32),
+                np.array(self.weights, np.uint32),
+            )
+        self._table = t  # a racing build computes the same table
+        self._reuse = None
+        return t
+
+
+def _endpoints(servers: tuple[RealServer, ...]) -> list[tuple[IPAddress, int]]:
+    return [(rs.address, rs.port) for rs in servers]
+
+
+class TableSnapshot:
+    """One service's table as the kernel has it at one moment: immutable.
+
+    ``servers[i]`` is the real server table entry ``i`` points at (as it is
+    now: a server deleted while a rebuild failed is still there, as in the
+    kernel); ``avail[i]`` whether it is available; ``table`` holds, per
+    slot, an index into ``servers`` or 0xFFFF for an empty slot.
+    """
+
+    __slots__ = ("build", "servers", "avail", "fallback", "hashes_port", "_sched")
+
+    def __init__(
+        self,
+        build: _Build,
+        servers: tuple[RealServer, ...],
+        fallback: bool,
+        hashes_port: bool,
+    ) -> None:
+        self.build = build
+        self.servers = servers
+        avail = np.array([rs.available for rs in servers], np.uint8)
+        avail.flags.writeable = False
+        self.avail = avail
+        self.fallback = fallback
+        self.hashes_port = hashes_port
+        self._sched: Any = None
+
+    @property
+    def table(self) -> npt.NDArray[np.uint16]:
+        """The table (read-only): per slot an index into ``servers``."""
+        return self.build.table
+
+    @property
+    def weights(self) -> tuple[int, ...]:
+        """The weights the table was built from, per entry of ``servers``."""
+        return self.build.weights
+
+    @property
+    def table_size(self) -> int:
+        """M."""
+        return self.build.params.table_size
+
+    @property
+    def scheduler(self) -> Any:
+        """The core's Scheduler over this table (built once)."""
+        s = self._sched
+        if s is None:
+            p = self.build.params
+            s = core.Scheduler(
+                p.table_size, p.word_size, self.table, self.avail, self.fallback
+            )
+            self._sched = s
+        return s
+
+    def hashed_port(self, protocol: str, sport: int) -> int:
+        """The port that enters the hash for a flow of *protocol*."""
+        return sport if self.hashes_port and protocol in PROTOCOLS else 0
+
+    def lookup(self, fold_value: int, port: int) -> RealServer | None:
+        """The real server for a folded client address and hashed port."""
+        idx = self.scheduler.lookup(fold_value, port)
+        return None if idx == core.NONE else self.servers[idx]
+
+    def trace(self, fold_value: int, port: int) -> list[tuple[int, int]]:
+        """The (slot, entry) probes of a lookup, in order (see core)."""
+        return list(self.scheduler.trace(fold_value, port))
+
+    def quantize(self) -> tuple[int, int, list[int]]:
+        """(gcd, rshift, turns per server) of the weights the table used."""
+        g, shift, turns = core.quantize(self.table_size, self.weights)
+        return int(g), int(shift), [int(t) for t in turns]
+
+    def lookup_many(
+        self,
+        saddrs: Any,
+        sports: Any = None,
+        protocol: str = "tcp",
+        *,
+        family: int,
+        threads: int = 1,
+        out: Any = None,
+    ) -> npt.NDArray[np.int32]:
+        """Bulk lookup: per flow, an index into ``servers`` or -1.
+
+        See :meth:`VirtualService.lookup_many` for the arguments.
+        """
+        if type(threads) is not int or threads < 1:
+            raise MaglevxError(
+                f"threads {threads!r} is not a positive integer", field="threads"
+            )
+        proto = _bulk_protocol(protocol)
+        addrs = bulk_addresses(saddrs, family)
+        n = addrs.shape[0]
+        ports = None
+        if self.hashes_port and proto in PROTOCOLS:
+            if sports is None:
+                raise MaglevxError(
+                    "this service hashes client ports: give sports", field="sports"
+                )
+            ports = bulk_ports(sports, n)
+        elif sports is not None:
+            bulk_ports(sports, n)  # still checked
+        result = _bulk_out(out, n)
+        sched = self.scheduler
+        run = sched.lookup_many if family == 4 else sched.lookup_many6
+        if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
+            run(addrs, ports, result)
+            return result.view(np.int32)
+        bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
+        bounds = bounds.astype(np.intp)
+
+        def part(i: int) -> None:
+            lo, hi = bounds[i], bounds[i + 1]
+            run(addrs[lo:hi], None if ports is None else ports[lo:hi], result[lo:hi])
+
+        pending = [
+            _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
+        ]
+        part(0)
+        for f in pending:
+            f.result()
+        return result.view(np.int32)
+
+
+# Below this many flows per thread, starting the thread costs more than it saves.
+_MIN_FLOWS_PER_THREAD = 65536
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of at least *workers* threads for bulk lookups."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            old, _POOL = _POOL, ThreadPoolExecutor(workers, "maglevx")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def _bulk_protocol(protocol: object) -> str:
+    if not isinstance(protocol, str) or protocol.strip().lower() not in PROTOCOLS:
+        raise MaglevxError(
+            f"unknown protocol {protocol!r}; expected tcp, udp or sctp",
+            field="protocol",
+        )
+    return protocol.strip().lower()
+
+
+def _integers(a: npt.NDArray[Any], hi: int, what: str) -> npt.NDArray[Any]:
+    """*a* checked to hold integers in 0..hi (no floats, bools or NaN)."""
+    if a.dtype.kind not in "iu":
+        raise MaglevxError(f"expected integers, got an array of {a.dtype}", field=what)
+    if a.size and (int(a.min()) < 0 or int(a.max()) > hi):
+        bad = a[(a < 0) | (a > hi)].flat[0]
+        raise MaglevxError(f"{int(bad)} is outside 0..{hi}", field=what)
+    return a
+
+
+def bulk_addresses(saddrs: Any, family: int) -> npt.NDArray[Any]:
+    """Client addresses as the core's bulk lookups take them, checked.
+
+    IPv4: integers 0..2^32-1 (shape ``(n,)``); IPv6: four 32-bit words
+    most significant first (shape ``(n, 4)``) or 16 bytes (``(n, 16)``,
+    uint8). Either family: a sequence of address strings (parsed in C).
+    """
+    if isinstance(saddrs, (str, bytes)):
+        raise MaglevxError("expected many addresses, got one", field="saddrs")
+    a = np.asarray(saddrs) if not isinstance(saddrs, list) else None
+    if a is None or a.dtype.kind in "OUS":
+        texts = saddrs if isinstance(saddrs, list) else a.tolist()  # type: ignore[union-attr]
+        if isinstance(texts, list) and texts and not isinstance(texts[0], str):
+            a = np.asarray(texts)
+        else:
+            parsed, bad = core.parse_addresses(family, texts)
+            if bad >= 0:
+                raise MaglevxError(
+                    f"element {bad}: {texts[bad]!r} is not an IPv{family} address",
+                    field="saddrs",
+                )
+            return parsed
+    if family == 4:
+        if a.ndim != 1:
+            raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
+        return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "saddrs"), np.uint32)
+    if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.ndim != 2 or a.shape[1] not in (4, 16):
+        raise MaglevxError(
+            "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
+            field="saddrs",
+        )
+    if a.shape[1] == 16:
+        return np.ascontiguousarray(_integers(a, 0xFF, "saddrs"), np.uint8)
+    return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "saddrs"), np.uint32)
+
+
+def bulk_ports(sports: Any, n: int) -> npt.NDArray[np.uint16]:
+    """Client ports 0..65535, one per flow, checked."""
+    a = np.asarray(sports)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise MaglevxError(
+            f"expected {n} ports in a 1-d array, got shape {a.shape}", field="sports"
+        )
+    return np.ascontiguousarray(_integers(a, 65535, "sports"), np.uint16)
+
+
+def _bulk_out(out: Any, n: int) -> npt.NDArray[np.uint32]:
+    if out is None:
+        return np.empty(n, np.uint32)
+    if (
+        not isinstance(out, np.ndarray)
+        or out.dtype not in (np.int32, np.uint32)
+        or out.shape != (n,)
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise MaglevxError(
+            f"out must be a writable C-contiguous int32 array of {n} elements",
+            field="out",
+        )
+    return out.view(np.uint32)
+
+
+# -- virtual services ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A virtual service's own settings (``struct ip_vs_service``)."""
+
+    protocol: str  # tcp, udp, sctp or fwmark
     address: IPAddress | None
     port: int
     fwmark: int
     family: int
     scheduler: str
     flags: int
-    director: Director
     persistent: int | None = None
-    real_servers: list[RealServer] = field(default_factory=list)
-    # (real servers, table weights) the current table was built from
-    _built: tuple[tuple[RealServer, ...], tuple[int, ...]] = ((), ())
-    _table: npt.NDArray[np.uint16] | None = None
-    # (_Changes.count, what lookups need), see _lookup_state()
-    _state: tuple[int, _LookupState | None] = (-1, None)
+    netmask: str | None = None
 
-    def __setattr__(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-        if name not in ("_table", "_state"):  # caches, not state
-            _Changes.bump()
-
-    # -- identity --------------------------------------------------------
     @property
-    def key(self) -> tuple[str, int | IPAddress | None, int]:
-        """What identifies the service: (protocol, address, port) or fwmark."""
+    def key(self) -> ServiceKey:
+        """(protocol, address, port), or ("fwmark", mark, family)."""
         if self.protocol == "fwmark":
             return ("fwmark", self.fwmark, self.family)
         return (self.protocol, self.address, self.port)
@@ -211,258 +511,359 @@ class VirtualService:
         assert self.address is not None
         return f"{self.protocol.upper()} {format_endpoint(self.address, self.port)}"
 
+
+class VirtualService:
+    """A virtual service (``struct ip_vs_service``), its real servers and table.
+
+    Created and removed through its :class:`Director`; its real servers are
+    changed with :meth:`add_server`, :meth:`edit_server` and
+    :meth:`remove_server`, which rebuild the table as the kernel does.
+    """
+
+    def __init__(self, director: Director, config: ServiceConfig) -> None:
+        self._director = director
+        self._config = config
+        self._servers: tuple[RealServer, ...] = ()
+        self._index: dict[tuple[IPAddress, int], RealServer] = {}
+        self._build = _Build(director._table_params, (), director._use_weight)
+        self._snapshot: TableSnapshot | None = None
+
+    # -- identity and settings ---------------------------------------------
+    director = property(lambda self: self._director, doc="The owning director.")
+    config = property(lambda self: self._config, doc="The service's settings.")
+    protocol = property(lambda self: self._config.protocol, doc="tcp/udp/sctp/fwmark.")
+    address = property(lambda self: self._config.address, doc="Virtual address.")
+    port = property(lambda self: self._config.port, doc="Virtual port (0: any).")
+    fwmark = property(lambda self: self._config.fwmark, doc="Firewall mark.")
+    family = property(lambda self: self._config.family, doc="4 or 6.")
+    scheduler = property(lambda self: self._config.scheduler, doc="Scheduler name.")
+    flags = property(lambda self: self._config.flags, doc="IP_VS_SVC_F_* flags.")
+    persistent = property(lambda self: self._config.persistent, doc="-p timeout.")
+    netmask = property(lambda self: self._config.netmask, doc="-M as given.")
+    key = property(lambda self: self._config.key, doc="What identifies it.")
+    name = property(lambda self: self._config.name, doc="e.g. TCP 10.0.0.1:80.")
+
     def __str__(self) -> str:
         return self.name
+
+    def __repr__(self) -> str:
+        return (
+            f"<VirtualService {self.name} {self.scheduler} "
+            f"{len(self._servers)} real servers>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VirtualService):
+            return NotImplemented
+        return (
+            self._config == other._config
+            and self._servers == other._servers
+            and self._build.servers == other._build.servers
+            and self._build.weights == other._build.weights
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a service pickles as its director and its key: no cycles
+        return (_service_of, (self._director, self.key))
+
+    def _state(self) -> tuple[Any, ...]:
+        """What the service is, without caches (see Director.__getstate__)."""
+        return (self._config, self._servers, self._build.servers)
+
+    @classmethod
+    def _restore(cls, director: Director, state: tuple[Any, ...]) -> VirtualService:
+        config, servers, built = state
+        svc = cls(director, config)
+        svc._servers = servers
+        svc._index = {(rs.address, rs.port): rs for rs in servers}
+        svc._build = _Build(director._table_params, built, director._use_weight)
+        return svc
 
     @property
     def fallback(self) -> bool:
         """Whether lookups fall back (upstream ``mh-fallback``)."""
-        return self.director.variant == "upstream" and bool(self.flags & FLAG_FALLBACK)
+        return self._director.variant == "upstream" and bool(self.flags & FLAG_FALLBACK)
 
     @property
     def hashes_port(self) -> bool:
         """Whether the client port is hashed for TCP/UDP/SCTP flows."""
-        if self.director.variant == "backport":
-            return self.director.backport_hash_port
+        d = self._director
+        if d.variant == "backport":
+            return d.backport_hash_port
         return bool(self.flags & FLAG_PORT)
 
-    # -- real servers ----------------------------------------------------
+    # -- real servers ------------------------------------------------------
+    @property
+    def real_servers(self) -> tuple[RealServer, ...]:
+        """The real servers in the kernel's list order, head first."""
+        return self._servers
+
     def find(self, address: IPAddress, port: int) -> RealServer | None:
         """The real server with this address and port, if any."""
-        for rs in self.real_servers:
-            if rs.address == address and rs.port == port:
-                return rs
-        return None
+        return self._index.get((address, port))
 
     def table_weight(self, rs: RealServer) -> int:
         """The weight the variant builds tables from."""
-        if self.director.variant == "backport":
-            return rs.weight
-        return rs.last_weight
+        return rs.weight if self._director.variant == "backport" else rs.last_weight
 
-    def rebuild(self) -> bool:
-        """Rebuild the table as ``ip_vs_mh_dest_changed()`` would.
+    def add_server(
+        self,
+        address: IPAddress | str,
+        port: int,
+        *,
+        weight: int = 1,
+        forward: str = "route",
+        u_threshold: int = 0,
+        l_threshold: int = 0,
+    ) -> RealServer:
+        """``ip_vs_add_dest()``: a new real server at the list head; rebuild."""
+        rs = RealServer(
+            address,  # type: ignore[arg-type]
+            port,
+            weight,
+            weight,  # last_weight is set on add, even to 0
+            forward,
+            u_threshold,
+            l_threshold,
+        )
+        self._check_family(rs)
+        with self._director._lock:
+            if (rs.address, rs.port) in self._index:
+                raise MaglevxError(f"real server {rs} in {self.name} already exists")
+            self._servers = (rs, *self._servers)  # list_add_rcu(): the head
+            self._index[(rs.address, rs.port)] = rs
+            self._changed()
+        return rs
 
-        Returns False, keeping the old table, when there are more real
-        servers than slots (the kernel's -EINVAL).
+    def edit_server(
+        self,
+        address: IPAddress | str,
+        port: int,
+        *,
+        weight: int = 1,
+        forward: str = "route",
+        u_threshold: int = 0,
+        l_threshold: int = 0,
+    ) -> RealServer:
+        """``ip_vs_edit_dest()``: new weight, method and thresholds; rebuild.
+
+        ``last_weight`` follows only a non-zero weight ("keep the
+        last_weight with latest non-0 weight"), so an upstream table keeps a
+        drained server's slots.
         """
-        if self.scheduler != "mh":
-            return True
-        if len(self.real_servers) > min(self.director.table_size, core.MAX_DESTS):
+        address = parse_address(address, "address")
+        with self._director._lock:
+            old = self._index.get((address, port))
+            if old is None:
+                raise MaglevxError(
+                    f"no such real server {format_endpoint(address, port)} "
+                    f"in {self.name}"
+                )
+            rs = RealServer(
+                address,
+                port,
+                weight,
+                weight if weight != 0 else old.last_weight,
+                forward,
+                u_threshold,
+                l_threshold,
+                old.overloaded,
+            )
+            self._replace(old, rs)
+        return rs
+
+    def set_overloaded(
+        self, address: IPAddress | str, port: int, overloaded: bool = True
+    ) -> RealServer:
+        """Mark a real server overloaded (IP_VS_DEST_F_OVERLOAD) or not.
+
+        The kernel sets this flag from live connection counts and the
+        thresholds; it changes availability only, never the table.
+        """
+        address = parse_address(address, "address")
+        with self._director._lock:
+            old = self._index.get((address, port))
+            if old is None:
+                raise MaglevxError(
+                    f"no such real server {format_endpoint(address, port)} "
+                    f"in {self.name}"
+                )
+            rs = replace(old, overloaded=bool(overloaded))
+            self._servers = tuple(rs if s is old else s for s in self._servers)
+            self._index[(address, port)] = rs
+            self._snapshot = None
+        return rs
+
+    def remove_server(self, address: IPAddress | str, port: int) -> None:
+        """``ip_vs_del_dest()``: unlink the real server; rebuild."""
+        address = parse_address(address, "address")
+        with self._director._lock:
+            old = self._index.pop((address, port), None)
+            if old is None:
+                raise MaglevxError(
+                    f"no such real server {format_endpoint(address, port)} "
+                    f"in {self.name}"
+                )
+            self._servers = tuple(s for s in self._servers if s is not old)
+            self._changed()
+
+    def _replace(self, old: RealServer, new: RealServer) -> None:
+        self._servers = tuple(new if s is old else s for s in self._servers)
+        self._index[(new.address, new.port)] = new
+        self._changed()
+
+    def _check_family(self, rs: RealServer) -> None:
+        if rs.address.version != self.family:
+            raise MaglevxError(
+                f"real server {rs.address} is not IPv{self.family} like the "
+                "service (mixed-family tunnel servers are not modelled)",
+                field="address",
+            )
+
+    # -- tables ------------------------------------------------------------
+    def _changed(self) -> None:
+        """``ip_vs_mh_dest_changed()``: rebuild if mh; a new snapshot is due."""
+        if self.scheduler == "mh":
+            self._rebuild()
+        self._snapshot = None
+
+    def _rebuild(self) -> bool:
+        """``ip_vs_mh_reassign()``; False (old table kept) above M servers."""
+        d = self._director
+        if len(self._servers) > min(d.table_size, core.MAX_DESTS):
             return False
-        servers = tuple(self.real_servers)
-        self._built = (servers, tuple(self.table_weight(rs) for rs in servers))
-        self._table = None
+        self._build = _Build(
+            d._table_params, self._servers, d._use_weight, previous=self._build
+        )
         return True
 
     @property
-    def table_servers(self) -> tuple[RealServer, ...]:
-        """The real servers the table was built from, list head first.
+    def snapshot(self) -> TableSnapshot:
+        """The current table, availability and real servers, together.
 
-        Table entries index this tuple.
+        Made on first use after a change, under the director's lock, so it
+        always shows the state between two whole edits.
         """
-        return self._built[0]
+        snap = self._snapshot
+        if snap is None:
+            with self._director._lock:
+                snap = self._snapshot
+                if snap is None:
+                    b = self._build
+                    # entries point at the servers as they are now; one deleted
+                    # while a rebuild failed keeps its last state (the trash)
+                    index = self._index
+                    servers = tuple(
+                        index.get((rs.address, rs.port), rs) for rs in b.servers
+                    )
+                    snap = TableSnapshot(b, servers, self.fallback, self.hashes_port)
+                    self._snapshot = snap
+        return snap
+
+    @property
+    def table(self) -> npt.NDArray[np.uint16]:
+        """The lookup table (read-only): per slot an index into table_servers.
+
+        Empty slots hold 0xFFFF.
+        """
+        return self.snapshot.table
+
+    @property
+    def table_servers(self) -> tuple[RealServer, ...]:
+        """The real servers the table entries point at (list head first)."""
+        return self.snapshot.servers
 
     @property
     def table_weights(self) -> tuple[int, ...]:
         """The weights the current table was built from, per table server."""
-        return self._built[1]
-
-    @property
-    def table(self) -> npt.NDArray[np.uint16]:
-        """The lookup table: per slot, an index into ``table_servers``.
-
-        Empty slots hold 0xFFFF. Computed on first use after a change.
-        """
-        if self._table is None:
-            servers, weights = self._built
-            d = self.director
-            self._table = core.build_table(
-                d.table_size,
-                d.word_size,
-                np.array([fold_address(rs.address) for rs in servers], np.uint32),
-                np.array([rs.port for rs in servers], np.uint32),
-                np.array(weights, np.uint32),
-            )
-        return self._table
+        return self.snapshot.weights
 
     def availability(self) -> npt.NDArray[np.uint8]:
-        """Per table server, 1 when it is available (live weight > 0)."""
-        return np.array([rs.available for rs in self.table_servers], np.uint8)
+        """Per table server, 1 when it is available (read-only)."""
+        return self.snapshot.avail
 
-    def _lookup_state(self) -> _LookupState:
-        """What a lookup needs, computed once per change to the model."""
-        count = _Changes.count
-        seen, state = self._state
-        if seen != count or state is None:
-            d = self.director
-            avail = self.availability()
-            avail.flags.writeable = False  # shared by every lookup until a change
-            args = (d.table_size, d.word_size, self.table, avail, self.fallback)
-            state = _LookupState(*args, self.table_servers, core.Scheduler(*args))
-            self._state = (count, state)
-        return state
-
-    # -- scheduling ------------------------------------------------------
-    def hashed_port(self, protocol: str, sport: int) -> int:
-        """The port that enters the hash for a flow of *protocol*."""
-        if protocol in PROTOCOLS and self.hashes_port:
-            return sport
-        return 0
-
-    def schedule(
-        self, saddr: IPAddress, sport: int, protocol: str
-    ) -> RealServer | None:
-        """The real server the kernel picks for a new flow, or None."""
-        self._require_mh()
-        if saddr.version != self.family:
-            raise MaglevxError(
-                f"client address {saddr} is not IPv{self.family} like {self.name}",
-                field="saddr",
-            )
-        st = self._lookup_state()
-        idx = st.scheduler.lookup(
-            fold_address(saddr), self.hashed_port(protocol, sport)
-        )
-        return None if idx == core.NONE else st.servers[idx]
-
-    def lookup_many(
-        self,
-        saddrs: npt.ArrayLike,
-        sports: npt.ArrayLike | None = None,
-        protocol: str = "tcp",
-        *,
-        threads: int = 1,
-    ) -> npt.NDArray[np.int32]:
-        """Schedule many flows at once; releases the GIL in the C core.
-
-        *saddrs*: IPv4 addresses as integers (shape ``(n,)``), or IPv6
-        addresses as four 32-bit words, most significant first (shape
-        ``(n, 4)``), or as 16 bytes each (shape ``(n, 16)``, uint8).
-        *sports*: client ports (ignored unless the port is hashed).
-        *threads*: split the flows over this many threads (the calling
-        thread is one of them); results do not depend on it.
-
-        Returns, per flow, the index into ``table_servers`` or -1 for no
-        destination.
-        """
-        self._require_mh()
-        if type(threads) is not int or threads < 1:
-            raise MaglevxError(f"threads {threads!r} is not a positive integer")
-        addrs = _address_array(saddrs, self.family)
-        n = addrs.shape[0]
-        if sports is None or protocol not in PROTOCOLS or not self.hashes_port:
-            ports = None
-        else:
-            ports = np.ascontiguousarray(sports, dtype=np.uint16)
-            if ports.shape != (n,):
-                raise MaglevxError(
-                    f"{ports.shape[0]} ports for {n} addresses", field="sports"
-                )
-        st = self._lookup_state()
-        run = (
-            st.scheduler.lookup_many if self.family == 4 else st.scheduler.lookup_many6
-        )
-        if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
-            return run(addrs, ports).view(np.int32)
-        out = np.empty(n, np.uint32)
-        bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
-        bounds = bounds.astype(np.intp)
-
-        def part(i: int) -> None:
-            lo, hi = bounds[i], bounds[i + 1]
-            p = None if ports is None else ports[lo:hi]
-            run(addrs[lo:hi], p, out[lo:hi])
-
-        pending = [
-            _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
-        ]
-        part(0)
-        for f in pending:
-            f.result()
-        return out.view(np.int32)
-
-    def _require_mh(self) -> None:
+    # -- scheduling --------------------------------------------------------
+    def require_mh(self) -> None:
+        """Raise MaglevxError unless the service uses the mh scheduler."""
         if self.scheduler != "mh":
             raise MaglevxError(
                 f"{self.name} uses scheduler {self.scheduler!r}, not mh; "
                 "only mh decisions can be predicted"
             )
 
+    def hashed_port(self, protocol: str, sport: int) -> int:
+        """The port that enters the hash for a flow of *protocol*."""
+        return sport if self.hashes_port and protocol in PROTOCOLS else 0
+
+    def schedule(
+        self, saddr: IPAddress | str, sport: int, protocol: str
+    ) -> RealServer | None:
+        """The real server the mh scheduler picks for a new flow, or None."""
+        self.require_mh()
+        sa = parse_address(saddr, "saddr")
+        if sa.version != self.family:
+            raise MaglevxError(
+                f"client address {sa} is not IPv{self.family} like {self.name}",
+                field="saddr",
+            )
+        snap = self.snapshot
+        port = snap.hashed_port(_bulk_protocol(protocol), parse_port(sport, "sport"))
+        return snap.lookup(fold(sa), port)
+
+    def lookup_many(
+        self,
+        saddrs: Any,
+        sports: Any = None,
+        protocol: str = "tcp",
+        *,
+        threads: int = 1,
+        out: Any = None,
+    ) -> npt.NDArray[np.int32]:
+        """Schedule many flows at once; releases the GIL in the C core.
+
+        *saddrs*: IPv4 addresses as integers (shape ``(n,)``), IPv6
+        addresses as four 32-bit words most significant first (``(n, 4)``)
+        or 16 bytes each (``(n, 16)``, uint8), or a list of address strings.
+        *sports*: client ports, required when the service hashes them.
+        *protocol*: tcp, udp or sctp (any case). *threads*: split the flows
+        over this many threads. *out*: an int32 array of n elements to
+        write into (returned), so a stream of batches allocates nothing.
+
+        Returns, per flow, an index into ``snapshot.servers`` or -1 for no
+        destination. To pair indices with servers across concurrent edits,
+        take ``snap = svc.snapshot`` once and call ``snap.lookup_many``.
+        """
+        self.require_mh()
+        return self.snapshot.lookup_many(
+            saddrs, sports, protocol, family=self.family, threads=threads, out=out
+        )
+
+
+# -- the director -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
-class _LookupState:
-    """A service's table and availability as the C core takes them."""
+class DirectorParams:
+    """How a director builds tables and schedules: fixed for its lifetime."""
 
-    m: int
-    word_size: int
-    table: npt.NDArray[np.uint16]
-    avail: npt.NDArray[np.uint8]
-    fallback: bool
-    servers: tuple[RealServer, ...]
-    scheduler: Any  # core.Scheduler over the above
+    variant: str = "upstream"
+    word_size: int = 64
+    table_size: int = DEFAULT_TABLE_SIZE
+    byte_order: str = "little"
+    backport_hash_port: bool = True
+    expire_quiescent_template: bool = False
 
+    def __post_init__(self) -> None:
+        check_params(self.variant, self.word_size, self.table_size, self.byte_order)
 
-# Below this many flows per thread, starting the thread costs more than it saves.
-_MIN_FLOWS_PER_THREAD = 65536
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of at least *workers* threads for lookup_many()."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
-            old, _POOL = _POOL, ThreadPoolExecutor(workers, "maglevx")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL
-
-
-def _address_array(saddrs: npt.ArrayLike, family: int) -> npt.NDArray[Any]:
-    """Client addresses as the C core takes them (see lookup_many).
-
-    IPv4: uint32 per address; IPv6: (n, 4) uint32 words or (n, 16) bytes,
-    folded by the core. Same checks and messages as fold_array().
-    """
-    a = np.asarray(saddrs)
-    if family == 4:
-        if a.ndim != 1:
-            raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
-        return np.ascontiguousarray(a, dtype=np.uint32)
-    if a.ndim == 2 and a.shape[1] == 16:
-        return np.ascontiguousarray(a, dtype=np.uint8)
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise MaglevxError(
-            "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
-            field="saddrs",
-        )
-    return np.ascontiguousarray(a, dtype=np.uint32)
-
-
-def fold_array(saddrs: npt.ArrayLike, family: int) -> npt.NDArray[np.uint32]:
-    """Folded client addresses for an array of addresses (see lookup_many)."""
-    a = np.asarray(saddrs)
-    if family == 4:
-        if a.ndim != 1:
-            raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
-        return np.ascontiguousarray(a, dtype=np.uint32)
-    if a.ndim == 2 and a.shape[1] == 16:
-        a = a.astype(np.uint8).reshape(-1, 4, 4)
-        a = (
-            a[:, :, 0].astype(np.uint32) << 24
-            | a[:, :, 1].astype(np.uint32) << 16
-            | a[:, :, 2].astype(np.uint32) << 8
-            | a[:, :, 3].astype(np.uint32)
-        )
-    if a.ndim != 2 or a.shape[1] != 4:
-        raise MaglevxError(
-            "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
-            field="saddrs",
-        )
-    a = a.astype(np.uint32)
-    return np.ascontiguousarray(a[:, 0] ^ a[:, 1] ^ a[:, 2] ^ a[:, 3])
+    def describe(self) -> str:
+        """E.g. ``upstream, 64-bit, M=4093``."""
+        s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
+        if self.variant == "backport" and not self.backport_hash_port:
+            s += ", hash_port=0"
+        return s
 
 
 class Director:
@@ -473,6 +874,7 @@ class Director:
     *table_size*: the table size M, one of the kernel's primes.
     *backport_hash_port*: for ``backport`` only: the module's ``hash_port``
     parameter (default True: client ports are always hashed).
+    *expire_quiescent_template*: the sysctl of that name.
     """
 
     def __init__(
@@ -481,46 +883,122 @@ class Director:
         word_size: int = 64,
         table_size: int = DEFAULT_TABLE_SIZE,
         *,
+        byte_order: str = "little",
         backport_hash_port: bool = True,
+        expire_quiescent_template: bool = False,
     ) -> None:
-        check_params(variant, word_size, table_size)
-        self.variant = variant
-        self.word_size = word_size
-        self.table_size = table_size
-        self.backport_hash_port = backport_hash_port
-        self.services: list[VirtualService] = _ServiceList()
-        # lookup(): (proto, daddr, dport, fwmark) as given -> _Route
-        self._routes: dict[tuple[object, ...], _Route | None] = {}
-        self._routes_seen = -1
-
-    def __setattr__(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
-        if name not in ("_routes", "_routes_seen"):  # caches, not state
-            _Changes.bump()
-
-    def __repr__(self) -> str:
-        return (
-            f"Director(variant={self.variant!r}, word_size={self.word_size}, "
-            f"table_size={self.table_size}, services={len(self.services)})"
+        self._init(
+            DirectorParams(
+                variant,
+                word_size,
+                table_size,
+                byte_order,
+                bool(backport_hash_port),
+                bool(expire_quiescent_template),
+            )
         )
 
+    @classmethod
+    def from_params(cls, params: DirectorParams) -> Director:
+        """An empty director with these parameters."""
+        if not isinstance(params, DirectorParams):
+            raise MaglevxError(f"expected DirectorParams, got {params!r}")
+        d = cls.__new__(cls)
+        d._init(params)
+        return d
+
+    def _init(self, params: DirectorParams) -> None:
+        self._params = params
+        self._table_params = TableParams(params.table_size, params.word_size)
+        self._use_weight = params.variant == "backport"
+        self._services: dict[ServiceKey, VirtualService] = {}
+        self._lock = threading.RLock()
+        self._routes: dict[tuple[object, ...], VirtualService | None] = {}
+
+    params = property(lambda self: self._params, doc="The DirectorParams.")
+    variant = property(lambda self: self._params.variant, doc="upstream/backport.")
+    word_size = property(lambda self: self._params.word_size, doc="64 or 32.")
+    table_size = property(lambda self: self._params.table_size, doc="M.")
+    byte_order = property(lambda self: self._params.byte_order, doc="little/big.")
+    backport_hash_port = property(
+        lambda self: self._params.backport_hash_port, doc="kmod's hash_port."
+    )
+    expire_quiescent_template = property(
+        lambda self: self._params.expire_quiescent_template,
+        doc="sysctl expire_quiescent_template.",
+    )
+
+    def __repr__(self) -> str:
+        p = self._params
+        return (
+            f"Director(variant={p.variant!r}, word_size={p.word_size}, "
+            f"table_size={p.table_size}, services={len(self._services)})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Director):
+            return NotImplemented
+        return self._params == other._params and list(self._services.values()) == list(
+            other._services.values()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        states = [svc._state() for svc in self._services.values()]
+        return {"params": self._params, "services": states}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._init(state["params"])
+        for st in state["services"]:
+            svc = VirtualService._restore(self, st)
+            self._services[svc.key] = svc
+
+    def copy(self) -> Director:
+        """An independent copy (tables are shared until either changes)."""
+        new = Director.from_params(self._params)
+        with self._lock:
+            for key, svc in self._services.items():
+                c = VirtualService._restore(new, svc._state())
+                c._build._table = svc._build._table
+                new._services[key] = c
+        return new
+
+    # -- building ------------------------------------------------------------
     @classmethod
     def from_history(
         cls,
         text: str | Iterable[str],
         *,
         source: str = "<history>",
-        variant: str = "upstream",
-        word_size: int = 64,
-        table_size: int = DEFAULT_TABLE_SIZE,
-        backport_hash_port: bool = True,
+        **params: Any,
     ) -> Director:
-        """Build a director by applying ``ipvsadm -R`` lines top to bottom."""
-        from maglevx.ipvsadm import apply_history
+        """Build a director by applying ``ipvsadm -R`` lines top to bottom.
 
-        d = cls(variant, word_size, table_size, backport_hash_port=backport_hash_port)
-        apply_history(d, text, source=source)
+        *params*: the constructor's keyword arguments (variant, word_size,
+        table_size, ...). Errors name *source*, the line and the option.
+        """
+        _check_text(text, "history")
+        d = cls(**params)
+        d.apply_history(text, source=source)
         return d
+
+    def apply_history(
+        self, text: str | Iterable[str], *, source: str = "<history>"
+    ) -> Director:
+        """Apply ``ipvsadm -R`` lines to this director, top to bottom."""
+        for lineno, cmd in iter_history(text, source=source):
+            try:
+                self.apply_command(cmd)
+            except MaglevxError as exc:
+                raise exc.located(source, lineno) from None
+        return self
+
+    def apply(self, line: str) -> None:
+        """Apply one ipvsadm command line (``-A``/``-E``/``-D``/``-C``/``-a``/...)."""
+        if not isinstance(line, str):
+            raise MaglevxError(f"expected an ipvsadm line (str), got {line!r}")
+        self.apply_command(parse_command(tokenize(line)))
 
     @classmethod
     def from_snapshot(
@@ -528,49 +1006,340 @@ class Director:
         text: str | Iterable[str],
         *,
         source: str = "<snapshot>",
-        variant: str = "upstream",
-        word_size: int = 64,
-        table_size: int = DEFAULT_TABLE_SIZE,
-        backport_hash_port: bool = True,
+        **params: Any,
     ) -> Director:
         """Build a director from ``ipvsadm -Ln --nosort`` output.
 
-        See :func:`maglevx.ipvsadm.apply_snapshot` for what a snapshot
-        cannot know.
+        Real servers are listed head first, the order tables are built in.
+        What a listing cannot know: ``last_weight`` (taken equal to the
+        weight shown, so a server drained by an edit to weight 0 is taken
+        to hold no slots, which the in-tree kernel does not do), whether a
+        real server is overloaded, and a table kept from before a failed
+        rebuild (more servers than slots: refused).
         """
-        from maglevx.ipvsadm import apply_snapshot
-
-        d = cls(variant, word_size, table_size, backport_hash_port=backport_hash_port)
-        apply_snapshot(d, text, source=source)
+        _check_text(text, "snapshot")
+        d = cls(**params)
+        for listed in parse_listing(text, source=source):
+            try:
+                d._load_listed(listed)
+            except MaglevxError as exc:
+                raise exc.located(source, exc.line or listed.line) from None
         return d
 
-    # -- services --------------------------------------------------------
-    def find_service(
-        self, key: tuple[str, int | IPAddress | None, int]
-    ) -> VirtualService | None:
-        """The service with this key (see VirtualService.key), if any."""
-        for svc in self.services:
-            if svc.key == key:
-                return svc
-        return None
+    def _load_listed(self, listed: Any) -> None:
+        config = ServiceConfig(
+            listed.protocol,
+            listed.address,
+            listed.port,
+            listed.fwmark,
+            listed.family,
+            listed.scheduler,
+            listed.flags,
+            listed.persistent,
+            listed.netmask,
+        )
+        if config.key in self._services:
+            raise MaglevxError(f"service {config.name} listed twice")
+        svc = VirtualService(self, config)
+        limit = min(self.table_size, core.MAX_DESTS)
+        servers: list[RealServer] = []
+        seen: set[tuple[IPAddress, int]] = set()
+        for ls in listed.servers:
+            if (ls.address, ls.port) in seen:
+                raise MaglevxError(
+                    f"real server {format_endpoint(ls.address, ls.port)} listed "
+                    f"twice in {config.name}",
+                    line=ls.line,
+                )
+            if config.scheduler == "mh" and len(servers) >= limit:
+                # The kernel refused to rebuild and kept a table from before,
+                # which a listing does not show: refuse rather than guess.
+                raise MaglevxError(
+                    f"{config.name} lists more than {limit} real servers, the "
+                    "table size: the kernel kept an older table a snapshot "
+                    "cannot show (use the history, or a larger --table-size)",
+                    line=ls.line,
+                )
+            rs = RealServer(ls.address, ls.port, ls.weight, ls.weight, ls.forward)
+            svc._check_family(rs)
+            seen.add((ls.address, ls.port))
+            servers.append(rs)  # listed head first
+        svc._servers = tuple(servers)
+        svc._index = {(rs.address, rs.port): rs for rs in servers}
+        svc._changed()
+        with self._lock:
+            self._services[config.key] = svc
+            self._routes = {}
 
+    # -- services (ip_vs_ctl.c) ---------------------------------------------
+    @property
+    def services(self) -> tuple[VirtualService, ...]:
+        """The virtual services, in the order they were created."""
+        return tuple(self._services.values())
+
+    def find_service(self, key: ServiceKey) -> VirtualService | None:
+        """The service with this key (see VirtualService.key), if any."""
+        return self._services.get(key)
+
+    def service(self, key: ServiceKey) -> VirtualService:
+        """The service with this key; MaglevxError if there is none."""
+        svc = self._services.get(key)
+        if svc is None:
+            raise MaglevxError(f"no such service {_key_name(key)}")
+        return svc
+
+    def add_service(
+        self,
+        protocol: str,
+        address: IPAddress | str | None = None,
+        port: int = 0,
+        *,
+        fwmark: int = 0,
+        family: int | None = None,
+        scheduler: str = "wlc",
+        flags: int = 0,
+        persistent: int | None = None,
+        netmask: str | None = None,
+    ) -> VirtualService:
+        """``ip_vs_add_service()``: a new virtual service (empty table)."""
+        config = _service_config(
+            protocol, address, port, fwmark, family, scheduler, flags, persistent,
+            netmask,
+        )  # fmt: skip
+        with self._lock:
+            if config.key in self._services:
+                raise MaglevxError(f"service {config.name} already exists")
+            svc = VirtualService(self, config)
+            self._services[config.key] = svc
+            self._routes = {}
+        return svc
+
+    def edit_service(
+        self,
+        key: ServiceKey,
+        *,
+        scheduler: str,
+        flags: int = 0,
+        persistent: int | None = None,
+        netmask: str | None = None,
+    ) -> VirtualService:
+        """``ip_vs_edit_service()``: scheduler, flags and persistence.
+
+        Switching to mh builds a table; with more real servers than slots
+        the kernel refuses the switch. Flag changes need no rebuild.
+        """
+        with self._lock:
+            svc = self.service(key)
+            old = svc._config
+            new = _service_config(
+                old.protocol, old.address, old.port, old.fwmark, old.family,
+                scheduler, flags, persistent, netmask,
+            )  # fmt: skip
+            if new.scheduler == "mh" and old.scheduler != "mh":
+                if len(svc._servers) > min(self.table_size, core.MAX_DESTS):
+                    raise MaglevxError(
+                        f"{svc.name} has {len(svc._servers)} real servers, more "
+                        f"than the {self.table_size} table slots: the kernel "
+                        "refuses mh"
+                    )
+                svc._config = new
+                svc._rebuild()
+            svc._config = new
+            svc._snapshot = None
+            self._routes = {}
+        return svc
+
+    def remove_service(self, key: ServiceKey) -> None:
+        """``ip_vs_del_service()``."""
+        with self._lock:
+            self.service(key)
+            del self._services[key]
+            self._routes = {}
+
+    def clear(self) -> None:
+        """``ip_vs_flush()`` (``ipvsadm -C``)."""
+        with self._lock:
+            self._services.clear()
+            self._routes = {}
+
+    def apply_command(self, cmd: Command) -> None:
+        """Apply one parsed ipvsadm command as the kernel does (ip_vs_ctl.c).
+
+        Errors name the ipvsadm option where the API names an argument.
+        """
+        try:
+            self._apply_command(cmd)
+        except MaglevxError as exc:
+            option = _OPTION_OF.get(exc.field or "")
+            if option is None:
+                raise
+            raise MaglevxError(exc.message, field=option) from None
+
+    def _apply_command(self, cmd: Command) -> None:
+        if cmd.command == "clear":
+            self.clear()
+            return
+        key = cmd.service_key
+        if cmd.command == "add-service":
+            assert cmd.scheduler is not None
+            self.add_service(
+                cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
+                family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
+                persistent=cmd.persistent, netmask=cmd.netmask,
+            )  # fmt: skip
+            return
+        if cmd.command == "edit-service":
+            assert cmd.scheduler is not None
+            self.edit_service(
+                key, scheduler=cmd.scheduler, flags=cmd.flags,
+                persistent=cmd.persistent, netmask=cmd.netmask,
+            )  # fmt: skip
+            return
+        if cmd.command == "delete-service":
+            self.remove_service(key)
+            return
+        svc = self.service(key)
+        assert cmd.rs_address is not None
+        if cmd.command == "add-server":
+            svc.add_server(
+                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
+                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
+            )  # fmt: skip
+        elif cmd.command == "edit-server":
+            svc.edit_server(
+                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
+                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
+            )  # fmt: skip
+        else:
+            svc.remove_server(cmd.rs_address, cmd.rs_port)
+
+    # -- resolving flows -------------------------------------------------------
     def service_for(
-        self, protocol: str, daddr: IPAddress, dport: int, fwmark: int | None = None
+        self,
+        protocol: str,
+        daddr: IPAddress,
+        dport: int,
+        fwmark: int | None = None,
     ) -> VirtualService | None:
         """The service ``ip_vs_service_find()`` picks for a packet.
 
         fwmark services first (when the packet carries a mark), then
         protocol/address/port, then the port-zero catch-all service.
         """
+        services = self._services
         if fwmark:
-            svc = self.find_service(("fwmark", fwmark, daddr.version))
+            svc = services.get(("fwmark", fwmark, daddr.version))
             if svc is not None:
                 return svc
-        svc = self.find_service((protocol, daddr, dport))
+        svc = services.get((protocol, daddr, dport))
         if svc is None and dport != 0:
-            svc = self.find_service((protocol, daddr, 0))
+            svc = services.get((protocol, daddr, 0))
         return svc
 
+    def resolve(
+        self, protocol: str, daddr: object, dport: int, fwmark: int | None = None
+    ) -> VirtualService | None:
+        """service_for() over the values as given (str or address), cached."""
+        key = (protocol, daddr if type(daddr) is str else repr(daddr), dport, fwmark)
+        routes = self._routes
+        try:
+            return routes[key]
+        except KeyError:
+            pass
+        svc = self.service_for(protocol, parse_address(daddr, "daddr"), dport, fwmark)
+        if len(routes) < _MAX_ROUTES and routes is self._routes:
+            routes[key] = svc
+        return svc
+
+
+_MAX_ROUTES = 65536
+
+
+def _service_of(director: Director, key: ServiceKey) -> VirtualService:
+    return director.service(key)
+
+
+_OPTION_OF = {
+    "weight": "-w",
+    "l_threshold": "-y",
+    "u_threshold": "-x",
+    "persistent": "-p",
+    "scheduler": "-s",
+    "fwmark": "-f",
+}
+
+
+def _key_name(key: ServiceKey) -> str:
+    proto, addr, port = key
+    if proto == "fwmark":
+        return f"FWM {addr}" + (" IPv6" if port == 6 else "")
+    assert isinstance(addr, ADDRESS_TYPES)
+    return f"{proto.upper()} {format_endpoint(addr, port)}"
+
+
+def _check_text(text: object, what: str) -> None:
+    if isinstance(text, str):
+        return
+    if isinstance(text, (bytes, bytearray)):
+        raise MaglevxError(f"the {what} must be text (str), not bytes: decode it")
+    if not isinstance(text, Iterable) or isinstance(text, (dict, set)):
+        raise MaglevxError(
+            f"the {what} must be text (str) or an iterable of lines, not "
+            f"{type(text).__name__} (a path? read the file first)"
+        )
+
+
+def _service_config(
+    protocol: str,
+    address: IPAddress | str | None,
+    port: int,
+    fwmark: int,
+    family: int | None,
+    scheduler: str,
+    flags: int,
+    persistent: int | None,
+    netmask: str | None,
+) -> ServiceConfig:
+    """Check a service's settings as the kernel would take them."""
+    if protocol not in (*PROTOCOLS, "fwmark"):
+        raise MaglevxError(
+            f"unknown protocol {protocol!r}; expected tcp, udp, sctp or fwmark",
+            field="protocol",
+        )
+    if scheduler not in SCHEDULERS:
+        raise MaglevxError(
+            f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULERS)})",
+            field="scheduler",
+        )
+    flags = parse_int(flags, 0, 0xFFFFFFFF, "flags", "flags")
+    if persistent is not None:
+        persistent = parse_int(persistent, 0, MAX_TIMEOUT, "timeout", "persistent")
+        flags |= SVC_F_PERSISTENT
+    else:
+        flags &= ~SVC_F_PERSISTENT
+    if protocol == "fwmark":
+        fwmark = parse_int(fwmark, 1, 0xFFFFFFFF, "fwmark", "fwmark")
+        if family not in (4, 6):
+            family = 4 if family is None else family
+            if family not in (4, 6):
+                raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
+        return ServiceConfig(
+            "fwmark", None, 0, fwmark, family, scheduler, flags, persistent, netmask
+        )
+    if address is None:
+        raise MaglevxError(f"a {protocol} service needs an address", field="address")
+    addr = parse_address(address, "address")
+    if family is not None and family != addr.version:
+        raise MaglevxError(
+            f"family {family} does not fit address {addr}", field="family"
+        )
+    port = parse_port(port, "port")
+    return ServiceConfig(
+        protocol, addr, port, 0, addr.version, scheduler, flags, persistent, netmask
+    )
+
+
+# -- flows ----------------------------------------------------------------------
 
 FiveTuple = Sequence[object]
 
@@ -579,13 +1348,18 @@ def parse_five_tuple(
     five_tuple: FiveTuple,
 ) -> tuple[str, IPAddress, int, IPAddress, int]:
     """Validate ``(proto, saddr, sport, daddr, dport)``; addresses may be str."""
+    if isinstance(five_tuple, (str, bytes)) or not isinstance(five_tuple, Sequence):
+        raise MaglevxError(
+            "a flow is a sequence (proto, saddr, sport, daddr, dport), "
+            f"not {type(five_tuple).__name__}"
+        )
     if len(five_tuple) != 5:
         raise MaglevxError(
             f"a flow has 5 fields (proto, saddr, sport, daddr, dport), "
             f"got {len(five_tuple)}"
         )
     proto, saddr, sport, daddr, dport = five_tuple
-    p = str(proto).strip().lower()
+    p = proto.strip().lower() if isinstance(proto, str) else None
     if p not in PROTOCOLS:
         raise MaglevxError(
             f"unknown protocol {proto!r}; expected tcp, udp or sctp", field="proto"
@@ -599,158 +1373,48 @@ def parse_five_tuple(
     return p, sa, parse_port(sport, "sport"), da, parse_port(dport, "dport")
 
 
-def parse_address(value: object, what: str) -> IPAddress:
-    """An IPv4/IPv6 address from str, int-free input or an ipaddress object."""
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return value
-    if not isinstance(value, str):
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    if "%" in value:  # zone indices: inet_pton() and the kernel know none
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise MaglevxError(f"{value!r} is not an IP address", field=what) from None
-
-
-def parse_number(text: str, lo: int, hi: int, what: str, field: str) -> int:
-    """A decimal number in ASCII digits within lo..hi, from a file's token.
-
-    Other scripts' digits (``int('٨٠') == 80``) are refused, and so are
-    numbers of thousands of digits (int() raises ValueError past
-    ``sys.get_int_max_str_digits()``) without converting them. *what*
-    prefixes the messages (``weight '1x' is not a number``); may be empty.
-    """
-    name = f"{what} " if what else ""
-    s = text.strip()
-    if not s.isascii() or not s.isdigit():
-        raise MaglevxError(f"{name}{text!r} is not a number", field=field)
-    digits = s.lstrip("0") or "0"
-    if len(digits) > max(20, len(str(hi))):
-        raise MaglevxError(
-            f"{name}{digits[:20]}... ({len(digits)} digits) is outside {lo}..{hi}",
-            field=field,
-        )
-    n = int(digits)
-    if not lo <= n <= hi:
-        raise MaglevxError(f"{name}{n} is outside {lo}..{hi}", field=field)
-    return n
-
-
-def parse_port(value: object, what: str) -> int:
-    """A port number 0..65535 from int or decimal str."""
-    if isinstance(value, bool):
-        raise MaglevxError(f"{value!r} is not a port", field=what)
-    if isinstance(value, str):
-        s = value.strip()
-        if not s.isdigit() or not s.isascii():
-            raise MaglevxError(f"{value!r} is not a port", field=what)
-        if len(s.lstrip("0")) > 5:  # also keeps int() under its 4300 digits
-            raise MaglevxError(f"port {s[:20]!r} is outside 0..65535", field=what)
-        port = int(s)
-    elif isinstance(value, (int, np.integer)):
-        port = int(value)
-    else:
-        raise MaglevxError(f"{value!r} is not a port", field=what)
-    if not 0 <= port <= 65535:
-        raise MaglevxError(f"port {port} is outside 0..65535", field=what)
-    return port
-
-
-@dataclass(frozen=True)
-class _Route:
-    """Where lookup() sends flows of one (proto, daddr, dport, fwmark)."""
-
-    service: VirtualService
-    family: int  # of the service and of daddr
-    hashes_port: bool
-    state: _LookupState
-
-
-_MAX_ROUTES = 4096
-_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
-_MISS = object()
-
-
-def _route(
-    director: Director, proto: str, daddr: object, dport: int, fwmark: int | None
-) -> _Route | None:
-    """The _Route for a flow, or None when only the slow path can say."""
-    p = proto.strip().lower()
-    if p not in PROTOCOLS:
-        return None
-    try:
-        da = parse_address(daddr, "daddr")
-    except MaglevxError:
-        return None
-    svc = director.service_for(p, da, dport, fwmark)
-    if svc is None or svc.scheduler != "mh" or svc.family != da.version:
-        return None
-    return _Route(svc, da.version, svc.hashes_port, svc._lookup_state())
-
-
 def _lookup_fast(
-    five_tuple: FiveTuple, director: Director, fwmark: int | None
+    five_tuple: object, director: Director, fwmark: int | None
 ) -> RealServer | None | object:
     """lookup() for the common case, or _MISS to take the slow path.
 
     Returns only what the slow path would return; anything unusual (odd
     types, bad values, no service) is left to it, errors included.
-    Service resolution is cached per (proto, daddr, dport, fwmark) as
-    given, and client addresses are parsed with inet_pton(), which accepts
-    a subset of what ipaddress accepts (no whitespace, no zone index).
     """
-    if (
-        type(five_tuple) is not tuple
-        or len(five_tuple) != 5
-        or type(director.services) is not _ServiceList  # changes not seen
-    ):
+    if type(five_tuple) is not tuple or len(five_tuple) != 5:
         return _MISS
     proto, saddr, sport, daddr, dport = five_tuple
     if (
         type(proto) is not str
         or type(sport) is not int
         or type(dport) is not int
+        or type(daddr) is not str
         or not (fwmark is None or type(fwmark) is int)
         or not 0 <= sport <= 65535
         or not 0 <= dport <= 65535
+        or proto not in PROTOCOLS
     ):
         return _MISS
-    if director._routes_seen != _Changes.count:
-        director._routes_seen = _Changes.count
-        director._routes = {}
-    if type(daddr) is str:
-        dkey: object = daddr
-    elif type(daddr) in _ADDRESS_TYPES:
-        # they hash and compare in Python code: key on their value instead
-        dkey = (type(daddr), int(daddr))  # type: ignore[call-overload]
-    else:
+    try:
+        svc = director.resolve(proto, daddr, dport, fwmark)
+    except MaglevxError:
         return _MISS
-    route = director._routes.get((proto, dkey, dport, fwmark), _MISS)
-    if route is _MISS:
-        if len(director._routes) >= _MAX_ROUTES:
-            director._routes = {}
-        seen = _Changes.count
-        route = _route(director, proto, daddr, dport, fwmark)
-        if seen == _Changes.count:
-            director._routes[(proto, dkey, dport, fwmark)] = route
-    if route is None:
+    if svc is None or svc.scheduler != "mh":
         return _MISS
-    st = route.state
-    port = sport if route.hashes_port else 0
+    snap = svc.snapshot
+    port = sport if snap.hashes_port else 0
     if type(saddr) is str:
-        idx = st.scheduler.lookup_text(route.family, saddr, port)
+        idx = snap.scheduler.lookup_text(svc.family, saddr, port)
         if idx == -1:
             return _MISS
-    elif type(saddr) is _ADDRESS_TYPES[route.family == 6]:
-        n = int(saddr)  # type: ignore[call-overload]
-        fold = (
-            n if route.family == 4 else (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
-        )
-        idx = st.scheduler.lookup(fold, port)
+    elif type(saddr) in ADDRESS_TYPES and saddr.version == svc.family:
+        idx = snap.scheduler.lookup(fold_int(int(saddr), svc.family), port)
     else:
         return _MISS
-    return None if idx == core.NONE else st.servers[idx]
+    return None if idx == core.NONE else snap.servers[idx]
+
+
+_MISS = object()
 
 
 def lookup(
@@ -769,10 +1433,14 @@ def lookup(
     >>> str(lookup(("tcp", "192.0.2.7", 40000, "10.0.0.1", 80), d))
     '10.1.0.1:80'
     """
+    if not isinstance(director, Director):
+        raise MaglevxError(f"expected a Director, got {type(director).__name__}")
     rs = _lookup_fast(five_tuple, director, fwmark)
     if rs is not _MISS:
         return rs  # type: ignore[return-value]
     proto, saddr, sport, daddr, dport = parse_five_tuple(five_tuple)
+    if fwmark is not None:
+        fwmark = parse_int(fwmark, 0, 0xFFFFFFFF, "fwmark", "fwmark")
     svc = director.service_for(proto, daddr, dport, fwmark)
     if svc is None:
         raise MaglevxError(
@@ -780,3 +1448,19 @@ def lookup(
             field="daddr",
         )
     return svc.schedule(saddr, sport, proto)
+
+
+__all__ = [
+    "DEFAULT_TABLE_SIZE",
+    "KERNEL_REFERENCE",
+    "PRIMES",
+    "Director",
+    "DirectorParams",
+    "RealServer",
+    "ServiceConfig",
+    "TableSnapshot",
+    "VirtualService",
+    "fold_address",
+    "lookup",
+    "parse_five_tuple",
+]

@@ -30,54 +30,37 @@ from typing import IO, BinaryIO, TextIO
 
 import numpy as np
 
+from maglevx.addresses import fold_int, parse_port
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
-from maglevx.model import (
-    PROTOCOLS,
-    Director,
-    VirtualService,
-    parse_address,
-    parse_port,
-)
+from maglevx.ipvs import PROTOCOLS
+from maglevx.model import Director, TableSnapshot, VirtualService
 
 CHUNK_LINES = 65536
 
 
-def _fold4(text: str) -> int:
-    return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+def _fold_text(text: str, family: int) -> int:
+    """The fold of an address as inet_pton() reads it (OSError if it does not)."""
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    return fold_int(int.from_bytes(socket.inet_pton(af, text), "big"), family)
 
 
-def _fold6(text: str) -> int:
-    n = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
-    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
-
-
-class _ServiceCache:
-    """Resolves (proto, daddr, dport) to a service once per distinct value."""
-
-    def __init__(self, director: Director) -> None:
-        self.director = director
-        self.cache: dict[tuple[str, str, str], VirtualService] = {}
-
-    def get(self, proto: str, daddr: str, dport: str) -> VirtualService:
-        key = (proto, daddr, dport)
-        svc = self.cache.get(key)
-        if svc is None:
-            address = parse_address(daddr, "daddr")
-            port = parse_port(dport, "dport")
-            found = self.director.service_for(proto, address, port)
-            if found is None:
-                raise MaglevxError(
-                    f"no virtual service for {proto} {daddr} port {port}",
-                    field="daddr",
-                )
-            found._require_mh()
-            svc = self.cache[key] = found
-        return svc
+def _mh_service(
+    director: Director, proto: str, daddr: str, dport: str
+) -> VirtualService:
+    """The mh service a flow line goes to (the director's one resolver)."""
+    port = parse_port(dport, "dport")
+    svc = director.resolve(proto, daddr, port)
+    if svc is None:
+        raise MaglevxError(
+            f"no virtual service for {proto} {daddr} port {port}", field="daddr"
+        )
+    svc.require_mh()
+    return svc
 
 
 def _parse_chunk(
-    lines: list[str], services: _ServiceCache
+    lines: list[str], director: Director
 ) -> tuple[list[str], list[VirtualService], list[int], list[int], list[str], int]:
     """Parse lines until the first bad one; returns it as the last value."""
     kept: list[str] = []
@@ -104,9 +87,9 @@ def _parse_chunk(
                     f"unknown protocol {proto!r}; expected tcp, udp or sctp",
                     field="proto",
                 )
-            svc = services.get(p, daddr, dport)
+            svc = _mh_service(director, p, daddr, dport)
             try:
-                fold = _fold4(saddr) if svc.family == 4 else _fold6(saddr)
+                fold = _fold_text(saddr, svc.family)
             except (OSError, ValueError):  # ValueError: embedded NUL
                 raise MaglevxError(
                     f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
@@ -148,21 +131,14 @@ def _decide(
     fa = np.array(folds, dtype=np.uint32)
     pa = np.array(ports, dtype=np.uint16)
     for idx in by_service.values():
-        svc = svcs[idx[0]]
+        snap = svcs[idx[0]].snapshot
         ia = np.array(idx, dtype=np.intp)
-        d = svc.director
-        res = core.lookup_many(
-            d.table_size,
-            d.word_size,
-            svc.table,
-            svc.availability(),
-            svc.fallback,
-            np.ascontiguousarray(fa[ia]),
-            np.ascontiguousarray(pa[ia]),
+        res = snap.scheduler.lookup_many(
+            np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
         )
-        suffix = [f",{rs.address},{rs.port}" for rs in svc.table_servers]
+        suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
-            out[i] = ",," if r == 0xFFFFFFFF else suffix[r]
+            out[i] = ",," if r == core.NONE else suffix[r]
     return out
 
 
@@ -193,7 +169,6 @@ def predict_lines(
     A MaglevxError raised by *lines* itself (a capture parser, a line that
     is not UTF-8) is raised after the lines before it are written.
     """
-    services = _ServiceCache(director)
     count = 0
     lineno_of: list[int] = []
     input_error: MaglevxError | None = None
@@ -213,10 +188,10 @@ def predict_lines(
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk, services)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk, director)
             error = None
         except _ChunkError as exc:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk[: exc.index], services)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk[: exc.index], director)
             error = exc.error.located(source, lineno_of[base + exc.index])
         suffixes = _decide(svcs, folds, ports)
         out.write("".join(f"{a}{b}\n" for a, b in zip(kept, suffixes)))
@@ -337,11 +312,12 @@ class _FastPredictor:
     def __init__(self, director: Director, sink: _Sink, source: str) -> None:
         assert _fastcsv is not None
         self.scanner = _fastcsv.FlowScanner()
-        self.services = _ServiceCache(director)
+        self.director = director
         self.sink = sink
         self.source = source
         # per key id: service (None: the key is an error), family, port hashed
         self.key_service: list[VirtualService | None] = []
+        self.key_snapshot: list[TableSnapshot | None] = []
         self.key_family = np.zeros(0, np.uint8)
         self.key_hashes_port: list[bool] = []
         # output suffixes: id 0 is ",," (no destination)
@@ -365,18 +341,22 @@ class _FastPredictor:
         fam = list(self.key_family.tolist())
         for proto, daddr, dport in keys[len(self.key_service) :]:
             try:
-                svc: VirtualService | None = self.services.get(proto, daddr, dport)
+                svc: VirtualService | None = _mh_service(
+                    self.director, proto, daddr, dport
+                )
             except MaglevxError:
                 svc = None  # the slow path raises it, for the first such line
             self.key_service.append(svc)
+            snap = svc.snapshot if svc is not None else None
+            self.key_snapshot.append(snap)
             fam.append(svc.family if svc is not None else 0)
             self.key_hashes_port.append(
                 svc is not None and svc.hashed_port(proto, 1) != 0
             )
-            if svc is not None and id(svc) not in self.suffix_base:
-                self.suffix_base[id(svc)] = len(self.suffix_parts)
+            if snap is not None and id(snap) not in self.suffix_base:
+                self.suffix_base[id(snap)] = len(self.suffix_parts)
                 self.suffix_parts += [
-                    f",{rs.address},{rs.port}".encode() for rs in svc.table_servers
+                    f",{rs.address},{rs.port}".encode() for rs in snap.servers
                 ]
                 lens = [len(x) for x in self.suffix_parts]
                 self.suffix_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(
@@ -401,19 +381,14 @@ class _FastPredictor:
                 for i, k in enumerate(present.tolist())
             ]
         for k, sel in groups:
-            svc = self.key_service[k]
-            assert svc is not None
-            d = svc.director
+            snap = self.key_snapshot[k]
+            assert snap is not None
             folds = np.ascontiguousarray(self.folds[:n][sel])
+            ports = None
             if self.key_hashes_port[k]:
                 ports = np.ascontiguousarray(self.sports[:n][sel])
-            else:
-                ports = np.zeros(folds.shape[0], np.uint16)
-            res = core.lookup_many(
-                d.table_size, d.word_size, svc.table, svc.availability(),
-                svc.fallback, folds, ports,
-            ).view(np.int32)  # fmt: skip
-            base = self.suffix_base[id(svc)]
+            res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+            base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
         return out
 
@@ -441,7 +416,7 @@ class _FastPredictor:
         if not text.strip():
             return
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.services)
+            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.director)
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
@@ -575,20 +550,15 @@ def predict_capture(
     parse = {"ip_vs_conn": captures.parse_ip_vs_conn,
              "conntrack": captures.parse_conntrack}[fmt]  # fmt: skip
     text = text_lines(stream, source)
-    cache: dict[tuple[str, object, int], bool] = {}
     skipped = 0
 
     def flows() -> Iterator[str]:
         nonlocal skipped
         for f in parse(text, source=source):
-            key = (f.proto, f.daddr, f.dport)
-            ok = cache.get(key)
-            if ok is None:
-                svc = None
-                if f.proto in PROTOCOLS:
-                    svc = director.service_for(f.proto, f.daddr, f.dport)
-                ok = cache[key] = svc is not None and svc.scheduler == "mh"
-            if ok and not f.template:
+            svc = None
+            if f.proto in PROTOCOLS:
+                svc = director.resolve(f.proto, f.daddr, f.dport)
+            if svc is not None and svc.scheduler == "mh" and not f.template:
                 yield f.csv()
             else:
                 skipped += 1

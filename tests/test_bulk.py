@@ -66,7 +66,7 @@ def _per_flow(m, word_size, table, avail, fallback, folds, ports):
     ports = np.zeros(len(folds), np.uint16) if ports is None else ports
     return np.array(
         [
-            _core.lookup(m, word_size, table, avail, fallback, int(f), int(p))
+            _core.Scheduler(m, word_size, table, avail, fallback).lookup(int(f), int(p))
             for f, p in zip(folds, ports)
         ],
         np.uint32,
@@ -88,7 +88,7 @@ def test_bulk_equals_per_flow(m, word_size, fallback, hash_port):
     ports = rng.integers(0, 65536, n, dtype=np.uint16) if hash_port else None
     expected = _per_flow(m, word_size, table, avail, fallback, folds, ports)
     np.testing.assert_array_equal(
-        _core.lookup_many(m, word_size, table, avail, fallback, folds, ports),
+        _core.Scheduler(m, word_size, table, avail, fallback).lookup_many(folds, ports),
         expected,
     )
 
@@ -109,7 +109,9 @@ def test_bulk6_folds_words_and_bytes(word_size, hash_port):
     for core in (_core, _twin):
         for addrs in (words, raw):
             np.testing.assert_array_equal(
-                core.lookup_many6(m, word_size, table, avail, True, addrs, ports),
+                core.Scheduler(m, word_size, table, avail, True).lookup_many6(
+                    addrs, ports
+                ),
                 expected,
             )
 
@@ -118,30 +120,20 @@ def test_empty_and_mismatched_inputs():
     table, weights = _table(251, 64, 5, 1)
     avail = np.ones(5, np.uint8)
     empty = np.zeros(0, np.uint32)
-    assert _core.lookup_many(251, 64, table, avail, False, empty, None).shape == (0,)
-    assert _core.lookup_many6(
-        251, 64, table, avail, False, np.zeros((0, 4), np.uint32), None
+    assert _core.Scheduler(251, 64, table, avail, False).lookup_many(
+        empty, None
+    ).shape == (0,)
+    assert _core.Scheduler(251, 64, table, avail, False).lookup_many6(
+        np.zeros((0, 4), np.uint32), None
     ).shape == (0,)
     with pytest.raises(ValueError, match="differ in length"):
-        _core.lookup_many(
-            251,
-            64,
-            table,
-            avail,
-            False,
-            np.zeros(3, np.uint32),
-            np.zeros(2, np.uint16),
+        _core.Scheduler(251, 64, table, avail, False).lookup_many(
+            np.zeros(3, np.uint32), np.zeros(2, np.uint16)
         )
     with pytest.raises(ValueError, match="beyond avail"):
-        _core.lookup_many(251, 64, table, avail[:2], False, empty, None)
+        _core.Scheduler(251, 64, table, avail[:2], False).lookup_many(empty, None)
     all_empty = np.full(251, _core.SLOT_EMPTY, np.uint16)
-    out = _core.lookup_many(
-        251,
-        64,
-        all_empty,
-        np.zeros(0, np.uint8),
-        False,
-        np.arange(3, dtype=np.uint32),
-        None,
+    out = _core.Scheduler(251, 64, all_empty, np.zeros(0, np.uint8), False).lookup_many(
+        np.arange(3, dtype=np.uint32), None
     )
     assert (out == _core.NONE).all()

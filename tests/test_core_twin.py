@@ -58,13 +58,13 @@ def test_tables_and_lookups_agree(rs, m, word_size, flows, fallback, drained):
     fa = np.array([f for f, _ in flows], np.uint32)
     pa = np.array([p for _, p in flows], np.uint16)
     np.testing.assert_array_equal(
-        _core.lookup_many(m, word_size, a, avail, fallback, fa, pa),
-        _twin.lookup_many(m, word_size, b, avail, fallback, fa, pa),
+        _core.Scheduler(m, word_size, a, avail, fallback).lookup_many(fa, pa),
+        _twin.Scheduler(m, word_size, b, avail, fallback).lookup_many(fa, pa),
     )
     for f, p in flows[:5]:
-        assert _core.lookup(m, word_size, a, avail, fallback, f, p) == _twin.lookup(
-            m, word_size, b, avail, fallback, f, p
-        )
+        assert _core.Scheduler(m, word_size, a, avail, fallback).lookup(
+            f, p
+        ) == _twin.Scheduler(m, word_size, b, avail, fallback).lookup(f, p)
 
 
 @pytest.mark.parametrize("m", [4093, 65521, 131071])

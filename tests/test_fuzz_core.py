@@ -74,10 +74,12 @@ def test_replay_matches_python_twin(replay, tmp_path):
         table = _twin.build_table(*args)
         assert table.tolist() == s["table"]
         avail = np.array(s["avail"], np.uint8)
-        got = _twin.lookup_many(
-            s["m"], s["word_size"], table, avail, bool(s["fallback"]),
-            np.array(s["flow_folds"], np.uint32), np.array(s["flow_ports"], np.uint16),
-        )  # fmt: skip
+        sched = _twin.Scheduler(
+            s["m"], s["word_size"], table, avail, bool(s["fallback"])
+        )
+        got = sched.lookup_many(
+            np.array(s["flow_folds"], np.uint32), np.array(s["flow_ports"], np.uint16)
+        )
         assert got.tolist() == s["result"]
         checked += 1
     assert checked >= 50

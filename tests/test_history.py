@@ -180,7 +180,7 @@ def test_clear_and_delete_service():
     d = hist(f"-A {VIP} -s mh", "-A -u 10.0.0.1:53 -s mh", f"-D {VIP}")
     assert [s.name for s in d.services] == ["UDP 10.0.0.1:53"]
     d = hist(f"-A {VIP} -s mh", "-C")
-    assert d.services == []
+    assert d.services == ()
 
 
 def test_accepts_ipvsadm_prefix_comments_and_long_options():

@@ -72,12 +72,18 @@ def test_history_tables_and_lookups_agree(text, variant, word_size, m, seed):
     hp = ports if svc.hashes_port else np.zeros_like(ports)
     avail = svc.availability()
     np.testing.assert_array_equal(
-        _core.lookup_many(m, word_size, c_table, avail, svc.fallback, folds, hp),
-        _twin.lookup_many(m, word_size, c_table, avail, svc.fallback, folds, hp),
+        _core.Scheduler(m, word_size, c_table, avail, svc.fallback).lookup_many(
+            folds, hp
+        ),
+        _twin.Scheduler(m, word_size, c_table, avail, svc.fallback).lookup_many(
+            folds, hp
+        ),
     )
     np.testing.assert_array_equal(
         svc.lookup_many(addrs, ports).view(np.uint32),
-        _twin.lookup_many(m, word_size, c_table, avail, svc.fallback, folds, hp),
+        _twin.Scheduler(m, word_size, c_table, avail, svc.fallback).lookup_many(
+            folds, hp
+        ),
     )
 
 

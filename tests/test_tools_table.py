@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maglevx import Director
-from maglevx.tools.table import quantize, table_report
+from maglevx import Director, _core, _twin
+from maglevx.tools.table import table_report
 
 ROOT = Path(__file__).resolve().parent.parent
 VIP = "-t 10.0.0.1:80"
@@ -20,7 +20,8 @@ def hist(*lines, **kw):
 
 def test_weights_100_5_3_act_as_50_2_1():
     # the kernel: a server claims at most 2^TAB_BITS - 1 = 63 slots per round
-    assert quantize([100, 5, 3], 4093) == (1, 1, [50, 2, 1])
+    for core in (_core, _twin):
+        assert core.quantize(4093, [100, 5, 3]) == (1, 1, [50, 2, 1])
     d = hist(
         f"-A {VIP} -s mh",
         f"-a {VIP} -r 10.1.0.1:80 -m -w 100",
@@ -38,8 +39,9 @@ def test_weights_100_5_3_act_as_50_2_1():
     "weights,expected",
     [([0, 0], (0, 0, [0, 0])), ([4, 6], (2, 0, [2, 3])), ([1, 0], (1, 0, [1, 0]))],
 )
-def test_quantize_gcd_and_zero(weights, expected):
-    assert quantize(weights, 251) == expected
+@pytest.mark.parametrize("core", [_core, _twin])
+def test_quantize_gcd_and_zero(core, weights, expected):
+    assert core.quantize(251, weights) == expected
 
 
 def test_upstream_drained_server_keeps_slots_and_is_flagged():

@@ -16,14 +16,14 @@ keep their ``last_weight``).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from maglevx.addresses import format_endpoint
 from maglevx.errors import MaglevxError
-from maglevx.ipvsadm import Command, apply_command, parse_endpoint
+from maglevx.ipvsadm import parse_endpoint
 from maglevx.model import Director, VirtualService
 from maglevx.tools.sample import FlowSample, as_names, decide, slot_names, synthetic
 from maglevx.tools.text import percent, render_table
@@ -61,21 +61,19 @@ def parse_edit(kind: str, text: str) -> Edit:
     address, port = parse_endpoint(ep, field)
     if port is None:
         raise MaglevxError(f"{ep!r} has no port (RIP:PORT)", field=field)
-    from maglevx.model import format_endpoint
-
     return Edit(kind, format_endpoint(address, port), weight)
 
 
 def apply_edits(
     director: Director, edits: list[Edit], *, service: str | None = None
 ) -> Director:
-    """A copy of *director* with *edits* applied as ipvsadm commands would.
+    """A copy of *director* with *edits* applied as the kernel would.
 
     ``remove``/``drain`` apply to every mh service holding the real server
     (or only *service*); ``add`` needs *service* unless there is one mh
     service.
     """
-    d = copy.deepcopy(director)
+    d = director.copy()
     mh = [s for s in d.services if s.scheduler == "mh"]
     if service is not None:
         mh = [s for s in mh if s.name == service]
@@ -99,30 +97,23 @@ def apply_edits(
                     f"no mh service has real server {e.endpoint}", field=f"--{e.kind}"
                 )
         for svc in targets:
-            apply_command(d, _command(svc, e, address, port))
+            _apply_edit(svc, e, address, port)
     return d
 
 
-def _command(svc: VirtualService, e: Edit, address: Any, port: int) -> Command:
-    cmd = Command(
-        {"remove": "delete-server", "drain": "edit-server", "add": "add-server"}[
-            e.kind
-        ],
-        protocol=svc.protocol,
-        address=svc.address,
-        port=svc.port,
-        fwmark=svc.fwmark,
-        family=svc.family,
-        rs_address=address,
-        rs_port=port,
-        weight=e.weight,
-        forward="masq",  # keeps the port as given
-    )
+def _apply_edit(svc: VirtualService, e: Edit, address: Any, port: int) -> None:
+    """Remove / drain (edit to weight 0, keeping method and thresholds) / add."""
+    if e.kind == "remove":
+        svc.remove_server(address, port)
+        return
     rs = svc.find(address, port)
-    if rs is not None:
-        cmd.forward = rs.forward
-        cmd.u_threshold, cmd.l_threshold = rs.u_threshold, rs.l_threshold
-    return cmd
+    if e.kind == "drain" and rs is not None:
+        svc.edit_server(
+            address, port, weight=0, forward=rs.forward,
+            u_threshold=rs.u_threshold, l_threshold=rs.l_threshold,
+        )  # fmt: skip
+        return
+    svc.add_server(address, port, weight=e.weight, forward="masq")
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """``maglevx explain``: every step of one scheduling decision.
 
-The per-step values come from the pure-Python twin (:mod:`maglevx._twin`),
-which reads like the kernel code; the final answer is checked against the
-C core, so an explanation never disagrees with ``predict``.
+The probes come from the same scheduler object that answers ``predict``
+(``TableSnapshot.trace``), so an explanation cannot disagree with it; the
+hash values shown are recomputed with the core's ``hashkey``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from maglevx import _twin
+from maglevx.addresses import fold, format_endpoint
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
-from maglevx.model import (
-    Director,
-    fold_address,
-    format_endpoint,
-    parse_five_tuple,
-)
+from maglevx.model import Director, parse_five_tuple
 from maglevx.tools.text import flags_text
 
 
@@ -69,8 +64,7 @@ class Explanation:
 def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Explanation:
     """Explain how *director* schedules *flow* (``proto,saddr,sport,daddr,dport``).
 
-    Raises MaglevxError for a bad flow, no matching service, or (a bug) when
-    the twin and the C core disagree.
+    Raises MaglevxError for a bad flow or no matching mh service.
     """
     fields = [f.strip() for f in flow.split(",")]
     proto, saddr, sport, daddr, dport = parse_five_tuple(fields)
@@ -80,31 +74,28 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
             f"no virtual service for {proto} {format_endpoint(daddr, dport)}",
             field="daddr",
         )
-    svc._require_mh()
+    svc.require_mh()
     if saddr.version != svc.family:
         raise MaglevxError(f"{saddr} is not IPv{svc.family}", field="saddr")
     d = svc.director
+    snap = svc.snapshot
     m, ws = d.table_size, d.word_size
-    fold = fold_address(saddr)
-    port = svc.hashed_port(proto, sport)
+    fold_value = fold(saddr)
+    port = snap.hashed_port(proto, sport)
     if d.variant == "backport":
         why = "backport hashes the client port" if port else "hash_port=0"
     else:
         why = "mh-port is set" if port else "mh-port is not set: port 0"
-    table = svc.table.tolist()
-    avail = svc.availability().tolist()
-    servers = [rs.endpoint for rs in svc.table_servers]
 
-    def at(slot: int) -> tuple[str | None, bool]:
-        i = table[slot]
-        if i == _twin.SLOT_EMPTY:
+    def at(entry: int) -> tuple[str | None, bool]:
+        if entry == core.SLOT_EMPTY:
             return None, False
-        return servers[i], bool(avail[i])
+        return snap.servers[entry].endpoint, bool(snap.avail[entry])
 
-    v = (port + fold) & 0xFFFFFFFF
-    h = _twin.hashkey(ws, _twin.HASH1_KEY, fold, port, 0)
-    slot = h % m
-    first, first_ok = at(slot)
+    probes = snap.trace(fold_value, port)
+    slot, entry = probes[0]
+    first, first_ok = at(entry)
+    v = (port + fold_value) & 0xFFFFFFFF
     ex = Explanation(
         flow=",".join(fields),
         service=svc.name,
@@ -113,49 +104,40 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
         table_size=m,
         flags=flags_text(svc.flags),
         hashed_address=str(saddr),
-        fold=fold,
+        fold=fold_value,
         hashed_port=port,
         port_reason=why,
         v=v,
         v_bytes=v.to_bytes(4, "little").hex(" "),
-        key=_twin.HASH1_KEY,
-        hash=h,
+        key=core.HASH1_KEY,
+        hash=core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0),
         slot=slot,
         slot_server=first,
         slot_server_available=first_ok,
-        fallback=svc.fallback,
+        fallback=snap.fallback,
     )
     if first is None:
         ex.reason = "the slot is empty: no destination"
     elif first_ok:
         ex.result, ex.reason = first, "the slot's real server is available"
-    elif not svc.fallback:
+    elif not snap.fallback:
         ex.reason = (
             f"{first} is unavailable (weight 0 or overloaded) and there is no "
             "mh-fallback: no destination (ICMP port unreachable)"
         )
     else:
         ex.reason = f"all {m} probes failed: no destination"
-        for off in range(m):
+        for off, (pslot, pentry) in enumerate(probes[1:]):
             roff = (off + slot) % m
-            ph = _twin.hashkey(ws, _twin.HASH1_KEY, fold, port, roff)
-            rs, ok = at(ph % m)
-            ex.probes.append(
-                Probe(off, roff, (roff + port + fold) & 0xFFFFFFFF, ph, ph % m, rs, ok)
-            )
+            ph = core.hashkey(ws, core.HASH1_KEY, fold_value, port, roff)
+            rs, ok = at(pentry)
+            v_probe = (roff + port + fold_value) & 0xFFFFFFFF
+            ex.probes.append(Probe(off, roff, v_probe, ph, pslot, rs, ok))
             if rs is None:
                 ex.reason = f"probe {off} hit an empty slot: no destination"
-                break
-            if ok:
+            elif ok:
                 ex.result = rs
                 ex.reason = f"probe {off} found an available real server"
-                break
-    c = svc.schedule(saddr, sport, proto)
-    if (c.endpoint if c else None) != ex.result or core.slot(m, ws, fold, port) != slot:
-        raise MaglevxError(
-            f"internal error: the C core picks {c} but the twin {ex.result}; "
-            "please report this flow"
-        )
     return ex
 
 

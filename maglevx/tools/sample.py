@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from maglevx.addresses import fold as fold_address
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
-from maglevx.model import PROTOCOLS, VirtualService, fold_address, parse_five_tuple
+from maglevx.ipvs import PROTOCOLS
+from maglevx.model import VirtualService, parse_five_tuple
 
 DEFAULT_SAMPLE = 100_000
 DEFAULT_SEED = 1
@@ -84,20 +86,17 @@ def decide(
 
     *fallback* overrides the service's own ``mh-fallback`` (to ask "what if").
     """
-    d = svc.director
-    if svc.hashes_port and sample.protocol in PROTOCOLS:
-        ports = sample.sports
-    else:
-        ports = np.zeros(len(sample), np.uint16)
-    out = core.lookup_many(
-        d.table_size,
-        d.word_size,
-        svc.table,
-        svc.availability(),
-        svc.fallback if fallback is None else fallback,
-        np.ascontiguousarray(sample.folds),
-        np.ascontiguousarray(ports),
-    )
+    snap = svc.snapshot
+    sched = snap.scheduler
+    if fallback is not None and fallback != snap.fallback:
+        d = svc.director
+        sched = core.Scheduler(
+            d.table_size, d.word_size, snap.table, snap.avail, fallback
+        )
+    ports = None
+    if snap.hashes_port and sample.protocol in PROTOCOLS:
+        ports = np.ascontiguousarray(sample.sports, np.uint16)
+    out = sched.lookup_many(np.ascontiguousarray(sample.folds, np.uint32), ports)
     return out.view(np.int32)
 
 

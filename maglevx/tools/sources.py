@@ -18,31 +18,15 @@ command's ``--variant/--word-size/--table-size`` defaults. Examples::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import IO, Any
 
 from maglevx.errors import MaglevxError
-from maglevx.model import DEFAULT_TABLE_SIZE, Director, check_params
+from maglevx.ipvsadm import split_lines
+from maglevx.model import Director, DirectorParams
 
 KINDS = ("history", "snapshot")
 _OPTS_RE = re.compile(r"^[a-z_-]+=[^,=]*(,[a-z_-]+=[^,=]*)*$")
-
-
-@dataclass(frozen=True)
-class DirectorParams:
-    """How a director builds tables (see :class:`maglevx.model.Director`)."""
-
-    variant: str = "upstream"
-    word_size: int = 64
-    table_size: int = DEFAULT_TABLE_SIZE
-    backport_hash_port: bool = True
-
-    def describe(self) -> str:
-        """E.g. ``upstream, 64-bit, M=4093``."""
-        s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
-        if self.variant == "backport" and not self.backport_hash_port:
-            s += ", hash_port=0"
-        return s
 
 
 @dataclass(frozen=True)
@@ -68,6 +52,7 @@ def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
         if _OPTS_RE.match(tail):
             path, opts = head, tail
     kind = None
+    changes: dict[str, Any] = {}
     for item in filter(None, opts.split(",")):
         key, value = item.split("=", 1)
         key = key.replace("_", "-")
@@ -80,16 +65,15 @@ def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
                 )
             kind = value
         elif key == "variant":
-            params = replace(params, variant=value)
+            changes["variant"] = value
         elif key in ("word-size", "table-size"):
             if not value.isdigit():
                 raise MaglevxError(f"{value!r} is not a number", source=text, field=key)
-            attr = key.replace("-", "_")
-            params = replace(params, **{attr: int(value)})
+            changes[key.replace("-", "_")] = int(value)
         elif key == "hash-port":
             if value not in ("0", "1"):
                 raise MaglevxError("hash-port is 0 or 1", source=text, field=key)
-            params = replace(params, backport_hash_port=value == "1")
+            changes["backport_hash_port"] = value == "1"
         else:
             raise MaglevxError(
                 f"unknown key {key!r} (known: kind, variant, word-size, "
@@ -98,7 +82,7 @@ def parse_spec(text: str, defaults: DirectorParams | None = None) -> ConfigSpec:
                 field=key,
             )
     try:
-        check_params(params.variant, params.word_size, params.table_size)
+        params = replace(params, **changes)
     except MaglevxError as exc:
         raise exc.located(text) from None
     if not path:
@@ -135,7 +119,7 @@ def read_text(path: str) -> str:
 
 def detect_kind(text: str) -> str:
     """``snapshot`` for ``ipvsadm -Ln`` output, else ``history``."""
-    for raw in text.splitlines():
+    for raw in split_lines(text):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -151,12 +135,7 @@ def load_text(
     text: str, *, source: str, kind: str | None, params: DirectorParams
 ) -> Director:
     """A director from configuration text (history or snapshot)."""
-    kw = dict(
-        variant=params.variant,
-        word_size=params.word_size,
-        table_size=params.table_size,
-        backport_hash_port=params.backport_hash_port,
-    )
+    kw = asdict(params)
     if (kind or detect_kind(text)) == "snapshot":
         return Director.from_snapshot(text, source=source, **kw)
     return Director.from_history(text, source=source, **kw)

@@ -75,20 +75,6 @@ class ServiceTable:
         return asdict(self)
 
 
-def quantize(weights: list[int], table_size: int) -> tuple[int, int, list[int]]:
-    """(gcd, rshift, turns) as ``ip_vs_mh_gcd_weight``/``_shift_weight`` compute.
-
-    A server with a non-zero weight always gets at least one turn.
-    """
-    positive = [w for w in weights if w > 0]
-    g = reduce(gcd, positive, 0)
-    if g < 1:
-        return 0, 0, [0] * len(weights)
-    rshift = max(0, (max(weights) // g).bit_length() - core.tab_bits(table_size))
-    turns = [((w // g) >> rshift) or int(w != 0) for w in weights]
-    return g, rshift, turns
-
-
 def _ratio(values: list[int]) -> str:
     nz = [v for v in values if v > 0]
     g = reduce(gcd, nz, 0) or 1
@@ -101,7 +87,7 @@ def service_table(svc: VirtualService) -> ServiceTable:
     m = d.table_size
     servers = svc.table_servers
     weights = list(svc.table_weights)
-    g, rshift, turns = quantize(weights, m)
+    g, rshift, turns = svc.snapshot.quantize()
     counts = np.bincount(
         svc.table[svc.table != core.SLOT_EMPTY], minlength=len(servers)
     ).tolist()

@@ -47,7 +47,7 @@ def percent(part: float, whole: float) -> float:
 
 def flags_text(flags: int) -> str:
     """The mh scheduler flags as ipvsadm spells them, e.g. ``mh-fallback,mh-port``."""
-    from maglevx.model import FLAG_FALLBACK, FLAG_PORT
+    from maglevx.ipvs import FLAG_FALLBACK, FLAG_PORT
 
     names = [n for bit, n in ((FLAG_FALLBACK, "mh-fallback"), (FLAG_PORT, "mh-port"))
              if flags & bit]  # fmt: skip

@@ -31,16 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from maglevx.addresses import fold
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
-from maglevx.ipvsadm import apply_command, parse_command, parse_endpoint, tokenize
-from maglevx.model import (
-    PROTOCOLS,
-    SVC_F_PERSISTENT,
-    Director,
-    VirtualService,
-    fold_address,
-)
+from maglevx.ipvs import PROTOCOLS, SVC_F_PERSISTENT
+from maglevx.ipvsadm import iter_history, parse_endpoint
+from maglevx.model import Director, VirtualService
 
 PROC_CONN = "/proc/net/ip_vs_conn"
 KMOD_TABLES = "/sys/kernel/debug/ip_vs_mh/tables"
@@ -108,10 +104,11 @@ class VerifyReport:
 
 
 def _predict(svc: VirtualService, flows: list[CapturedFlow]) -> list[str | None]:
-    folds = np.array([fold_address(f.saddr) for f in flows], np.uint32)
-    ports = np.array([svc.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
-    idx = svc.lookup_many(folds, ports, protocol="tcp" if svc.hashes_port else "ip")
-    names = [rs.endpoint for rs in svc.table_servers]
+    snap = svc.snapshot
+    folds = np.array([fold(f.saddr) for f in flows], np.uint32)
+    ports = np.array([snap.hashed_port(f.proto, f.sport) for f in flows], np.uint16)
+    idx = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+    names = [rs.endpoint for rs in snap.servers]
     return [names[i] if i >= 0 else None for i in idx.tolist()]
 
 
@@ -123,7 +120,7 @@ def _group(
     for c in conns:
         svc = None
         if c.proto in PROTOCOLS:
-            svc = director.find_service((c.proto, c.daddr, c.dport))
+            svc = director.service_for(c.proto, c.daddr, c.dport)
         if svc is None:
             skipped["no such service (fwmark services are not in ip_vs_conn)"] += 1
         elif svc.scheduler != "mh":
@@ -202,20 +199,12 @@ def verify(
 
 def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:
     """Move mismatches that an earlier configuration explains to caveats."""
-    d = Director(
-        director.variant,
-        director.word_size,
-        director.table_size,
-        backport_hash_port=director.backport_hash_port,
-    )
+    d = Director.from_params(director.params)
     flows = [_flow_of(c) for c in rep.mismatches]
     index = {id(f): i for i, f in enumerate(flows)}
     last_match: dict[int, int] = {}
-    for lineno, raw in enumerate(history.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        apply_command(d, parse_command(tokenize(line)))
+    for lineno, cmd in iter_history(history, source="<history>"):
+        d.apply_command(cmd)
         for svc, fl in _group(d, flows, None).values():
             for f, p in zip(fl, _predict(svc, fl)):
                 if p == f.real_server:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from maglevx import Director, RealServer, VirtualService
+from maglevx import Director, VirtualService
 
 FLOWS = int(os.environ.get("MAGLEVX_BENCH_BULK_FLOWS", "1000000"))
 ROUNDS = int(os.environ.get("MAGLEVX_BENCH_ROUNDS", "7"))
@@ -40,13 +39,10 @@ def service(
     header = f"-A -t {vip} -s mh" + (f" -b {flags}" if flags else "")
     d = Director.from_history([header], table_size=table_size, word_size=word_size)
     svc = d.services[0]
-    # as `-a` lines would leave them, without replaying thousands of lines
+    # as `-a` lines would leave them, without parsing thousands of lines
     for i in range(servers):
         address, _, port = rip(family, i).rpartition(":")
-        rs = RealServer(ipaddress.ip_address(address.strip("[]")), int(port), w[i],
-                        w[i], "masq")  # fmt: skip
-        svc.real_servers.insert(0, rs)
-    svc.rebuild()
+        svc.add_server(address.strip("[]"), int(port), weight=w[i], forward="masq")
     return svc
 
 

@@ -19,11 +19,11 @@ def test_table_build(benchmark, m, n, weights):
     svc = service(4, n, m, "mh-port", weights)
 
     def build():
-        svc.rebuild()
-        return svc.table
+        svc._rebuild()  # what every -a/-e/-d does, then the table on first use
+        return svc.snapshot.build.table
 
     benchmark.pedantic(build, rounds=ROUNDS, warmup_rounds=1)
-    servers, w = svc._built
+    servers, w = svc.snapshot.build.servers, svc.snapshot.build.weights
     folds = np.array([fold_address(rs.address) for rs in servers], np.uint32)
     ports = np.array([rs.port for rs in servers], np.uint32)
     w = np.array(w, np.uint32)

@@ -33,14 +33,13 @@ def test_bulk_lookup(benchmark, bare_exe, family, port, m):
     after = bare.run(bare_exe, m, 64, family, port, FLOWS, ROUNDS)
     ceiling = {k: max(v, after[k]) for k, v in ceiling.items()}
 
-    st = svc._lookup_state()
+    st = svc.snapshot
     few, few_ports = addrs[:TWIN_FLOWS], (ports[:TWIN_FLOWS] if port else None)
-    twin = _twin.lookup_many if family == 4 else _twin.lookup_many6
-    twin_s = best_seconds(
-        lambda: twin(st.m, st.word_size, st.table, st.avail, False, few, few_ports), 1
-    )
+    ts = _twin.Scheduler(m, 64, st.table, st.avail, False)
+    twin = ts.lookup_many if family == 4 else ts.lookup_many6
+    twin_s = best_seconds(lambda: twin(few, few_ports), 1)
     np.testing.assert_array_equal(  # same answers, or the race means nothing
-        twin(st.m, st.word_size, st.table, st.avail, False, few, few_ports),
+        twin(few, few_ports),
         svc.lookup_many(few, few_ports).view(np.uint32),
     )
     api = FLOWS / benchmark.stats.stats.min

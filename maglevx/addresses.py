@@ -1,0 +1,127 @@
+"""Addresses, ports and numbers: parsed, formatted and folded in one place.
+
+Every reader of maglevx (histories, listings, captures, flow files, the
+Python API) goes through these functions, so that one rule is written once:
+what counts as an address (``inet_pton()``'s view: no zone index), what
+counts as a number (ASCII digits only), and how ``ip_vs_mh_hashkey()`` folds
+an address into 32 bits.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Union
+
+import numpy as np
+
+from maglevx.errors import MaglevxError
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+
+
+def fold(address: IPAddress) -> int:
+    """The 32-bit value ``ip_vs_mh_hashkey()`` hashes for *address*.
+
+    IPv4: the address as a number. IPv6: the XOR of its four 32-bit words
+    (the service's family decides; both are the same family here).
+    """
+    return fold_int(int(address), address.version)
+
+
+def fold_int(n: int, family: int) -> int:
+    """:func:`fold` of an address given as an integer of *family* (4 or 6)."""
+    if family == 4:
+        return n
+    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
+
+
+def format_endpoint(address: IPAddress, port: int) -> str:
+    """``addr:port`` or ``[addr]:port`` as ipvsadm prints it."""
+    if address.version == 6:
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+def parse_address(value: object, what: str) -> IPAddress:
+    """An IPv4/IPv6 address from str or an ipaddress object.
+
+    Zone indices (``fe80::1%eth0``) are refused, as ``inet_pton()`` and the
+    kernel know none; *what* names the field in errors.
+    """
+    if isinstance(value, ADDRESS_TYPES):
+        if getattr(value, "scope_id", None) is not None:
+            raise MaglevxError(f"{str(value)!r} is not an IP address", field=what)
+        return value
+    if not isinstance(value, str):
+        raise MaglevxError(f"{value!r} is not an IP address", field=what)
+    if "%" in value:
+        raise MaglevxError(f"{value!r} is not an IP address", field=what)
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise MaglevxError(f"{value!r} is not an IP address", field=what) from None
+
+
+def parse_number(text: str, lo: int, hi: int, what: str, field: str | None) -> int:
+    """A decimal number in ASCII digits within lo..hi, from a file's token.
+
+    Other scripts' digits (``int('٨٠') == 80``) are refused, and so are
+    numbers of thousands of digits, without converting them. *what*
+    prefixes the messages (``weight '1x' is not a number``); may be empty.
+    """
+    name = f"{what} " if what else ""
+    s = text.strip()
+    if not s.isascii() or not s.isdigit():
+        raise MaglevxError(f"{name}{_quote(text)} is not a number", field=field)
+    digits = s.lstrip("0") or "0"
+    if len(digits) > max(20, len(str(hi))):
+        raise MaglevxError(
+            f"{name}{digits[:20]}... ({len(digits)} digits) is outside {lo}..{hi}",
+            field=field,
+        )
+    n = int(digits)
+    if not lo <= n <= hi:
+        raise MaglevxError(f"{name}{n} is outside {lo}..{hi}", field=field)
+    return n
+
+
+def parse_int(value: object, lo: int, hi: int, what: str, field: str | None) -> int:
+    """An integer within lo..hi from an int (not bool) or decimal str."""
+    if isinstance(value, bool):
+        raise MaglevxError(f"{what} {value!r} is not a number", field=field)
+    if isinstance(value, str):
+        return parse_number(value, lo, hi, what, field)
+    if isinstance(value, (int, np.integer)):
+        n = int(value)
+        if not lo <= n <= hi:
+            raise MaglevxError(f"{what} {n} is outside {lo}..{hi}", field=field)
+        return n
+    raise MaglevxError(f"{what} {value!r} is not a number", field=field)
+
+
+def parse_port(value: object, what: str) -> int:
+    """A port number 0..65535 from int or decimal str."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+        raise MaglevxError(f"{value!r} is not a port", field=what)
+    if isinstance(value, str):
+        s = value.strip()
+        if not s.isdigit() or not s.isascii():
+            raise MaglevxError(f"{_quote(value)} is not a port", field=what)
+        if len(s.lstrip("0")) > 5:
+            raise MaglevxError(f"port {s[:20]!r} is outside 0..65535", field=what)
+        value = int(s)
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise MaglevxError(f"port {port} is outside 0..65535", field=what)
+    return port
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    """*text* quoted for an error message, cut to *limit* characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+quote = _quote
