@@ -32,6 +32,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Union
 
 from maglevx.errors import MaglevxError
+from maglevx.ipvs import (
+    SVC_F_HASHED,  # the kernel's own bookkeeping; ipvsadm never shows it
+    SVC_F_ONEPACKET,
+    SVC_F_PERSISTENT,
+    SVC_F_SCHED1,
+    SVC_F_SCHED2,
+    SVC_F_SCHED3,
+)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -73,10 +81,6 @@ IPVS_CMD_ATTR_SERVICE, IPVS_CMD_ATTR_DEST = 1, 2
 ) = range(1, 12)
 INFO_VERSION, INFO_CONN_TAB_SIZE = 1, 2
 
-SVC_F_PERSISTENT = 0x0001
-SVC_F_HASHED = 0x0002  # the kernel's own bookkeeping; ipvsadm never shows it
-SVC_F_ONEPACKET = 0x0004
-SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3 = 0x0008, 0x0010, 0x0020
 
 PROTOCOL_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
 PROTOCOL_NUMBERS = {v: k for k, v in PROTOCOL_NAMES.items()}

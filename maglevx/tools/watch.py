@@ -348,7 +348,7 @@ def _handler(watcher: Watcher, registry: Any) -> type[BaseHTTPRequestHandler]:
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``:PORT`` (all addresses) -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise MaglevxError(f"{text!r} is not HOST:PORT", field="--listen")
     return host.strip("[]") or "0.0.0.0", int(port)
 
