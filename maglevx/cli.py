@@ -111,7 +111,7 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
     )
 
 
-def read_live(args: argparse.Namespace) -> Any:
+def read_live(args: argparse.Namespace, *, warn: bool = True) -> Any:
     """Read this machine's director (``--live``); warnings go to stderr."""
     from maglevx import live
 
@@ -121,9 +121,14 @@ def read_live(args: argparse.Namespace) -> Any:
         table_size=args.table_size,
         backport_hash_port=False if args.no_port_hash else None,
     )
-    for w in ld.warnings:
-        print(f"maglevx: warning: {w}", file=sys.stderr)
+    if warn:
+        _warn(ld.warnings)
     return ld
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"maglevx: warning: {w}", file=sys.stderr)
 
 
 def load_director(args: argparse.Namespace) -> Director:
@@ -178,8 +183,9 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.live:
         from maglevx import live
 
-        ld = read_live(args)
+        ld = read_live(args, warn=False)
         live.mh_services(ld, args.service)  # one clear line: none, or not mh
+        _warn(ld.warnings)
         director = ld.director
     else:
         director = load_director(args)

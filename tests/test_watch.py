@@ -112,6 +112,20 @@ def test_transient_errors_are_counted_and_the_last_state_kept(tmp_path):
     assert watch.refused_fraction(expected()) == pytest.approx(share)
 
 
+def test_refused_fraction_with_fallback_is_sampled():
+    d = maglevx.Director.from_history(
+        HISTORY.replace("-b mh-port", "-b mh-fallback,mh-port"), table_size=251
+    )
+    assert watch.refused_fraction(d.services[0]) == 0.0  # probes find 10.1.0.1/3
+    d.apply("-e -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 0")
+    d.apply("-e -t 10.0.0.1:80 -r 10.1.0.3:80 -m -w 0")
+    assert watch.refused_fraction(d.services[0]) == 1.0  # nobody is available
+    v6 = maglevx.Director.from_history(
+        "-A -u [fd00::1]:53 -s mh -b mh-fallback\n-a -u [fd00::1]:53 -r [fd00::2]:53 -m\n"
+    )
+    assert watch.refused_fraction(v6.services[0]) == 0.0
+
+
 def test_permission_and_no_ipvs_errors_have_their_kind(tmp_path):
     for exc, kind in [
         (

@@ -59,7 +59,9 @@ def refused_fraction(svc: VirtualService) -> float:
     rng = np.random.default_rng(1)
     folds = rng.integers(0, 2**32, REFUSED_SAMPLE, dtype=np.uint64).astype(np.uint32)
     ports = rng.integers(1024, 65536, REFUSED_SAMPLE).astype(np.uint16)
-    idx = snap.lookup_many(folds, ports)
+    # the hash sees an address only through its 32-bit fold: IPv4-style folds
+    # stand for IPv6 clients too
+    idx = snap.lookup_many(folds, ports, "tcp", family=4)
     return float((np.asarray(idx) < 0).mean())
 
 
@@ -124,7 +126,6 @@ class Watcher:
             return
         now = time.time()
         with self.lock:
-            self.polls += 1
             self.up = True
             old = self.state
             if old is None:
@@ -145,6 +146,8 @@ class Watcher:
                     self.last_change[name] = now
             self.fingerprints = fps
         self._verify()
+        with self.lock:
+            self.polls += 1  # last: a scrape that sees the count sees it all
 
     def _from_history(self, params: DirectorParams) -> Director:
         d = Director.from_params(params)
@@ -229,7 +232,7 @@ class Watcher:
             err = CounterMetricFamily(
                 "maglevx_read_errors", "Failed reads of IPVS", labels=["kind"]
             )
-            for kind in ("read", "permission", "no_ipvs", "conn"):
+            for kind in ("read", "permission", "no_ipvs", "conn", "serve"):
                 err.add_metric([kind], float(self.errors[kind]))
             yield err
             polls = CounterMetricFamily("maglevx_polls", "Successful reads of IPVS")
@@ -321,6 +324,15 @@ def _handler(watcher: Watcher, registry: Any) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            try:
+                self._get()
+            except Exception as exc:  # noqa: BLE001 - keep serving, say why
+                with watcher.lock:
+                    watcher.errors["serve"] += 1
+                    watcher.last_error = f"{type(exc).__name__}: {exc}"
+                self.send_error(500, watcher.last_error[:200])
+
+        def _get(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 body, ctype = generate_latest(registry), CONTENT_TYPE_LATEST

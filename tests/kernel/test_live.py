@@ -258,11 +258,58 @@ def _scrape(port: int, polls: int, signal: Path, out: dict) -> None:
         signal.touch()
 
 
-@pytest.fixture(scope="session")
-def live_boots(tmp_path_factory):
-    """(key, module) -> (steps, driver results, BootResult), booted on demand."""
+def boot_live(key: str, module: str, kmod_dir: Path):
+    """One boot of ``plan(key, module)``: (steps, driver results, BootResult, what
+    the host scraped from the exporter)."""
     import kmod_build
 
+    try:
+        k = kernels.fetch_kernel(key)
+    except PrerequisiteError as exc:
+        missing(str(exc))
+    extra = ()
+    if module == "kmod":
+        try:
+            kmod_build.check_prerequisites(k.headers_dir)
+        except kmod_build.BuildError as exc:
+            missing(str(exc))
+        b = kmod_build.build(k.headers_dir, kmod_dir)
+        extra = (ExtraModule(b.ko, KMOD_PARAMS, replaces="ip_vs_mh"),)
+    port = _free_port()
+    signal_dir = Path(tempfile.mkdtemp(prefix="maglevx-live-", dir=SIGNAL_DIR))
+    signal = signal_dir / "scraped"
+    steps = plan(key, module, str(signal))
+    polls = sum(st["do"] == "watch_poll" for st in steps) + 1
+    scrape: dict = {}
+    scraper = threading.Thread(
+        target=_scrape, args=(port, polls, signal, scrape), daemon=True
+    )
+    t0 = time.monotonic()
+    scraper.start()
+    try:
+        res, boot = guestpy.run_steps(
+            k,
+            steps,
+            extra_modules=extra,
+            modules=("ip_vs_rr", "ip_vs_sh"),
+            forward_ports=[(port, GUEST_PORT)],
+        )
+    finally:
+        signal.touch()  # never leave the guest waiting
+        scraper.join(30)
+        shutil.rmtree(signal_dir, ignore_errors=True)
+    TIMINGS.append(
+        f"live {key} {module}: {len(steps)} steps, boot {boot.boot_seconds:.1f}s,"
+        f" python import {res.get('import_seconds', 0):.1f}s, total"
+        f" {time.monotonic() - t0:.1f}s ({boot.accel})"
+    )
+    print(TIMINGS[-1])
+    return steps, res["results"], boot, scrape
+
+
+@pytest.fixture(scope="session")
+def live_boots(tmp_path_factory):
+    """(key, module) -> boot_live(key, module), booted once on demand."""
     still = prereqs.ensure()
     if still:
         missing(prereqs.explain(still))
@@ -270,48 +317,7 @@ def live_boots(tmp_path_factory):
 
     def get(key: str, module: str):
         if (key, module) not in cache:
-            try:
-                k = kernels.fetch_kernel(key)
-            except PrerequisiteError as exc:
-                missing(str(exc))
-            extra = ()
-            if module == "kmod":
-                try:
-                    kmod_build.check_prerequisites(k.headers_dir)
-                except kmod_build.BuildError as exc:
-                    missing(str(exc))
-                b = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp("kmod"))
-                extra = (ExtraModule(b.ko, KMOD_PARAMS, replaces="ip_vs_mh"),)
-            port = _free_port()
-            signal_dir = Path(tempfile.mkdtemp(prefix="maglevx-live-", dir=SIGNAL_DIR))
-            signal = signal_dir / "scraped"
-            steps = plan(key, module, str(signal))
-            polls = sum(st["do"] == "watch_poll" for st in steps) + 1
-            scrape: dict = {}
-            scraper = threading.Thread(
-                target=_scrape, args=(port, polls, signal, scrape), daemon=True
-            )
-            t0 = time.monotonic()
-            scraper.start()
-            try:
-                res, boot = guestpy.run_steps(
-                    k,
-                    steps,
-                    extra_modules=extra,
-                    modules=("ip_vs_rr", "ip_vs_sh"),
-                    forward_ports=[(port, GUEST_PORT)],
-                )
-            finally:
-                signal.touch()  # never leave the guest waiting
-                scraper.join(30)
-                shutil.rmtree(signal_dir, ignore_errors=True)
-            TIMINGS.append(
-                f"live {key} {module}: {len(steps)} steps, boot {boot.boot_seconds:.1f}s,"
-                f" python import {res.get('import_seconds', 0):.1f}s, total"
-                f" {time.monotonic() - t0:.1f}s ({boot.accel})"
-            )
-            print(TIMINGS[-1])
-            cache[key, module] = (steps, res["results"], boot, scrape)
+            cache[key, module] = boot_live(key, module, tmp_path_factory.mktemp("kmod"))
         return cache[key, module]
 
     return get

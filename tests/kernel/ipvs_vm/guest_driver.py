@@ -97,7 +97,13 @@ def step(s: dict) -> dict:
 
         out = kernelinfo.detect().to_json()
     elif do == "flows":
-        out = _run([s["flowgen"], "/dev/stdin"], s["flows"])
+        import tempfile
+
+        # devtmpfs has no /dev/stdin: hand flowgen a file
+        with tempfile.NamedTemporaryFile("w", suffix=".flows") as f:
+            f.write(s["flows"])
+            f.flush()
+            out = _run([s["flowgen"], f.name])
     elif do == "maglevx" and s.get("uid") is not None:
         out = _as_user(s)
     elif do == "maglevx":
