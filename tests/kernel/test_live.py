@@ -67,6 +67,9 @@ def extra_history(rng: random.Random) -> list[str]:
         *(f"-a -f {m6} -6 -r {a}:0 -m -w {rng.randint(0, 9)}" for a in rs6),
         "-A --sctp-service 10.1.99.1:9 -s rr",
         "-a --sctp-service 10.1.99.1:9 -r 172.20.1.1:9 -m -w 4 -x 10",
+        # a real server on a local address: the kernel makes masq "Local"
+        "-A -t 10.1.99.3:80 -s mh",
+        "-a -t 10.1.99.3:80 -r 10.9.9.9:80 -m -w 2",
         "-A -u 10.1.99.2:53 -s mh -b mh-port -o",
         "-a -u 10.1.99.2:53 -r 172.20.2.1:53 -m -w 3",
         "-a -u 10.1.99.2:53 -r 172.20.2.2:53 -m -w 5",
