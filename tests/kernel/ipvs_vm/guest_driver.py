@@ -82,10 +82,12 @@ def step(s: dict) -> dict:
     elif do == "journal_replay":
         # the journal so far, replayed by the kernel in a fresh network namespace
         # (ipvsadm -R takes no comments; with lo down the new namespace has no
-        # local table and the kernel refuses IPv4 real servers as not unicast)
+        # local table and the kernel refuses IPv4 real servers as not unicast;
+        # 10.0.0.0/8 is local as in the job's netsetup, so "Local" stays Local)
         text = "\n".join(JOURNAL["lines"]) + "\n"
         out = _run(
             "grep -v '^#' | unshare -n sh -c 'ip link set lo up && "
+            "ip route add local 10.0.0.0/8 dev lo && "
             "ipvsadm -R && ipvsadm -Ln --nosort && echo @@ && "
             "ipvsadm -Ln --nosort --thresholds'",
             text,
