@@ -252,3 +252,24 @@ def test_records_differing_only_in_counters_make_no_journal_lines():
     from maglevx import journal
 
     assert journal.diff(START, busy) == []
+
+
+def test_watch_once_without_ipvs_is_one_line(capsys):
+    """This host's kernel has no IPVS (the guests' have: tests/kernel/test_live.py)."""
+    import os
+
+    rc = main(["watch", "--once"])
+    err = capsys.readouterr().err
+    if os.path.exists("/proc/net/ip_vs"):  # a host with IPVS: must work as root
+        assert rc == 0 or "run as root" in err
+    else:
+        assert rc == 2
+        assert err == (
+            "maglevx: error: this kernel has no IPVS (no generic netlink family "
+            "'IPVS'): load it with modprobe ip_vs\n"
+        )
+
+
+def test_watch_interval_must_be_positive(capsys):
+    assert main(["watch", "--interval", "0"]) == 2
+    assert "interval 0.0 is not positive" in capsys.readouterr().err

@@ -523,6 +523,8 @@ def test_predict_live(key, module, live_boots):
     assert r["rc"] == 0, r["stderr"]
     lines = r["stdout"].splitlines()
     assert len(lines) == len(flows)
+    _, ex = _step(steps, results, "maglevx", ["explain", "--live"])
+    assert ex["rc"] == 0 and flows[0].saddr in ex["stdout"], ex["stderr"]
     if module == "kmod":
         for f, ln in zip(flows, lines):
             tail = ln[len(f.csv()) + 1 :]
