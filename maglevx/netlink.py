@@ -29,7 +29,7 @@ import struct
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Union
+from typing import Any, Union
 
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import (
@@ -213,14 +213,14 @@ def services_to_json(services: Iterable[LiveService]) -> list[dict[str, object]]
     return out
 
 
-def services_from_json(data: Iterable[dict[str, object]]) -> list[LiveService]:
+def services_from_json(data: Iterable[dict[str, Any]]) -> list[LiveService]:
     """The inverse of :func:`services_to_json`."""
     out = []
     for d in data:
         d = dict(d)
         rss = tuple(
             LiveRealServer(**{**r, "address": ipaddress.ip_address(r["address"])})
-            for r in d.pop("real_servers")  # type: ignore[attr-defined]
+            for r in d.pop("real_servers")
         )
         addr = d.pop("address")
         out.append(
@@ -229,7 +229,7 @@ def services_from_json(data: Iterable[dict[str, object]]) -> list[LiveService]:
                 address=None if addr is None else ipaddress.ip_address(addr),
                 real_servers=rss,
             )
-        )  # type: ignore[arg-type]
+        )
     return out
 
 

@@ -106,7 +106,7 @@ class Watcher:
         self.up = False
         self.polls = 0
         self.verify_counts: dict[str, Counter[str]] = {}
-        self._seen: set[tuple[object, ...]] = set()
+        self._seen: set[tuple[Any, ...]] = set()
 
     # -- one poll --------------------------------------------------------------
     def poll(self) -> None:
@@ -168,7 +168,7 @@ class Watcher:
                 self.errors["conn"] += 1
                 self.last_error = str(exc)
             return
-        seen = {
+        seen: set[tuple[Any, ...]] = {
             (c.proto, c.saddr, c.sport, c.daddr, c.dport, c.raddr, c.rport)
             for c in conns
         }
