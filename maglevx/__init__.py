@@ -11,6 +11,7 @@
 True
 """
 
+from maglevx._version import __version__
 from maglevx.errors import MaglevxError
 from maglevx.model import (
     DEFAULT_TABLE_SIZE,
@@ -25,9 +26,8 @@ from maglevx.model import (
     lookup,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "DEFAULT_TABLE_SIZE",
     "KERNEL_REFERENCE",
     "PRIMES",

@@ -29,6 +29,9 @@ END = 0  # consumed the buffer
 SLOW = 1  # the line at `stop` needs the slow path
 FULL = 2  # the output arrays are full
 
+cdef uint8_t _NOTHING[1]  # a valid pointer for empty buffers (NULL + 0 is UB)
+
+
 cdef struct KeyEntry:
     uint64_t hash
     int64_t offset
@@ -144,6 +147,14 @@ cdef class FlowScanner:
         """
         cdef Py_ssize_t cap = starts.shape[0]
         cdef Py_ssize_t n = 0, lines = 0, ls, le, nxt, i, f, a, b
+        # every output holds `cap` flows, and [pos, end) lies in the buffer:
+        # checked here, once, so the loop below can trust them
+        if (ends.shape[0] < cap or key_ids.shape[0] < cap
+                or folds.shape[0] < cap or sports.shape[0] < cap
+                or families.shape[0] < cap):
+            raise ValueError("scan: the output arrays differ in length")
+        if not 0 <= pos <= end <= buf.shape[0]:
+            raise ValueError("scan: pos and end must satisfy 0 <= pos <= end <= len(buf)")
         cdef Py_ssize_t fs[5]
         cdef Py_ssize_t fe[5]
         cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
@@ -299,6 +310,8 @@ cdef class FlowScanner:
 def line_end(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end):
     """``(content_end, next_line)`` of the line starting at *pos*."""
     cdef Py_ssize_t le = pos
+    if not 0 <= pos <= end <= buf.shape[0]:
+        raise ValueError("line_end: pos and end must satisfy 0 <= pos <= end <= len(buf)")
     while le < end and buf[le] != 10 and buf[le] != 13:
         le += 1
     if le < end and buf[le] == 13 and le + 1 < end and buf[le + 1] == 10:
@@ -314,16 +327,29 @@ def assemble(const uint8_t[::1] buf, const int64_t[::1] starts,
     Suffix *k* is ``blob[offsets[k]:offsets[k + 1]]``.
     """
     cdef Py_ssize_t n = starts.shape[0], i, total = 0, ln, sl, o = 0
+    cdef Py_ssize_t nsuffix = offsets.shape[0] - 1
     cdef int32_t k
+    # everything the copy loop reads is checked first, with the GIL held
+    if ends.shape[0] != n or ids.shape[0] != n:
+        raise ValueError("assemble: starts, ends and ids differ in length")
+    if nsuffix < 0 or offsets[0] < 0 or offsets[nsuffix] > blob.shape[0]:
+        raise ValueError("assemble: offsets do not fit the blob")
+    for i in range(nsuffix):
+        if offsets[i] > offsets[i + 1]:
+            raise ValueError("assemble: offsets are not ascending")
     for i in range(n):
         k = ids[i]
+        if not 0 <= k < nsuffix:
+            raise ValueError(f"assemble: suffix id {k} out of range")
+        if not 0 <= starts[i] <= ends[i] <= buf.shape[0]:
+            raise ValueError(f"assemble: line {i} lies outside the buffer")
         total += ends[i] - starts[i] + offsets[k + 1] - offsets[k] + 1
     out = bytearray(total)
     cdef uint8_t[::1] ov = out
     if total == 0:
         return out
     cdef uint8_t *op = &ov[0]
-    cdef const uint8_t *bp = &buf[0]
+    cdef const uint8_t *bp = &buf[0] if buf.shape[0] else _NOTHING
     cdef const uint8_t *sp = &blob[0] if blob.shape[0] else NULL
     with nogil:
         for i in range(n):

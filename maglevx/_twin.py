@@ -203,7 +203,7 @@ def _gcd(a: int, b: int) -> int:
 
 
 def _frozen(values: object, dtype: type) -> npt.NDArray:  # type: ignore[type-arg]
-    a = np.array(values, dtype=dtype, copy=True, order="C")
+    a: npt.NDArray = np.array(values, dtype=dtype, copy=True, order="C")  # type: ignore[type-arg]
     a.flags.writeable = False
     return a
 

@@ -1,7 +1,8 @@
 """Which implementation of the core runs: the C extension or the Python twin.
 
-Set ``MAGLEVX_PURE_PYTHON=1`` to force the pure-Python twin (the test suite
-runs both). Both modules expose the same functions and constants.
+Set ``MAGLEVX_PURE_PYTHON=1`` to force the pure-Python twin for the core and
+the line-by-line path of ``predict`` (CI runs the suite both ways). Both
+modules expose the same functions and constants.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+PURE_PYTHON = os.environ.get("MAGLEVX_PURE_PYTHON", "") not in ("", "0")
+
 
 def _load() -> ModuleType:
-    if os.environ.get("MAGLEVX_PURE_PYTHON", "") not in ("", "0"):
+    if PURE_PYTHON:
         from maglevx import _twin
 
         return _twin
@@ -25,4 +28,16 @@ def _load() -> ModuleType:
     return _core
 
 
+def _load_fastcsv() -> ModuleType | None:
+    """The C scanner behind ``predict``'s fast path; None for the twin."""
+    if PURE_PYTHON:
+        return None
+    try:
+        from maglevx import _fastcsv  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - not built: the slow path serves
+        return None
+    return _fastcsv
+
+
 core = _load()
+fastcsv = _load_fastcsv()

@@ -13,10 +13,22 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from maglevx._version import __version__
+from maglevx.addresses import quote
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import VARIANTS
-from maglevx.model import DEFAULT_TABLE_SIZE, PRIMES, Director, DirectorParams
+from maglevx.ipvsadm import split_lines
+from maglevx.model import (
+    DEFAULT_TABLE_SIZE,
+    KERNEL_REFERENCE,
+    PRIMES,
+    Director,
+    DirectorParams,
+)
+from maglevx.predict import FORMATS
+from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED
 from maglevx.tools.sources import load_text, open_input, read_text
+from maglevx.tools.verify import PROC_CONN
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -84,15 +96,27 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 
 def _table_size(text: str) -> int:
-    try:
-        m = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    s = text.strip()
+    if not (s.isascii() and s.isdigit()) or len(s.lstrip("0")) > 7:
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not one of the kernel's primes "
+            f"({', '.join(map(str, PRIMES))})"
+        )
+    m = int(s)
     if m not in PRIMES:
         raise argparse.ArgumentTypeError(
             f"{m} is not one of the kernel's primes ({', '.join(map(str, PRIMES))})"
         )
     return m
+
+
+def _sample_size(text: str) -> int:
+    s = text.strip()
+    if not (s.isascii() and s.isdigit()) or len(s.lstrip("0")) > 9 or int(s) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{quote(text)} is not a number of flows from 1 to 999999999"
+        )
+    return int(s)
 
 
 def params_from(args: argparse.Namespace) -> DirectorParams:
@@ -248,9 +272,9 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
     from maglevx.tools.sample import from_lines
 
     by_dest = from_lines(
-        read_text(args.flows).splitlines(), source=args.flows, limit=args.sample
+        split_lines(read_text(args.flows)), source=args.flows, limit=args.sample
     )
-    out = {}
+    out: dict[str, Any] = {}
     from maglevx.addresses import parse_address
 
     for (proto, daddr, dport), sample in by_dest.items():
@@ -416,14 +440,17 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sample",
-        type=int,
-        default=100_000,
+        type=_sample_size,
+        default=DEFAULT_SAMPLE,
         metavar="N",
         help="synthetic flows per service, or the most flows read from --flows "
-        "(default: 100000)",
+        f"(default: {DEFAULT_SAMPLE})",
     )
     p.add_argument(
-        "--seed", type=int, default=1, help="seed of the synthetic flows (default: 1)"
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the synthetic flows (default: {DEFAULT_SEED})",
     )
 
 
@@ -441,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict which real server Linux IPVS Maglev hashing picks.",
         epilog="Exit status: 0 ok, 1 differences found, 2 error.",
     )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"maglevx {__version__} (reproduces {KERNEL_REFERENCE})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser(
         "predict",
@@ -454,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", "csv", "ip_vs_conn", "conntrack", "pcap"),
+        choices=("auto", *FORMATS, "pcap"),
         default="auto",
         help="input format (default: detected). Captures are turned into flow "
         "lines `proto,saddr,sport,daddr,dport` and only flows to mh services "
@@ -546,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p, required=False, live_apart=True)
     p.add_argument(
         "--conn",
-        default="/proc/net/ip_vs_conn",
+        default=PROC_CONN,
         metavar="FILE",
-        help="connections (default: /proc/net/ip_vs_conn)",
+        help=f"connections (default: {PROC_CONN})",
     )
     p.add_argument(
         "--kmod-tables",
@@ -641,6 +673,18 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        out.flush()
+        print("maglevx: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug of maglevx, never the input's fault
+        out.flush()
+        print(
+            f"maglevx: internal error: {type(exc).__name__}: {quote(str(exc), 200)} "
+            "(a bug: please report it with the command line)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

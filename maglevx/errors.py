@@ -14,6 +14,18 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+# Messages quote what they refuse; a hostile input must not make them huge.
+MAX_MESSAGE = 480
+
+
+def _cap(text: str, limit: int) -> str:
+    """*text*, its middle cut out when longer than *limit* (both ends kept)."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 20
+    return f"{text[:keep]}...({len(text) - 2 * keep} characters)...{text[-keep:]}"
+
+
 class MaglevxError(ValueError):
     """Bad input: names what is wrong and where (file, line, field).
 
@@ -44,8 +56,8 @@ class MaglevxError(ValueError):
             where += ": "
         elif self.line is not None:
             where = f"line {self.line}: "
-        what = f"field {self.field!r}: " if self.field else ""
-        return _one_line(f"{where}{what}{self.message}")
+        what = f"field {_cap(self.field, 60)!r}: " if self.field else ""
+        return _one_line(f"{where}{what}{_cap(self.message, MAX_MESSAGE)}")
 
     def located(
         self, source: str | None = None, line: int | None = None

@@ -1236,6 +1236,53 @@ class Director:
             svc = services.get((protocol, daddr, 0))
         return svc
 
+    def lookup_many(
+        self,
+        protocols: Sequence[str],
+        saddrs: Sequence[object],
+        sports: Any,
+        daddrs: Sequence[object],
+        dports: Any,
+        *,
+        strict: bool = False,
+    ) -> npt.NDArray[np.object_]:
+        """Schedule whole 5-tuple columns (e.g. a DataFrame's), across services.
+
+        Returns, per flow, the RealServer or None (no destination, or with
+        *strict* False a flow that no mh service takes, which the kernel
+        does not schedule). Addresses may be strings or ipaddress objects.
+        """
+        n = len(protocols)
+        cols = {"saddrs": saddrs, "sports": sports, "daddrs": daddrs, "dports": dports}
+        for name, col in cols.items():
+            if len(col) != n:
+                raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
+        sp = bulk_ports(sports, n)
+        dp = bulk_ports(dports, n).tolist()
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, key in enumerate(zip(protocols, daddrs, dp)):
+            groups.setdefault(key, []).append(i)
+        out = np.full(n, None, dtype=object)
+        for (proto, daddr, dport), rows in groups.items():
+            p = _bulk_protocol(proto)
+            svc = self.resolve(p, daddr, dport)
+            if svc is None or svc.scheduler != "mh":
+                if strict:
+                    raise MaglevxError(
+                        f"row {rows[0]}: no mh virtual service for {p} "
+                        f"{daddr} port {dport}",
+                        field="daddrs",
+                    )
+                continue
+            snap = svc.snapshot
+            sel = np.array(rows, np.intp)
+            rows_saddrs = [saddrs[i] for i in rows]
+            addrs = [str(a) if isinstance(a, ADDRESS_TYPES) else a for a in rows_saddrs]
+            idx = snap.lookup_many(addrs, sp[sel], p, family=svc.family)
+            servers = np.array([*snap.servers, None], dtype=object)
+            out[sel] = servers[idx]  # -1: the None at the end
+        return out
+
     def resolve(
         self, protocol: str, daddr: object, dport: int, fwmark: int | None = None
     ) -> VirtualService | None:

@@ -26,17 +26,21 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import IO, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 import numpy as np
 
 from maglevx.addresses import fold_int, parse_port
-from maglevx.backend import core
+from maglevx.backend import core, fastcsv
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
 from maglevx.model import Director, TableSnapshot, VirtualService
 
 CHUNK_LINES = 65536
+# No flow or capture line comes near this; a longer one is refused before it
+# is buffered whole (memory stays bounded on any input).
+MAX_LINE_BYTES = 65536
+_TEXT_BLOCK = 1 << 16
 
 
 def _fold_text(text: str, family: int) -> int:
@@ -215,21 +219,42 @@ def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
     holds a CR or LF byte, so this decodes as the whole would).
     """
     n = 0
-    for chunk in stream:  # split at b"\n" only; "\r\n" stays in one chunk
-        for raw in chunk.splitlines(keepends=True):  # bytes: \n, \r\n, \r
+    pending = b""
+    while True:
+        block = stream.read(_TEXT_BLOCK)
+        buf = pending + block if pending else block
+        if not buf:
+            return
+        lines = buf.splitlines(keepends=True)  # bytes: \n, \r\n, \r
+        pending = b""
+        if block and lines and not lines[-1].endswith(b"\n"):
+            # an unterminated last line, or a \r whose \n may come next
+            pending = lines.pop()
+            if len(pending) > MAX_LINE_BYTES:
+                raise MaglevxError(
+                    f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+                    source=source,
+                    line=n + len(lines) + 1,
+                )
+        for raw in lines:
             n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise MaglevxError(
+                    f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+                    source=source,
+                    line=n,
+                )
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise MaglevxError("not UTF-8 text", source=source, line=n) from None
+        if not block:
+            return
 
 
 # -- the fast path ---------------------------------------------------------
 
-try:
-    from maglevx import _fastcsv
-except ImportError:  # pragma: no cover - not built: the slow path serves
-    _fastcsv = None  # type: ignore[assignment]
+_fastcsv: Any = fastcsv  # None under MAGLEVX_PURE_PYTHON: the slow path serves
 
 BLOCK_BYTES = 8 << 20
 SCAN_FLOWS = 1 << 18
@@ -370,6 +395,7 @@ class _FastPredictor:
         keys = self.keys[:n]
         out = np.zeros(n, np.int32)
         present = np.flatnonzero(np.bincount(keys, minlength=len(self.key_service)))
+        groups: list[tuple[int, Any]]
         if len(present) == 1:
             groups = [(int(present[0]), slice(0, n))]
         else:
@@ -406,6 +432,13 @@ class _FastPredictor:
 
     def slow_line(self, raw: bytes, lineno: int) -> None:
         """Decide one line with the slow path; raise its error, located."""
+        if len(raw) > MAX_LINE_BYTES:
+            self.sink.flush()
+            raise MaglevxError(
+                f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+                source=self.source,
+                line=lineno,
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -475,7 +508,9 @@ def predict_stream(
     binary stream). Returns the number of flows written.
     """
     if _fastcsv is None:
-        return predict_lines(director, text_lines(stream, source), out, source=source)
+        return predict_lines(
+            director, text_lines(stream, source), cast(TextIO, out), source=source
+        )
     sink = _Sink(out)
     fast = _FastPredictor(director, sink, source)
     pending = b""
@@ -488,6 +523,13 @@ def predict_stream(
         lineno += lines
         done += len(block)
         pending = buf[used:]
+        if len(pending) > MAX_LINE_BYTES:
+            sink.flush()
+            raise MaglevxError(
+                f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+                source=source,
+                line=lineno + 1,
+            )
         if progress is not None:
             progress.update(done, fast.count)
         if final:

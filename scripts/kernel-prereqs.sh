@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS="qemu-system-x86 busybox-static ipvsadm cpio gcc libc6-dev make kmod zstd xz-utils dwarves linux-source-6.1 dkms"
+PKGS="qemu-system-x86 busybox-static ipvsadm cpio gcc libc6-dev make kmod zstd xz-utils dwarves linux-source-6.1 dkms clang binutils"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=""

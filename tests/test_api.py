@@ -390,3 +390,32 @@ TestEditingMachine.settings = settings(
 def test_public_names():
     for name in maglevx.__all__:
         assert getattr(maglevx, name) is not None
+
+
+def test_director_bulk_over_columns_equals_scalar_lookups():
+    d = Director.from_history(HISTORY)
+    rng = np.random.default_rng(5)
+    n = 400
+    v6 = rng.random(n) < 0.3
+    protos = ["udp" if x else rng.choice(["tcp", "TCP"]) for x in v6]
+    saddrs = [
+        str(ipaddress.ip_address(int(rng.integers(2**32)) + (2**100 if x else 0)))
+        if x
+        else str(ipaddress.IPv4Address(int(rng.integers(2**32))))
+        for x in v6
+    ]
+    daddrs = ["fd00::1" if x else "10.0.0.1" for x in v6]
+    dports = [53 if x else 80 for x in v6]
+    dports[7] = 81  # no service there: None, or an error when strict
+    sports = rng.integers(0, 65536, n)
+    got = d.lookup_many(protos, saddrs, sports, daddrs, dports)
+    for i in range(n):
+        if i == 7:
+            assert got[i] is None
+            continue
+        flow = (protos[i], saddrs[i], int(sports[i]), daddrs[i], dports[i])
+        assert got[i] == lookup(flow, d), flow
+    with pytest.raises(MaglevxError, match="row 7"):
+        d.lookup_many(protos, saddrs, sports, daddrs, dports, strict=True)
+    with pytest.raises(MaglevxError, match="sports"):
+        d.lookup_many(protos, saddrs, sports[:3], daddrs, dports)

@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,28 @@ def test_ruff(args):
     r = subprocess.run(
         [ruff, *args, "maglevx", "tests", "fuzz"],
         cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_types_the_package():
+    """The public API is typed: mypy over maglevx/ finds nothing."""
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "maglevx"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_stubs_match_the_extension():
+    """maglevx/_core.pyi says what the built extension has (mypy's stubtest)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "maglevx._core"],
+        cwd=ROOT / "tests",  # import the installed package, not a shadowing tree
         capture_output=True,
         text=True,
     )

@@ -121,3 +121,18 @@ def test_cli_verify_files(tmp_path):
     r = subprocess.run([*run, "--history", str(DATA / "seed0.history"), "--conn",
                         str(bad)], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith(f"maglevx: error: {bad}:1:")
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda s: s.replace("table_size 4093", "table_size 4000"), "primes"),
+        (lambda s: s.replace("\nend", " 0\nend"), "slots for a table"),
+        (lambda s: s.replace("table -", "table 999", 1).replace("table 0", "table 999", 1),
+         "dests are listed"),
+    ],
+)  # fmt: skip
+def test_kmod_dump_tables_are_checked_whole(change, message):
+    d = Director.from_history(HISTORY, variant="backport")
+    with pytest.raises(MaglevxError, match=message):
+        parse_kmod_tables(change(kmod_dump(d)), "t")

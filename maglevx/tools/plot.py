@@ -6,7 +6,7 @@ with a one-line error saying how to install it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def _colors(n: int) -> list[tuple[float, float, float]]:
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20"]
-    return [tuple(cmap(i % 20)[:3]) for i in range(n)]
+    return [cast(tuple[float, float, float], tuple(cmap(i % 20)[:3])) for i in range(n)]
 
 
 def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:

@@ -35,8 +35,8 @@ from maglevx.addresses import fold
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS, SVC_F_PERSISTENT
-from maglevx.ipvsadm import iter_history, parse_endpoint
-from maglevx.model import Director, VirtualService
+from maglevx.ipvsadm import iter_history, parse_endpoint, split_lines
+from maglevx.model import PRIMES, Director, VirtualService
 
 PROC_CONN = "/proc/net/ip_vs_conn"
 KMOD_TABLES = "/sys/kernel/debug/ip_vs_mh/tables"
@@ -231,7 +231,7 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
     """Parse the module's ``tables`` dump (``kmod/ip_vs_mh_debugfs.c``, v1)."""
     out: list[KmodService] = []
     cur: dict[str, Any] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(split_lines(text), 1):
         f = raw.split()
         if not f:
             continue
@@ -262,7 +262,9 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
             elif f[0] == "dests":
                 pass
             elif f[0] == "end":
-                out.append(KmodService(**cur))
+                svc = KmodService(**cur)
+                _check_kmod_service(svc)
+                out.append(svc)
                 cur = {}
             else:
                 raise MaglevxError(f"unknown record {f[0]!r}", field=f[0])
@@ -273,6 +275,27 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
                 f"malformed {f[0]!r} record", source=source, line=lineno, field=f[0]
             ) from None
     return out
+
+
+def _check_kmod_service(svc: KmodService) -> None:
+    """A dumped table must be whole: M slots, each naming a listed dest."""
+    if svc.table_size not in PRIMES:
+        raise MaglevxError(
+            f"table size {svc.table_size} is not one of the kernel's primes",
+            field="params",
+        )
+    if len(svc.slots) != svc.table_size:
+        raise MaglevxError(
+            f"{svc.service}: {len(svc.slots)} slots for a table of {svc.table_size}",
+            field="table",
+        )
+    n = len(svc.dests)
+    bad = next((s for s in svc.slots if s is not None and not 0 <= s < n), None)
+    if bad is not None:
+        raise MaglevxError(
+            f"{svc.service}: slot names dest {bad}, but {n} dests are listed",
+            field="table",
+        )
 
 
 def compare_kmod(director: Director, dump: list[KmodService]) -> list[KmodCheck]:
