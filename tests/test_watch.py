@@ -273,3 +273,46 @@ def test_watch_once_without_ipvs_is_one_line(capsys):
 def test_watch_interval_must_be_positive(capsys):
     assert main(["watch", "--interval", "0"]) == 2
     assert "interval 0.0 is not positive" in capsys.readouterr().err
+
+
+def test_live_director_names_what_it_cannot_know():
+    services = [
+        svc(rs(3, 1), replace(rs(2, 0), u_threshold=10, l_threshold=2), rs(1, 3)),
+        replace(svc(rs(4, 1)), port=81, scheduler="rr", flags=0),
+    ]
+    st = state(services)
+    assert [s.name for s in st.director.services] == [
+        "TCP 10.0.0.1:80",
+        "TCP 10.0.0.1:81",
+    ]
+    mh = st.director.services[0]
+    assert [r.endpoint for r in mh.real_servers] == [
+        "10.1.0.3:80",
+        "10.1.0.2:80",
+        "10.1.0.1:80",
+    ]
+    assert any(
+        "last_weight of 10.1.0.2:80 (weight 0) is unknown" in w for w in st.warnings
+    )
+    assert any("whether 10.1.0.2:80 is overloaded" in w for w in st.warnings)
+    assert live.mh_services(st) == [mh]
+    with pytest.raises(maglevx.MaglevxError, match="uses scheduler rr, not mh"):
+        live.mh_services(st, "TCP 10.0.0.1:81")
+    with pytest.raises(maglevx.MaglevxError, match="no service 'TCP 10.9.9.9:1'"):
+        live.mh_services(st, "TCP 10.9.9.9:1")
+    with pytest.raises(maglevx.MaglevxError, match="no mh service on this director$"):
+        live.mh_services(state(services[1:]))
+    no_module = live.LiveDirector(
+        st.director, [], replace(FACTS, mh_module=None), "test", []
+    )
+    with pytest.raises(maglevx.MaglevxError, match=r"\(ip_vs_mh is not loaded\)"):
+        live.mh_services(replace(no_module, director=state(services[1:]).director))
+
+
+def test_detected_parameters_yield_to_explicit_ones():
+    p = live.director_params(FACTS, table_size=4093, variant=None)
+    assert (p.variant, p.word_size, p.table_size) == ("upstream", 64, 4093)
+    kmod = replace(
+        FACTS, variant="backport", mh_module="maglevx", backport_hash_port=False
+    )
+    assert live.director_params(kmod).backport_hash_port is False
