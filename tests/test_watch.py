@@ -117,7 +117,11 @@ def test_refused_fraction_with_fallback_is_sampled():
         HISTORY.replace("-b mh-port", "-b mh-fallback,mh-port"), table_size=251
     )
     assert watch.refused_fraction(d.services[0]) == 0.0  # probes find 10.1.0.1/3
+    # sampled (10.1.0.2's slots are refused without fallback): flows landing on
+    # them probe on and, every slot being held, find an available server
+    assert watch.refused_fraction(d.services[0], sample=2000) == 0.0
     d.apply("-e -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 0")
+    assert watch.refused_fraction(d.services[0], sample=2000) == 0.0  # 10.1.0.3
     d.apply("-e -t 10.0.0.1:80 -r 10.1.0.3:80 -m -w 0")
     assert watch.refused_fraction(d.services[0]) == 1.0  # nobody is available
     v6 = maglevx.Director.from_history(

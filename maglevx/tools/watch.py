@@ -41,28 +41,32 @@ DEFAULT_LISTEN = "127.0.0.1:9753"
 REFUSED_SAMPLE = 1 << 16  # synthetic clients per fallback service
 
 
-def refused_fraction(svc: VirtualService) -> float:
+def refused_fraction(svc: VirtualService, sample: int = REFUSED_SAMPLE) -> float:
     """The fraction of new flows the service would refuse (no destination).
 
     Without mh-fallback, exactly the share of slots that are empty or whose
-    real server is unavailable; with it, estimated on a fixed sample of
-    synthetic clients (the probes decide).
+    real server is unavailable; with it, estimated on *sample* synthetic
+    clients (the probes decide) unless every slot is available (0) or no
+    real server is (1).
     """
     snap = svc.snapshot
     table = snap.table
     if len(table) == 0:
         return 1.0
-    if not svc.fallback:
-        avail = np.append(np.asarray(snap.avail, bool), False)
-        idx = np.where(table == 0xFFFF, len(snap.servers), table.astype(np.int64))
-        return float(1.0 - avail[idx].mean())
+    avail = np.append(np.asarray(snap.avail, bool), False)
+    idx = np.where(table == 0xFFFF, len(snap.servers), table.astype(np.int64))
+    refused_slots = ~avail[idx]
+    if not svc.fallback or not refused_slots.any():
+        return float(refused_slots.mean())
+    if not avail.any():
+        return 1.0
     rng = np.random.default_rng(1)
-    folds = rng.integers(0, 2**32, REFUSED_SAMPLE, dtype=np.uint64).astype(np.uint32)
-    ports = rng.integers(1024, 65536, REFUSED_SAMPLE).astype(np.uint16)
+    folds = rng.integers(0, 2**32, sample, dtype=np.uint64).astype(np.uint32)
+    ports = rng.integers(1024, 65536, sample).astype(np.uint16)
     # the hash sees an address only through its 32-bit fold: IPv4-style folds
     # stand for IPv6 clients too
-    idx = snap.lookup_many(folds, ports, "tcp", family=4)
-    return float((np.asarray(idx) < 0).mean())
+    found = snap.lookup_many(folds, ports, "tcp", family=4)
+    return float((np.asarray(found) < 0).mean())
 
 
 def slot_shares(svc: VirtualService) -> dict[str, float]:
