@@ -264,7 +264,7 @@ def _scrape(port: int, polls: int, signal: Path, out: dict) -> None:
 def boot_live(key: str, module: str, kmod_dir: Path):
     """One boot of ``plan(key, module)``: (steps, driver results, BootResult, what
     the host scraped from the exporter)."""
-    import kmod_build
+    from ipvs_vm import kmod_build
 
     try:
         k = kernels.fetch_kernel(key)
