@@ -1262,7 +1262,7 @@ class Director:
                 raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
-        groups: dict[tuple[object, ...], list[int]] = {}
+        groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
         out = np.full(n, None, dtype=object)
