@@ -215,7 +215,7 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
-    else:
+    elif args.history is not None:  # not --live
         from maglevx.tools.sources import saved_rule_file
 
         for note in saved_rule_file(read_text(args.history), director).values():

@@ -320,3 +320,26 @@ def test_detected_parameters_yield_to_explicit_ones():
         FACTS, variant="backport", mh_module="maglevx", backport_hash_port=False
     )
     assert live.director_params(kmod).backport_hash_port is False
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["table"],
+        ["predict", "-"],
+        ["explain", "tcp,192.0.2.1,1,10.0.0.1,80"],
+        ["verify"],
+    ],
+)
+def test_live_commands_without_ipvs_are_one_line(command, capsys):
+    """--live on this host (no IPVS in its kernel): one line, exit 2, no traceback."""
+    import os
+
+    if os.path.exists("/proc/net/ip_vs"):
+        return  # a host with IPVS: the guests test this (tests/kernel/test_live.py)
+    assert main([command[0], "--live", *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "maglevx: error: this kernel has no IPVS (no generic netlink family "
+        "'IPVS'): load it with modprobe ip_vs\n"
+    )
