@@ -40,8 +40,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+LIVE_HELP = (
+    "read this machine's director: IPVS over netlink (ipvsadm as the "
+    "fallback) and its parameters (variant, word size, table size); "
+    "--variant/--word-size/--table-size given explicitly win"
+)
+
+
+def _add_config_args(
+    p: argparse.ArgumentParser, *, required: bool = True, live_apart: bool = False
+) -> None:
     src = p.add_mutually_exclusive_group(required=required)
+    if live_apart:  # verify: --live with --history predicts from the history
+        p.add_argument("--live", action="store_true", help=LIVE_HELP)
+    else:
+        src.add_argument("--live", action="store_true", help=LIVE_HELP)
     src.add_argument(
         "--history",
         metavar="FILE",
@@ -59,20 +72,20 @@ def _add_params(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variant",
         choices=VARIANTS,
-        default="upstream",
+        default=None,
         help="upstream: in-tree ip_vs_mh; backport: maglevx's kmod (default: upstream)",
     )
     p.add_argument(
         "--word-size",
         type=int,
         choices=(64, 32),
-        default=64,
+        default=None,
         help="the director kernel's word size (default: 64)",
     )
     p.add_argument(
         "--table-size",
         type=_table_size,
-        default=DEFAULT_TABLE_SIZE,
+        default=None,
         metavar="M",
         help=f"table size, one of {', '.join(map(str, PRIMES))} (default: 4093)",
     )
@@ -142,7 +155,8 @@ def _sample_size(text: str) -> int:
 
 def params_from(args: argparse.Namespace) -> DirectorParams:
     """The director parameters given by --variant/--word-size/--table-size."""
-    if args.no_port_hash and args.variant != "backport":
+    variant = args.variant or "upstream"
+    if args.no_port_hash and variant != "backport":
         raise MaglevxError(
             "--no-port-hash applies to --variant backport only; upstream "
             "services say it with their mh-port flag"
@@ -151,14 +165,34 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
     if key is not None and key.startswith("@"):
         key = read_text(key[1:])
     return DirectorParams(
-        variant=args.variant,
-        word_size=args.word_size,
-        table_size=args.table_size,
+        variant=variant,
+        word_size=args.word_size or 64,
+        table_size=args.table_size or DEFAULT_TABLE_SIZE,
         byte_order=args.byte_order,
         backport_hash_port=not args.no_port_hash,
         expire_quiescent_template=args.expire_quiescent_template,
         hash_key=None if key is None else parse_hash_key(key),
     )
+
+
+def read_live(args: argparse.Namespace, *, warn: bool = True) -> Any:
+    """Read this machine's director (``--live``); warnings go to stderr."""
+    from maglevx import live
+
+    ld = live.read_live(
+        variant=args.variant,
+        word_size=args.word_size,
+        table_size=args.table_size,
+        backport_hash_port=False if args.no_port_hash else None,
+    )
+    if warn:
+        _warn(ld.warnings)
+    return ld
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"maglevx: warning: {w}", file=sys.stderr)
 
 
 def listing_from(args: argparse.Namespace) -> ListingOptions:
@@ -172,7 +206,9 @@ def listing_from(args: argparse.Namespace) -> ListingOptions:
 
 
 def load_director(args: argparse.Namespace) -> Director:
-    """The director described by --history/--snapshot and the parameters."""
+    """The director described by --live/--history/--snapshot and the parameters."""
+    if getattr(args, "live", False):
+        return read_live(args).director  # type: ignore[no-any-return]
     params = params_from(args)
     if args.history is not None:
         path, kind = args.history, "history"
@@ -205,7 +241,7 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
-    else:
+    elif args.history is not None:  # not --live
         from maglevx.tools.sources import saved_rule_file
 
         for note in saved_rule_file(read_text(args.history), director).values():
@@ -281,7 +317,15 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import table
     from maglevx.tools.sources import resolve_service
 
-    director = load_director(args)
+    if args.live:
+        from maglevx import live
+
+        ld = read_live(args, warn=False)
+        live.mh_services(ld, args.service)  # one clear line: none, or not mh
+        _warn(ld.warnings)
+        director = ld.director
+    else:
+        director = load_director(args)
     service = None
     if args.service is not None:
         service = resolve_service(args.service, director)
@@ -294,7 +338,7 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
 
         for name in maybe_sorted(director):
             notes.setdefault(name, []).append(f"{name} may be sorted: {SORTED_NOTE}")
-    else:
+    elif args.history is not None:
         from maglevx.tools.sources import saved_rule_file
 
         for name, note in saved_rule_file(read_text(args.history), director).items():
@@ -435,13 +479,27 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
     if len(args.configs) < 2:
         raise MaglevxError("give at least two configurations to compare")
     defaults = params_from(args)
-    specs = [parse_spec(t, defaults, listing_from(args)) for t in args.configs]
-    directors = [(f"{s.label} ({s.params.describe()})", load_spec(s)) for s in specs]
+    directors = []
+    specs: list[Any] = []  # None for an exporter: its state is a read, not a listing
+    for text in args.configs:
+        if text.startswith(("http://", "https://")):  # a maglevx watch exporter
+            from maglevx import live
+            from maglevx.tools import watch
+
+            d = live.from_state(watch.fetch_state(text), source=text).director
+            directors.append((f"{text} ({d.params.describe()})", d))
+            specs.append(None)
+        else:
+            s = parse_spec(text, defaults, listing_from(args))
+            directors.append((f"{s.label} ({s.params.describe()})", load_spec(s)))
+            specs.append(s)
     samples = _samples(args, directors[0][1])
     rep = consistency.compare_directors(
         directors, samples=samples, sample_size=args.sample, seed=args.seed
     )
-    unknown = [_unknown(s, d) for s, (_, d) in zip(specs, directors)]
+    unknown = [
+        [] if s is None else _unknown(s, d) for s, (_, d) in zip(specs, directors)
+    ]
     if any(unknown):
         from maglevx.tools.sources import drained_alternative
 
@@ -480,10 +538,21 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
         kmod_path = verify.KMOD_TABLES
     kmod_text = read_text(kmod_path) if kmod_path else None
     history = None
+    live_params = None
+    if args.live:
+        ld = read_live(args)
+        live_params = ld.director.params
     if args.history is not None:
         history = read_text(args.history)
-        director = load_text(history, source=args.history, kind="history",
-                             params=params)  # fmt: skip
+        if live_params is not None:  # the history, with the live parameters
+            director = Director.from_params(live_params)
+            director.apply_history(history, source=args.history)
+        else:
+            director = load_text(
+                history, source=args.history, kind="history", params=params
+            )
+    elif args.live:
+        director = ld.director
     elif args.snapshot is not None:
         director = load_text(read_text(args.snapshot), source=args.snapshot,
                              kind="snapshot", params=params,
@@ -545,6 +614,42 @@ def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
         director.templates = templates_from_conns(director, entries)
     ex = explain.explain(args.flow, director, fwmark=mark)
     _emit(args, stdout, ex.to_json(), explain.render(ex))
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace, stdout: TextIO) -> int:
+    from maglevx.tools import watch
+
+    if args.interval <= 0:
+        raise MaglevxError(
+            f"interval {args.interval} is not positive", field="--interval"
+        )
+    overrides = {
+        "variant": args.variant,
+        "word_size": args.word_size,
+        "table_size": args.table_size,
+        "backport_hash_port": False if args.no_port_hash else None,
+    }
+    w = watch.Watcher(
+        journal_path=args.journal,
+        conn_path=args.conn,
+        verify_sample=args.verify_sample,
+        overrides=overrides,
+    )
+    if args.once:
+        w.poll()
+        if not w.up:
+            raise MaglevxError(w.last_error)
+        stdout.write(watch.metrics_text(w))
+        return EXIT_OK
+
+    def ready(addr: Any) -> None:
+        print(
+            f"maglevx: watch serving on http://{addr[0]}:{addr[1]}/metrics",
+            file=sys.stderr,
+        )
+
+    watch.serve(w, args.listen, args.interval, ready=ready)
     return EXIT_OK
 
 
@@ -688,7 +793,13 @@ def build_parser() -> argparse.ArgumentParser:
         "disagree, why (servers, list order, weights, flags, M, word size), "
         "and the fix. Exit 1 when they disagree.",
     )
-    p.add_argument("configs", metavar="CONFIG", nargs="+", help=SPEC_HELP)
+    p.add_argument(
+        "configs",
+        metavar="CONFIG",
+        nargs="+",
+        help=SPEC_HELP + "; or the URL of a `maglevx watch` exporter "
+        "(http://HOST:PORT)",
+    )
     _add_params(p)
     _add_sample(p)
     _add_output(p, plot=True)
@@ -703,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
         "older than a change are caveats), and with maglevx's module loaded "
         "compare its tables slot by slot. Exit 1 when something differs.",
     )
-    _add_config_args(p, required=False)
+    _add_config_args(p, required=False, live_apart=True)
     p.add_argument(
         "--conn",
         default=PROC_CONN,
@@ -752,6 +863,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output(p)
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser(
+        "watch",
+        help="Prometheus exporter and change journal of this machine's director",
+        description="Read this machine's IPVS every --interval seconds and serve "
+        "per mh service its table fingerprint, slot shares, refused new flows, "
+        "verify counters and last change on /metrics (and /state.json for "
+        "`maglevx consistency URL`); with --journal, append every change as "
+        "ipvsadm -R lines (a history the other commands read). Read errors are "
+        "counted, never fatal.",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9753",
+        metavar="HOST:PORT",
+        help="where to serve (default: 127.0.0.1:9753; :PORT for all addresses)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between reads (default: 5)",
+    )
+    p.add_argument(
+        "--journal", metavar="FILE", help="append every change as ipvsadm -R lines"
+    )
+    p.add_argument(
+        "--conn",
+        default="/proc/net/ip_vs_conn",
+        metavar="FILE",
+        help="connections to verify (default: /proc/net/ip_vs_conn)",
+    )
+    p.add_argument(
+        "--verify-sample",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="connections read per check (default: 10000)",
+    )
+    p.add_argument(
+        "--once", action="store_true", help="read once, print the metrics, exit"
+    )
+    _add_params(p)
+    p.set_defaults(func=_cmd_watch)
     return parser
 
 
