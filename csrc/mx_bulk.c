@@ -23,39 +23,50 @@ void mx_fastmod_init(struct mx_fastmod *f, u32 d)
 /*
  * The slot of each of @n flows. Only arithmetic over arrays, so that it
  * vectorizes: 8 flows per AVX-512 instruction (x86-64 has a 64-bit
- * rotate only from AVX-512 on, so an AVX2 clone gains nothing).
+ * rotate only from AVX-512 on, so an AVX2 clone gains nothing). @swap
+ * (a big-endian director) is loop-invariant: the select vectorizes too.
  */
 MX_VECTOR_CLONES
 static void mx_bulk_slots64(struct mx_fastmod fm, size_t n, const u32 *folds,
-			    const u16 *ports, u32 *slots)
+			    const u16 *ports, u64 k0, u64 k1, int swap,
+			    u32 *slots)
 {
 	size_t i;
+	u32 v;
 
 	if (ports) {
-		for (i = 0; i < n; i++)
-			slots[i] = mx_fastmod(&fm, mx_hsiphash64_u32(
-				folds[i] + ports[i], MX_HASH1_KEY, MX_HASH1_KEY));
+		for (i = 0; i < n; i++) {
+			v = folds[i] + ports[i];
+			v = swap ? mx_swab32(v) : v;
+			slots[i] = mx_fastmod(&fm, mx_hsiphash64_u32(v, k0, k1));
+		}
 	} else {
-		for (i = 0; i < n; i++)
-			slots[i] = mx_fastmod(&fm, mx_hsiphash64_u32(
-				folds[i], MX_HASH1_KEY, MX_HASH1_KEY));
+		for (i = 0; i < n; i++) {
+			v = swap ? mx_swab32(folds[i]) : folds[i];
+			slots[i] = mx_fastmod(&fm, mx_hsiphash64_u32(v, k0, k1));
+		}
 	}
 }
 
 MX_VECTOR_CLONES
 static void mx_bulk_slots32(struct mx_fastmod fm, size_t n, const u32 *folds,
-			    const u16 *ports, u32 *slots)
+			    const u16 *ports, u32 k0, u32 k1, int swap,
+			    u32 *slots)
 {
 	size_t i;
+	u32 v;
 
 	if (ports) {
-		for (i = 0; i < n; i++)
-			slots[i] = mx_fastmod(&fm, mx_hsiphash32_u32(
-				folds[i] + ports[i], MX_HASH1_KEY, MX_HASH1_KEY));
+		for (i = 0; i < n; i++) {
+			v = folds[i] + ports[i];
+			v = swap ? mx_swab32(v) : v;
+			slots[i] = mx_fastmod(&fm, mx_hsiphash32_u32(v, k0, k1));
+		}
 	} else {
-		for (i = 0; i < n; i++)
-			slots[i] = mx_fastmod(&fm, mx_hsiphash32_u32(
-				folds[i], MX_HASH1_KEY, MX_HASH1_KEY));
+		for (i = 0; i < n; i++) {
+			v = swap ? mx_swab32(folds[i]) : folds[i];
+			slots[i] = mx_fastmod(&fm, mx_hsiphash32_u32(v, k0, k1));
+		}
 	}
 }
 
@@ -65,12 +76,15 @@ static void mx_bulk_block(const struct mx_params *p, struct mx_fastmod fm,
 			  int fallback, size_t k, const u32 *folds,
 			  const u16 *ports, u32 *slots, u32 *out)
 {
+	int swap = p->byte_order == MX_BIG_ENDIAN;
 	size_t i;
 
 	if (p->word_size == 32)
-		mx_bulk_slots32(fm, k, folds, ports, slots);
+		mx_bulk_slots32(fm, k, folds, ports, p->key32[MX_H1][0],
+				p->key32[MX_H1][1], swap, slots);
 	else
-		mx_bulk_slots64(fm, k, folds, ports, slots);
+		mx_bulk_slots64(fm, k, folds, ports, p->key64[MX_H1][0],
+				p->key64[MX_H1][1], swap, slots);
 	for (i = 0; i < k; i++) {
 		u32 d = table[slots[i]];
 

@@ -11,8 +11,10 @@
  * Both are reproduced here so that userspace can predict either kind of
  * director. Reproduces Linux v6.1 lib/siphash.c (unchanged through v6.12).
  *
- * ip_vs_mh hashes exactly one u32 (`v`, in host memory order; little-endian
- * hosts only are modelled) and the _u32 helpers are the fast path for it.
+ * ip_vs_mh hashes exactly one u32 (`v`, in the director's memory order)
+ * and the _u32 helpers are the fast path for it: they hash the 4 bytes of
+ * the value as a little-endian CPU stores it (mx_hash() swaps them first
+ * for a big-endian director).
  */
 #ifndef MX_HSIPHASH_H
 #define MX_HSIPHASH_H

@@ -17,6 +17,9 @@ const u32 mx_primes[MX_NR_PRIMES] = {
  * @table_size: one of mx_primes[]
  * @word_size: 64 or 32
  *
+ * The keys are the kernel's fixed ones and the byte order little-endian,
+ * as on every x86 or arm64 director with the in-tree module.
+ *
  * Return: 0, or -1 when @table_size or @word_size is not one the kernel has.
  */
 int mx_params_init(struct mx_params *p, u32 table_size, u32 word_size)
@@ -31,10 +34,48 @@ int mx_params_init(struct mx_params *p, u32 table_size, u32 word_size)
 			/* CONFIG_IP_VS_MH_TAB_INDEX = i + 8 */
 			p->tab_bits = (i + 8) / 2;
 			p->word_size = word_size;
+			p->byte_order = MX_LITTLE_ENDIAN;
+			/* hsiphash_key_t: two unsigned longs, both the constant */
+			p->key64[MX_H1][0] = MX_HASH1_KEY;
+			p->key64[MX_H1][1] = MX_HASH1_KEY;
+			p->key64[MX_H2][0] = MX_HASH2_KEY;
+			p->key64[MX_H2][1] = MX_HASH2_KEY;
+			p->key32[MX_H1][0] = MX_HASH1_KEY;
+			p->key32[MX_H1][1] = MX_HASH1_KEY;
+			p->key32[MX_H2][0] = MX_HASH2_KEY;
+			p->key32[MX_H2][1] = MX_HASH2_KEY;
 			return 0;
 		}
 	}
 	return -1;
+}
+
+/**
+ * mx_params_set_key() - replace the kernel's fixed keys by a secret key
+ * @p: parameters from mx_params_init()
+ * @key: MX_KEY_SIZE (16) bytes K[0..15]
+ *
+ * One 128-bit key keys both hashes for both word sizes. Bytes become
+ * words little-endian, whatever the host (the key is the same bytes on
+ * every director of a fleet, big-endian ones included):
+ *   - 64-bit kernels (SipHash-1-3, 128-bit keys): H1 is keyed with K
+ *     itself, {le64(K[0..7]), le64(K[8..15])}; H2 with its complement ~K,
+ *     so that H1 and H2 always differ;
+ *   - 32-bit kernels (HalfSipHash-1-3, 64-bit keys): H1 with K[0..7],
+ *     {le32(K[0..3]), le32(K[4..7])}; H2 with K[8..15], likewise.
+ * With K = 00 01 02 .. 0f, H1 is keyed exactly as the known-answer
+ * vectors of the kernel's lib/test_siphash.c, for both word sizes.
+ */
+void mx_params_set_key(struct mx_params *p, const u8 key[MX_KEY_SIZE])
+{
+	p->key64[MX_H1][0] = mx_le64(key);
+	p->key64[MX_H1][1] = mx_le64(key + 8);
+	p->key64[MX_H2][0] = ~p->key64[MX_H1][0];
+	p->key64[MX_H2][1] = ~p->key64[MX_H1][1];
+	p->key32[MX_H1][0] = mx_le32(key);
+	p->key32[MX_H1][1] = mx_le32(key + 4);
+	p->key32[MX_H2][0] = mx_le32(key + 8);
+	p->key32[MX_H2][1] = mx_le32(key + 12);
 }
 
 static u32 mx_gcd(u32 a, u32 b)
@@ -122,8 +163,8 @@ void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
 {
 	u32 turns = gcd ? (weight / gcd) >> rshift : 0;
 
-	ds->offset = mx_hashkey(p, MX_HASH1_KEY, fold, port, 0) % p->m;
-	ds->skip = mx_hashkey(p, MX_HASH2_KEY, fold, port, 0) % (p->m - 1) + 1;
+	ds->offset = mx_hash(p, MX_H1, fold, port, 0) % p->m;
+	ds->skip = mx_hash(p, MX_H2, fold, port, 0) % (p->m - 1) + 1;
 	ds->perm = ds->offset;
 	ds->turns = turns ? turns : (weight != 0);
 }
@@ -138,12 +179,21 @@ void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
  * When no server has a turn, every slot is left MX_SLOT_EMPTY. Otherwise
  * every slot is filled. Like the kernel, a claim does not advance perm: the
  * server's next claim finds that slot taken and steps on from there.
+ *
+ * Cost: m claims, each stepping past the taken slots on its server's
+ * permutation. With random permutations that is O(m log m) steps. Real
+ * servers whose fold + port are equal (10.0.0.k:(60000 - k), or IPv6
+ * addresses folding alike) share one permutation: each claim then steps
+ * past all the slots the others took, about m * n steps for n of them
+ * (kmod/README.md, "How long a rebuild takes", has the measured bound).
+ * mx_cond_resched() is offered every MX_RESCHED_INTERVAL steps.
  */
 void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 		 mx_slot_t *table)
 {
 	u32 m = p->m;
 	u32 filled = 0;
+	u32 work = 0;
 	u32 i, c, t;
 	int any = 0;
 
@@ -162,11 +212,15 @@ void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 					c += ds[i].skip;
 					if (c >= m)
 						c -= m;
+					if (!(++work % MX_RESCHED_INTERVAL))
+						mx_cond_resched();
 				}
 				ds[i].perm = c;
 				table[c] = (mx_slot_t)i;
 				if (++filled == m)
 					return;
+				if (!(++work % MX_RESCHED_INTERVAL))
+					mx_cond_resched();
 			}
 		}
 	}
@@ -229,7 +283,7 @@ u32 mx_lookup_fallback(const struct mx_params *p, const mx_slot_t *table,
 		return d;
 	for (off = 0; off < p->m; off++) {
 		roff = (off + ihash) % p->m;
-		d = table[mx_hashkey(p, MX_HASH1_KEY, fold, port, roff) % p->m];
+		d = table[mx_hash(p, MX_H1, fold, port, roff) % p->m];
 		if (d == MX_SLOT_EMPTY)
 			break;
 		if (avail[d])
@@ -253,14 +307,16 @@ void mx_lookup_many(const struct mx_params *p, const mx_slot_t *table,
 		    const u8 *avail, int fallback, size_t n, const u32 *folds,
 		    const u16 *ports, u32 *out)
 {
+	/* A copy: stores to @out cannot alias it, so it stays in registers. */
+	const struct mx_params q = *p;
 	size_t i;
 
 	if (fallback) {
 		for (i = 0; i < n; i++)
-			out[i] = mx_lookup_fallback(p, table, avail, folds[i],
+			out[i] = mx_lookup_fallback(&q, table, avail, folds[i],
 						    ports[i]);
 		return;
 	}
 	for (i = 0; i < n; i++)
-		out[i] = mx_lookup(p, table, avail, folds[i], ports[i]);
+		out[i] = mx_lookup(&q, table, avail, folds[i], ports[i]);
 }

@@ -6,7 +6,9 @@
  * since v4.18, unchanged through v6.12): Maglev hashing as in Eisenbud et
  * al., "Maglev: A Fast and Reliable Software Network Load Balancer" (NSDI
  * 2016), with the kernel's own choices:
- *   - hash = hsiphash(offset + port + fold(addr)) with fixed keys,
+ *   - hash = hsiphash(offset + port + fold(addr)) with fixed keys (the
+ *     kernel's) or a secret one (mx_params_set_key(), our module only),
+ *     over the 4 bytes of that u32 as the director's CPU stores them,
  *   - per real server: offset = H1 % M, skip = H2 % (M - 1) + 1,
  *     turns = (weight / gcd) >> rshift, or 1 for a small non-zero weight,
  *   - populate: rounds over the real servers in list order (head first);
@@ -38,6 +40,23 @@
 #define MX_HASH1_KEY		2654435761U
 #define MX_HASH2_KEY		2654446892U
 
+/* The two hashes of ip_vs_mh: H1 (slots, offsets), H2 (skips). */
+#define MX_H1			0
+#define MX_H2			1
+
+#define MX_KEY_SIZE		16	/* bytes of a secret key */
+
+/* Byte orders of a director's CPU (struct mx_params.byte_order). */
+#define MX_LITTLE_ENDIAN	0
+#define MX_BIG_ENDIAN		1
+
+/*
+ * mx_populate() offers to reschedule (mx_cond_resched()) after this many
+ * probes or claims: at most a few hundred microseconds of work in between,
+ * even under emulation.
+ */
+#define MX_RESCHED_INTERVAL	(1U << 16)
+
 typedef u16 mx_slot_t;
 
 /**
@@ -45,11 +64,24 @@ typedef u16 mx_slot_t;
  * @m: table size, one of mx_primes[] (IP_VS_MH_TAB_SIZE)
  * @tab_bits: CONFIG_IP_VS_MH_TAB_INDEX / 2 (IP_VS_MH_TAB_BITS)
  * @word_size: 64 or 32, the director kernel's BITS_PER_LONG
+ * @byte_order: MX_LITTLE_ENDIAN or MX_BIG_ENDIAN, the director's CPU. The
+ *	kernel hashes the bytes of the u32 v as the CPU stores them, and
+ *	hsiphash() reads them as little-endian: a big-endian director hashes
+ *	the byte-swapped v.
+ * @key64: [MX_H1 or MX_H2][word] hsiphash keys of 64-bit kernels
+ * @key32: [MX_H1 or MX_H2][word] hsiphash keys of 32-bit kernels
+ *
+ * mx_params_init() sets the kernel's fixed keys and little-endian;
+ * mx_params_set_key() replaces the keys, and the caller may set
+ * @byte_order.
  */
 struct mx_params {
 	u32 m;
 	u32 tab_bits;
 	u32 word_size;
+	u32 byte_order;
+	u64 key64[2][2];
+	u32 key32[2][2];
 };
 
 /**
@@ -69,6 +101,7 @@ struct mx_dest_setup {
 extern const u32 mx_primes[MX_NR_PRIMES];
 
 int mx_params_init(struct mx_params *p, u32 table_size, u32 word_size);
+void mx_params_set_key(struct mx_params *p, const u8 key[MX_KEY_SIZE]);
 
 /**
  * mx_fold6() - fold an IPv6 address into 32 bits as ip_vs_mh_hashkey() does
@@ -86,23 +119,46 @@ static inline u32 mx_fold6(u32 w0, u32 w1, u32 w2, u32 w3)
 }
 
 /**
- * mx_hashkey() - ip_vs_mh_hashkey()
- * @p: table parameters (the word size picks the hsiphash flavour)
- * @key: MX_HASH1_KEY or MX_HASH2_KEY
+ * mx_hash() - ip_vs_mh_hashkey()
+ * @p: table parameters (word size, byte order and keys)
+ * @h: MX_H1 or MX_H2
  * @fold: folded address (mx_fold6(), or the IPv4 address)
  * @port: port, numeric
  * @offset: fallback probe offset, 0 otherwise
  *
- * Return: hsiphash(&v, 4, {key, key}) with v = offset + port + fold.
+ * Return: hsiphash(&v, 4, key) with v = offset + port + fold as the
+ * director stores it, and the key of hash @h for its word size.
+ */
+static inline u32 mx_hash(const struct mx_params *p, u32 h, u32 fold,
+			  u32 port, u32 offset)
+{
+	u32 v = offset + port + fold;
+
+	if (p->byte_order == MX_BIG_ENDIAN)
+		v = mx_swab32(v);
+	if (p->word_size == 32)
+		return mx_hsiphash32_u32(v, p->key32[h][0], p->key32[h][1]);
+	return mx_hsiphash64_u32(v, p->key64[h][0], p->key64[h][1]);
+}
+
+/**
+ * mx_hashkey() - mx_hash() named by the kernel's key constant
+ * @p: table parameters
+ * @key: MX_HASH2_KEY for H2; anything else (MX_HASH1_KEY) for H1
+ * @fold: folded address
+ * @port: port, numeric
+ * @offset: fallback probe offset, 0 otherwise
+ *
+ * Kept for callers written before the keys moved into struct mx_params:
+ * @key only says which hash; the key itself comes from @p.
+ *
+ * Return: mx_hash() of hash H1 or H2.
  */
 static inline u32 mx_hashkey(const struct mx_params *p, u32 key, u32 fold,
 			     u32 port, u32 offset)
 {
-	u32 v = offset + port + fold;
-
-	if (p->word_size == 32)
-		return mx_hsiphash32_u32(v, key, key);
-	return mx_hsiphash64_u32(v, key, key);
+	return mx_hash(p, key == MX_HASH2_KEY ? MX_H2 : MX_H1, fold, port,
+		       offset);
 }
 
 /**
@@ -115,7 +171,7 @@ static inline u32 mx_hashkey(const struct mx_params *p, u32 key, u32 fold,
  */
 static inline u32 mx_slot(const struct mx_params *p, u32 fold, u32 port)
 {
-	return mx_hashkey(p, MX_HASH1_KEY, fold, port, 0) % p->m;
+	return mx_hash(p, MX_H1, fold, port, 0) % p->m;
 }
 
 u32 mx_gcd_weight(const u32 *weights, u32 n);

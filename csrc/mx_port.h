@@ -8,8 +8,13 @@
  *   - size_t,
  *   - MX_VECTOR_CLONES: build a hot array loop a second time for AVX-512,
  *     picked when the library loads (userspace x86-64 with glibc only),
+ *   - MX_HOST_BIG_ENDIAN: 1 when built for a big-endian kernel, else 0
+ *     (userspace models either byte order at run time, see mx_params),
+ *   - mx_cond_resched(): a voluntary rescheduling point for long loops;
+ *     cond_resched() in the kernel, nothing in userspace,
  *   - mx_le32()/mx_le64(): little-endian loads from a byte buffer,
- *   - mx_be32(): big-endian (network order) load from a byte buffer.
+ *   - mx_be32(): big-endian (network order) load from a byte buffer,
+ *   - mx_swab32(): the four bytes of a u32 in reverse order.
  *
  * Everything else in csrc/ includes only this header. The core never
  * allocates: callers pass every buffer.
@@ -21,9 +26,34 @@
 
 #include <linux/types.h>
 #include <linux/kernel.h>
+#include <linux/sched.h>
+#include <asm/byteorder.h>
 
 /* No vector registers in kernel code. */
 #define MX_VECTOR_CLONES
+
+#if defined(__BIG_ENDIAN)
+#define MX_HOST_BIG_ENDIAN 1
+#else
+#define MX_HOST_BIG_ENDIAN 0
+#endif
+
+/*
+ * A table fill runs under IPVS's configuration mutex and can take seconds
+ * (see mx_populate()); give the CPU away now and then. -DMX_NO_RESCHED
+ * removes the rescheduling points: only for showing that the soft-lockup
+ * watchdog does fire without them (tests/kernel/test_kmod_hardening.py).
+ */
+#ifdef MX_NO_RESCHED
+static inline void mx_cond_resched(void)
+{
+}
+#else
+static inline void mx_cond_resched(void)
+{
+	cond_resched();
+}
+#endif
 
 #else /* userspace: freestanding headers only */
 
@@ -50,6 +80,13 @@ typedef uint64_t u64;
 #define MX_VECTOR_CLONES
 #endif
 
+/* Userspace has no byte order of its own to model; nothing to yield to. */
+#define MX_HOST_BIG_ENDIAN 0
+
+static inline void mx_cond_resched(void)
+{
+}
+
 #endif /* __KERNEL__ */
 
 /* Byte-wise loads: correct on any host and any alignment. */
@@ -66,6 +103,11 @@ static inline u64 mx_le64(const u8 *p)
 static inline u32 mx_be32(const u8 *p)
 {
 	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | (u32)p[3];
+}
+
+static inline u32 mx_swab32(u32 x)
+{
+	return x << 24 | (x & 0xff00) << 8 | (x >> 8 & 0xff00) | x >> 24;
 }
 
 #endif /* MX_PORT_H */

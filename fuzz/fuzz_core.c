@@ -67,6 +67,9 @@ struct flow {
 struct scenario {
 	uint32_t m, word_size;
 	int fallback;
+	uint32_t byte_order;	/* MX_LITTLE_ENDIAN or MX_BIG_ENDIAN */
+	int keyed;		/* mx_params_set_key(key) */
+	uint8_t key[MX_KEY_SIZE];
 	uint32_t n;
 	struct server *rs;
 	uint32_t nflows;
@@ -104,6 +107,22 @@ static void decode(const uint8_t *data, size_t size, struct scenario *s)
 	s->m = mx_primes[idx];
 	s->word_size = (b0 & 16) ? 32 : 64;
 	s->fallback = !!(b0 & 32);
+	s->byte_order = MX_LITTLE_ENDIAN;
+	s->keyed = 0;
+#ifndef MX_FUZZ_REPLAY
+	/*
+	 * A big-endian director and a secret key (the replay against the
+	 * Python twin keeps the kernel's defaults).
+	 */
+	if (b0 & 128) {
+		uint32_t opt = take(&r, 1);
+
+		s->byte_order = opt & 1 ? MX_BIG_ENDIAN : MX_LITTLE_ENDIAN;
+		s->keyed = !!(opt & 2);
+		for (i = 0; s->keyed && i < MX_KEY_SIZE; i++)
+			s->key[i] = (uint8_t)take(&r, 1);
+	}
+#endif
 	/* Now and then more servers than slots (the kernel's -EINVAL). */
 	max_n = (b0 & 64) && s->m <= 1021 ? s->m + 3 : 48;
 	s->n = b1 % (max_n + 1);
@@ -116,13 +135,20 @@ static void decode(const uint8_t *data, size_t size, struct scenario *s)
 		s->rs[i].fold = (f & 0x80) ? take(&r, 4) : 0x0a000000u + i;
 		s->rs[i].port = (f & 0x40) ? take(&r, 2) : 80;
 		/*
-		 * A few servers may hash alike (IPv6 addresses can fold to the
-		 * same word). Servers that all share one permutation make the
-		 * fill quadratic in m, in the kernel too: only a few of them.
+		 * Twins: distinct real servers whose fold + port is the same
+		 * (10.0.0.k:(60000 - k), or IPv6 addresses folding alike) share
+		 * one permutation. Any operator can configure thousands; each
+		 * makes the fill step past the others' slots, about m steps
+		 * per twin. Here at most 4 per input, only to keep an input
+		 * within libFuzzer's time limit at m = 131071: the cost of
+		 * many is measured in tests/kernel/test_kmod_hardening.py.
 		 */
 		if ((f & 0x18) == 0x18 && i > 0 && dups < 4) {
-			s->rs[i].fold = s->rs[i - 1].fold;
-			s->rs[i].port = s->rs[i - 1].port;
+			uint32_t d = take(&r, 2);
+
+			s->rs[i].port = (s->rs[i - 1].port + d) & 0xffff;
+			s->rs[i].fold = s->rs[i - 1].fold + s->rs[i - 1].port -
+					s->rs[i].port;
 			dups++;
 		}
 		s->rs[i].weight = pick_weight(take(&r, 2));
@@ -255,22 +281,32 @@ static uint32_t ref_halfsiphash13(const uint8_t *msg, size_t len,
 	return v[1] ^ v[3];
 }
 
-/* ip_vs_mh_hashkey(): key words {k, k} as the kernel's unsigned longs. */
-static uint32_t ref_hash(uint32_t word_size, uint32_t k, uint32_t fold,
+/*
+ * ip_vs_mh_hashkey(): the bytes of v as the director's CPU stores them;
+ * key words {k, k} as the kernel's unsigned longs, or the secret key's
+ * bytes as kmod/README.md lays them out (H2 on 64-bit: the complement).
+ */
+static uint32_t ref_hash(const struct scenario *s, int h2, uint32_t fold,
 			 uint32_t port, uint32_t offset)
 {
 	uint32_t v = offset + port + fold;
-	uint8_t msg[4] = { v, v >> 8, v >> 16, v >> 24 };
+	uint32_t k = h2 ? MX_HASH2_KEY : MX_HASH1_KEY;
+	uint8_t msg[4];
 	uint8_t key[16] = { 0 };
 	int i;
 
-	if (word_size == 32) {
-		for (i = 0; i < 4; i++)
-			key[i] = key[4 + i] = (uint8_t)(k >> (8 * i));
+	for (i = 0; i < 4; i++)
+		msg[s->byte_order == MX_BIG_ENDIAN ? 3 - i : i] =
+			(uint8_t)(v >> (8 * i));
+	if (s->word_size == 32) {
+		for (i = 0; i < 8; i++)
+			key[i] = s->keyed ? s->key[8 * h2 + i] :
+					    (uint8_t)(k >> (8 * (i % 4)));
 		return ref_halfsiphash13(msg, 4, key);
 	}
-	for (i = 0; i < 4; i++)
-		key[i] = key[8 + i] = (uint8_t)(k >> (8 * i));
+	for (i = 0; i < 16; i++)
+		key[i] = !s->keyed ? (i % 8 < 4 ? (uint8_t)(k >> (8 * (i % 8))) : 0) :
+			 h2 ? (uint8_t)~s->key[i] : s->key[i];
 	return (uint32_t)ref_siphash13(msg, 4, key);
 }
 
@@ -318,10 +354,8 @@ static int ref_build(const struct scenario *s, uint16_t *table)
 	for (i = 0; i < s->n; i++) {
 		const struct server *rs = &s->rs[i];
 
-		perm[i] = ref_hash(s->word_size, MX_HASH1_KEY, rs->fold, rs->port,
-				   0) % s->m;
-		skip[i] = ref_hash(s->word_size, MX_HASH2_KEY, rs->fold, rs->port,
-				   0) % (s->m - 1) + 1;
+		perm[i] = ref_hash(s, 0, rs->fold, rs->port, 0) % s->m;
+		skip[i] = ref_hash(s, 1, rs->fold, rs->port, 0) % (s->m - 1) + 1;
 		turns[i] = (rs->weight / g) >> rshift;
 		if (turns[i] == 0 && rs->weight != 0)
 			turns[i] = 1;
@@ -347,8 +381,7 @@ static int ref_build(const struct scenario *s, uint16_t *table)
 static uint32_t ref_lookup(const struct scenario *s, const uint16_t *table,
 			   const uint8_t *avail, uint32_t fold, uint32_t port)
 {
-	uint32_t ihash = ref_hash(s->word_size, MX_HASH1_KEY, fold, port, 0) %
-			 s->m;
+	uint32_t ihash = ref_hash(s, 0, fold, port, 0) % s->m;
 	uint32_t off;
 	uint16_t d = table[ihash];
 
@@ -361,8 +394,7 @@ static uint32_t ref_lookup(const struct scenario *s, const uint16_t *table,
 	for (off = 0; off < s->m; off++) {
 		uint32_t roff = (off + ihash) % s->m;
 
-		d = table[ref_hash(s->word_size, MX_HASH1_KEY, fold, port, roff) %
-			  s->m];
+		d = table[ref_hash(s, 0, fold, port, roff) % s->m];
 		if (d == 0xffff)
 			return MX_NONE;
 		if (avail[d])
@@ -381,21 +413,31 @@ static uint32_t ref_lookup(const struct scenario *s, const uint16_t *table,
 		}							\
 	} while (0)
 
-static void check_hash(uint32_t word_size, uint32_t k, uint32_t v)
+/* The _u32 fast paths and the byte-string hsiphash against the reference. */
+static void check_hash(const struct scenario *s, const struct mx_params *p,
+		       int h2, uint32_t v)
 {
 	uint8_t msg[4] = { v, v >> 8, v >> 16, v >> 24 };
-	uint32_t fast, generic, ref = ref_hash(word_size, k, v, 0, 0);
+	uint32_t ref = ref_hash(s, h2, v, 0, 0);
+	uint32_t core = mx_hash(p, h2 ? MX_H2 : MX_H1, v, 0, 0);
+	uint32_t fast, generic;
 
-	if (word_size == 32) {
-		fast = mx_hsiphash32_u32(v, k, k);
-		generic = mx_hsiphash32(msg, 4, k, k);
+	CHECK(core == ref, "mx_hash(H%d, %08x): %08x, reference %08x", h2 + 1,
+	      v, core, ref);
+	if (s->byte_order != MX_LITTLE_ENDIAN)
+		return;
+	if (s->word_size == 32) {
+		fast = mx_hsiphash32_u32(v, p->key32[h2][0], p->key32[h2][1]);
+		generic = mx_hsiphash32(msg, 4, p->key32[h2][0],
+					p->key32[h2][1]);
 	} else {
-		fast = mx_hsiphash64_u32(v, k, k);
-		generic = mx_hsiphash64(msg, 4, k, k);
+		fast = mx_hsiphash64_u32(v, p->key64[h2][0], p->key64[h2][1]);
+		generic = mx_hsiphash64(msg, 4, p->key64[h2][0],
+					p->key64[h2][1]);
 	}
 	CHECK(fast == ref && generic == ref,
-	      "hsiphash%u(%08x, key %08x): fast %08x generic %08x ref %08x",
-	      word_size, v, k, fast, generic, ref);
+	      "hsiphash%u(%08x, H%d): fast %08x generic %08x ref %08x",
+	      s->word_size, v, h2 + 1, fast, generic, ref);
 }
 
 static void run(const uint8_t *data, size_t size)
@@ -414,6 +456,9 @@ static void run(const uint8_t *data, size_t size)
 	decode(data, size, &s);
 	CHECK(mx_params_init(&p, s.m, s.word_size) == 0, "params %u", s.m);
 	CHECK(p.tab_bits == ref_tab_bits(s.m), "tab_bits");
+	p.byte_order = s.byte_order;
+	if (s.keyed)
+		mx_params_set_key(&p, s.key);
 
 	/* exact-size buffers so ASan sees any overrun */
 	folds = malloc(s.n * sizeof(*folds) + 1);
@@ -439,8 +484,8 @@ static void run(const uint8_t *data, size_t size)
 	for (i = 0; i < s.nflows; i++) {
 		ffolds[i] = s.flows[i].fold;
 		ports16[i] = s.flows[i].port;
-		check_hash(s.word_size, MX_HASH1_KEY, ffolds[i] + ports16[i]);
-		check_hash(s.word_size, MX_HASH2_KEY, ffolds[i]);
+		check_hash(&s, &p, 0, ffolds[i] + ports16[i]);
+		check_hash(&s, &p, 1, ffolds[i]);
 	}
 
 	memset(table, 0xab, s.m * sizeof(*table));

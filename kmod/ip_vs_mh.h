@@ -35,13 +35,17 @@ struct ip_vs_mh_table {
 /**
  * struct ip_vs_mh_state - svc->sched_data of an mh service
  * @table: the current table, read by ip_vs_mh_schedule() under RCU
- * @svc: the service, for the dump
- * @list: entry in ip_vs_mh_services
+ * @svc: the service, for the dump (valid to an RCU reader that found
+ *	the state on ip_vs_mh_services: IPVS frees services after a grace
+ *	period, and done_service unlinks the state first)
+ * @net: the service's network namespace, only compared, never followed
+ * @list: entry in ip_vs_mh_services (RCU list)
  * @rcu_head: frees the state after done_service
  */
 struct ip_vs_mh_state {
 	struct ip_vs_mh_table __rcu	*table;
 	struct ip_vs_service		*svc;
+	const struct net		*net;
 	struct list_head		list;
 	struct rcu_head			rcu_head;
 };
@@ -49,12 +53,27 @@ struct ip_vs_mh_state {
 /* Fixed at module load by the module parameters. */
 extern struct mx_params ip_vs_mh_params;
 extern bool ip_vs_mh_hash_port;
+extern bool ip_vs_mh_keyed;
+extern u32 ip_vs_mh_key_id;
 
-/* All mh services of all network namespaces, for the dump. */
+/*
+ * All mh services of all network namespaces: readers (the dump) walk it
+ * under RCU, writers (init and done_service) hold the mutex.
+ */
 extern struct list_head ip_vs_mh_services;
 extern struct mutex ip_vs_mh_services_lock;
 
 void ip_vs_mh_debugfs_init(void);
 void ip_vs_mh_debugfs_exit(void);
+
+#ifdef DEBUG
+/* ip_vs_mh_selftest.c: known answers of csrc/, run at load. */
+bool ip_vs_mh_selftest(void);
+#else
+static inline bool ip_vs_mh_selftest(void)
+{
+	return true;
+}
+#endif
 
 #endif /* IP_VS_MH_H */

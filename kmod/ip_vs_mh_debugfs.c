@@ -4,7 +4,14 @@
  * servers and lookup table, one record per service, so that a live
  * director can be compared with maglevx.
  * The format is documented in README.md ("The table dump"); bump
- * IP_VS_MH_DUMP_VERSION when it changes.
+ * IP_VS_MH_DUMP_VERSION when it changes incompatibly (new key-value pairs
+ * on the params line are not: readers ignore keys they do not know).
+ *
+ * Root only (0400), and a reader sees only the services of its own network
+ * namespace (the one it had when it opened the file). The file is a
+ * seq_file iterator over the service list, walked under RCU: one record per
+ * ->show(), so a reader never blocks service setup or teardown, and a big
+ * table costs memory only for one record at a time.
  */
 
 #define KMSG_COMPONENT "IPVS"
@@ -13,7 +20,11 @@
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/nsproxy.h>
+#include <linux/rculist.h>
+#include <linux/sched.h>
 #include <linux/seq_file.h>
+#include <net/net_namespace.h>
 
 #include <net/ip_vs.h>
 
@@ -60,12 +71,12 @@ static void ip_vs_mh_show_service(struct seq_file *m,
 		ip_vs_mh_show_addr(m, svc->af, &svc->addr, svc->port);
 	}
 	seq_printf(m, " af %s", svc->af == AF_INET6 ? "inet6" : "inet");
-#if IP_VS_MH_HAVE_SVC_IPVS
-	seq_printf(m, " netns %u", svc->ipvs->net->ns.inum);
-#endif
+	/* The reader's namespace: the only one whose services it sees. */
+	seq_printf(m, " netns %u", ((struct net *)m->private)->ns.inum);
 	seq_putc(m, '\n');
 }
 
+/* Called under rcu_read_lock() (from ->start()). */
 static void ip_vs_mh_show_table(struct seq_file *m, struct ip_vs_mh_state *s)
 {
 	const struct mx_params *p = &ip_vs_mh_params;
@@ -74,10 +85,14 @@ static void ip_vs_mh_show_table(struct seq_file *m, struct ip_vs_mh_state *s)
 	u32 i;
 
 	ip_vs_mh_show_service(m, s->svc);
-	seq_printf(m, "params table_size %u tab_bits %u word_size %u hash_port %d\n",
-		   p->m, p->tab_bits, p->word_size, ip_vs_mh_hash_port ? 1 : 0);
+	seq_printf(m, "params table_size %u tab_bits %u word_size %u hash_port %d byte_order %s",
+		   p->m, p->tab_bits, p->word_size, ip_vs_mh_hash_port ? 1 : 0,
+		   p->byte_order == MX_BIG_ENDIAN ? "big" : "little");
+	if (ip_vs_mh_keyed)
+		seq_printf(m, " hash_key %08x\n", ip_vs_mh_key_id);
+	else
+		seq_puts(m, " hash_key kernel\n");
 
-	rcu_read_lock();
 	t = rcu_dereference(s->table);
 	seq_printf(m, "dests %u\n", t->num_dests);
 	for (i = 0; i < t->num_dests; i++) {
@@ -95,25 +110,86 @@ static void ip_vs_mh_show_table(struct seq_file *m, struct ip_vs_mh_state *s)
 		else
 			seq_put_decimal_ull(m, " ", t->slots[i]);
 	}
-	rcu_read_unlock();
 	seq_puts(m, "\nend\n");
 }
 
-static int ip_vs_mh_tables_show(struct seq_file *m, void *v)
+/* The reader's services, from @s on (NULL: from the list head). */
+static struct ip_vs_mh_state *ip_vs_mh_next_state(struct seq_file *m,
+						  struct ip_vs_mh_state *s)
 {
-	struct ip_vs_mh_state *s;
+	const struct net *net = m->private;
 
-	seq_printf(m, "version %d\n", IP_VS_MH_DUMP_VERSION);
-	mutex_lock(&ip_vs_mh_services_lock);
-	list_for_each_entry(s, &ip_vs_mh_services, list)
-		ip_vs_mh_show_table(m, s);
-	mutex_unlock(&ip_vs_mh_services_lock);
+	if (!s)
+		s = list_entry(&ip_vs_mh_services, struct ip_vs_mh_state, list);
+	list_for_each_entry_continue_rcu(s, &ip_vs_mh_services, list) {
+		if (s->net == net)
+			return s;
+	}
+	return NULL;
+}
+
+/* Position 0 is the version line, position i + 1 the reader's i-th service. */
+static void *ip_vs_mh_seq_start(struct seq_file *m, loff_t *pos)
+	__acquires(RCU)
+{
+	struct ip_vs_mh_state *s = NULL;
+	loff_t i;
+
+	rcu_read_lock();
+	if (*pos == 0)
+		return SEQ_START_TOKEN;
+	for (i = 0; i < *pos; i++) {
+		s = ip_vs_mh_next_state(m, s);
+		if (!s)
+			return NULL;
+	}
+	return s;
+}
+
+static void *ip_vs_mh_seq_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	++*pos;
+	return ip_vs_mh_next_state(m, v == SEQ_START_TOKEN ? NULL : v);
+}
+
+static void ip_vs_mh_seq_stop(struct seq_file *m, void *v)
+	__releases(RCU)
+{
+	rcu_read_unlock();
+}
+
+static int ip_vs_mh_seq_show(struct seq_file *m, void *v)
+{
+	if (v == SEQ_START_TOKEN)
+		seq_printf(m, "version %d\n", IP_VS_MH_DUMP_VERSION);
+	else
+		ip_vs_mh_show_table(m, v);
 	return 0;
 }
 
+static const struct seq_operations ip_vs_mh_tables_sops = {
+	.start	= ip_vs_mh_seq_start,
+	.next	= ip_vs_mh_seq_next,
+	.stop	= ip_vs_mh_seq_stop,
+	.show	= ip_vs_mh_seq_show,
+};
+
+/* The reader's network namespace, held while the file is open. */
 static int ip_vs_mh_tables_open(struct inode *inode, struct file *file)
 {
-	return single_open(file, ip_vs_mh_tables_show, inode->i_private);
+	int ret = seq_open(file, &ip_vs_mh_tables_sops);
+
+	if (ret)
+		return ret;
+	((struct seq_file *)file->private_data)->private =
+		get_net(current->nsproxy->net_ns);
+	return 0;
+}
+
+static int ip_vs_mh_tables_release(struct inode *inode, struct file *file)
+{
+	put_net(((struct seq_file *)file->private_data)->private);
+	return seq_release(inode, file);
 }
 
 static const struct file_operations ip_vs_mh_tables_fops = {
@@ -121,14 +197,14 @@ static const struct file_operations ip_vs_mh_tables_fops = {
 	.open		= ip_vs_mh_tables_open,
 	.read		= seq_read,
 	.llseek		= seq_lseek,
-	.release	= single_release,
+	.release	= ip_vs_mh_tables_release,
 };
 
 /* Like all debugfs users, the scheduler works without it. */
 void ip_vs_mh_debugfs_init(void)
 {
 	ip_vs_mh_debugfs_dir = debugfs_create_dir("ip_vs_mh", NULL);
-	debugfs_create_file("tables", 0444, ip_vs_mh_debugfs_dir, NULL,
+	debugfs_create_file("tables", 0400, ip_vs_mh_debugfs_dir, NULL,
 			    &ip_vs_mh_tables_fops);
 }
 

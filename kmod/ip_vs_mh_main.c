@@ -19,7 +19,13 @@
  *   3. no fallback: a slot that is empty or whose real server has weight
  *      <= 0 or is overloaded gives no destination, whatever the flags.
  * Beyond the backport: the table size is a module parameter (one of the
- * kernel's primes) and debugfs shows every table (ip_vs_mh_debugfs.c).
+ * kernel's primes), an optional secret hash key (hash_key) keeps clients
+ * from choosing ports that all land on one real server, debugfs shows
+ * every table of the reader's network namespace (ip_vs_mh_debugfs.c), a
+ * real server that IPVS has deleted is never chosen, and a rebuild yields
+ * the CPU while it fills (mx_cond_resched()). On a big-endian CPU the hash
+ * reads the bytes of its input as the CPU stores them, as the in-tree
+ * module's hsiphash() call does there (mx_params.byte_order).
  *
  * Tables are immutable once published: every rebuild makes a new table
  * with its own references on the real servers, publishes it with
@@ -34,6 +40,7 @@
 #include <linux/moduleparam.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/string.h>
 
 #include <net/ip_vs.h>
 
@@ -51,6 +58,10 @@ DEFINE_MUTEX(ip_vs_mh_services_lock);
 
 static unsigned int table_size = MX_DEFAULT_TABLE_SIZE;
 bool ip_vs_mh_hash_port = true;
+bool ip_vs_mh_keyed;
+u32 ip_vs_mh_key_id;
+/* The hash_key parameter until module init copies it into the params. */
+static u8 ip_vs_mh_key[MX_KEY_SIZE];
 
 /* Refuse anything but the kernel's primes, so insmod fails cleanly. */
 static int ip_vs_mh_set_table_size(const char *val,
@@ -79,6 +90,75 @@ MODULE_PARM_DESC(table_size,
 module_param_named(hash_port, ip_vs_mh_hash_port, bool, 0444);
 MODULE_PARM_DESC(hash_port,
 		 "hash the client's TCP/UDP/SCTP port (default Y; N: port 0)");
+
+/*
+ * 32 hex digits, the same on every director of a fleet. Never shown: the
+ * parameter has no sysfs file, and a bad value is not echoed to the log
+ * (the kernel's parameter parser prints values it refuses, so a bad key is
+ * accepted here and refused by ip_vs_mh_init()).
+ */
+static bool ip_vs_mh_key_bad;
+
+static int ip_vs_mh_set_hash_key(const char *val,
+				 const struct kernel_param *kp)
+{
+	ip_vs_mh_key_bad = strlen(val) != 2 * MX_KEY_SIZE ||
+			   hex2bin(ip_vs_mh_key, val, MX_KEY_SIZE);
+	ip_vs_mh_keyed = !ip_vs_mh_key_bad;
+	return 0;
+}
+
+static const struct kernel_param_ops ip_vs_mh_hash_key_ops = {
+	.set = ip_vs_mh_set_hash_key,
+};
+
+module_param_cb(hash_key, &ip_vs_mh_hash_key_ops, NULL, 0);
+MODULE_PARM_DESC(hash_key,
+		 "secret 128-bit hash key, 32 hex digits (default: the kernel's fixed keys)");
+
+#ifdef DEBUG
+/*
+ * Fault injection for the tests (DEBUG builds only; Debian's kernels have
+ * no CONFIG_FAULT_INJECTION): the next fail_alloc table allocations fail.
+ */
+static atomic_t ip_vs_mh_fail_alloc = ATOMIC_INIT(0);
+
+static int ip_vs_mh_set_fail_alloc(const char *val,
+				   const struct kernel_param *kp)
+{
+	int n;
+
+	if (kstrtoint(val, 0, &n) || n < 0)
+		return -EINVAL;
+	atomic_set(&ip_vs_mh_fail_alloc, n);
+	return 0;
+}
+
+static int ip_vs_mh_get_fail_alloc(char *buf, const struct kernel_param *kp)
+{
+	return sprintf(buf, "%d\n", atomic_read(&ip_vs_mh_fail_alloc));
+}
+
+static const struct kernel_param_ops ip_vs_mh_fail_alloc_ops = {
+	.set = ip_vs_mh_set_fail_alloc,
+	.get = ip_vs_mh_get_fail_alloc,
+};
+
+module_param_cb(fail_alloc, &ip_vs_mh_fail_alloc_ops, NULL, 0600);
+MODULE_PARM_DESC(fail_alloc, "DEBUG: fail the next N table allocations");
+
+static void *ip_vs_mh_alloc(size_t size)
+{
+	if (atomic_add_unless(&ip_vs_mh_fail_alloc, -1, 0))
+		return NULL;
+	return ip_vs_mh_kvzalloc(size);
+}
+#else
+static void *ip_vs_mh_alloc(size_t size)
+{
+	return ip_vs_mh_kvzalloc(size);
+}
+#endif
 
 /**
  * ip_vs_mh_fold() - an address as the hash sees it
@@ -136,7 +216,9 @@ static void ip_vs_mh_table_retire(struct ip_vs_mh_table *t)
  * @s: the service's state
  * @svc: the service; its list and weights are stable (__ip_vs_mutex)
  *
- * On failure the published table is left as it was.
+ * On failure the published table is left as it was: flows keep their
+ * real servers, except that one IPVS has since deleted is refused by
+ * ip_vs_mh_is_unavailable() (IPVS ignores del_dest's error).
  *
  * Return: 0, -EINVAL when there are more real servers than slots (as
  * in-tree), or -ENOMEM.
@@ -159,15 +241,15 @@ static int ip_vs_mh_rebuild(struct ip_vs_mh_state *s,
 		return -EINVAL;
 
 	slots_size = ALIGN(p->m * sizeof(mx_slot_t), sizeof(void *));
-	t = ip_vs_mh_kvzalloc(sizeof(*t) + slots_size +
-			      n * sizeof(struct ip_vs_dest *));
+	t = ip_vs_mh_alloc(sizeof(*t) + slots_size +
+			   n * sizeof(struct ip_vs_dest *));
 	if (!t)
 		return -ENOMEM;
 	t->num_dests = n;
 	t->dests = (struct ip_vs_dest **)((u8 *)t->slots + slots_size);
 
 	if (n) {
-		ds = ip_vs_mh_kvzalloc(n * (sizeof(*ds) + 3 * sizeof(u32)));
+		ds = ip_vs_mh_alloc(n * (sizeof(*ds) + 3 * sizeof(u32)));
 		if (!ds) {
 			ip_vs_mh_kvfree(t);
 			return -ENOMEM;
@@ -214,10 +296,11 @@ static int ip_vs_mh_init_svc(struct ip_vs_service *svc)
 	struct ip_vs_mh_state *s;
 	int ret;
 
-	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	s = kzalloc(sizeof(*s), IP_VS_MH_GFP);
 	if (!s)
 		return -ENOMEM;
 	s->svc = svc;
+	s->net = ip_vs_mh_svc_net(svc);
 
 	ret = ip_vs_mh_rebuild(s, svc);
 	if (ret) {
@@ -227,7 +310,7 @@ static int ip_vs_mh_init_svc(struct ip_vs_service *svc)
 
 	svc->sched_data = s;
 	mutex_lock(&ip_vs_mh_services_lock);
-	list_add_tail(&s->list, &ip_vs_mh_services);
+	list_add_tail_rcu(&s->list, &ip_vs_mh_services);
 	mutex_unlock(&ip_vs_mh_services_lock);
 	return 0;
 }
@@ -237,7 +320,7 @@ static void ip_vs_mh_done_svc(struct ip_vs_service *svc)
 	struct ip_vs_mh_state *s = svc->sched_data;
 
 	mutex_lock(&ip_vs_mh_services_lock);
-	list_del(&s->list);
+	list_del_rcu(&s->list);
 	mutex_unlock(&ip_vs_mh_services_lock);
 
 	/* Readers may still hold s and its table until a grace period. */
@@ -285,10 +368,15 @@ static const union nf_inet_addr *ip_vs_mh_client(struct ip_vs_iphdr *iph)
 	return &iph->saddr;
 }
 
+/*
+ * Weight <= 0 or overloaded, as the seed; and deleted (no longer available,
+ * see compat.h), for a table kept by a failed rebuild.
+ */
 static bool ip_vs_mh_is_unavailable(struct ip_vs_dest *dest)
 {
-	return atomic_read(&dest->weight) <= 0 ||
-	       dest->flags & IP_VS_DEST_F_OVERLOAD;
+	return !ip_vs_mh_dest_available(dest) ||
+	       atomic_read(&dest->weight) <= 0 ||
+	       READ_ONCE(dest->flags) & IP_VS_DEST_F_OVERLOAD;
 }
 
 /* Called under rcu_read_lock() by the IPVS core. */
@@ -346,6 +434,25 @@ static int __init ip_vs_mh_init(void)
 	if (mx_params_init(&ip_vs_mh_params, table_size, BITS_PER_LONG)) {
 		pr_err("mh: invalid table_size=%u\n", table_size);
 		return -EINVAL;
+	}
+	if (ip_vs_mh_key_bad) {
+		memzero_explicit(ip_vs_mh_key, sizeof(ip_vs_mh_key));
+		pr_err("mh: invalid hash_key: must be %d hex digits\n",
+		       2 * MX_KEY_SIZE);
+		return -EINVAL;
+	}
+	if (!ip_vs_mh_selftest())
+		return -ENOTRECOVERABLE;
+	/* The in-tree module hashes the CPU-order bytes of its input. */
+	ip_vs_mh_params.byte_order = MX_HOST_BIG_ENDIAN ? MX_BIG_ENDIAN :
+							 MX_LITTLE_ENDIAN;
+	if (ip_vs_mh_keyed) {
+		mx_params_set_key(&ip_vs_mh_params, ip_vs_mh_key);
+		memzero_explicit(ip_vs_mh_key, sizeof(ip_vs_mh_key));
+		/* For the dump: tells keys apart without showing them. */
+		ip_vs_mh_key_id =
+			mx_hsiphash64_u32(0, ip_vs_mh_params.key64[MX_H1][0],
+					  ip_vs_mh_params.key64[MX_H1][1]);
 	}
 
 	ip_vs_mh_debugfs_init();

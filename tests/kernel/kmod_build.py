@@ -96,13 +96,22 @@ def _make(args: list[str], cwd: Path, timeout: float = 600) -> str:
     return log
 
 
-def build(headers_dir: Path, out_dir: Path) -> Build:
-    """``make W=1 KDIR=headers_dir`` in a copy of the checkout under ``out_dir``."""
+def build(
+    headers_dir: Path, out_dir: Path, *, target: str = "module", kcflags: str = ""
+) -> Build:
+    """``make W=1 KDIR=headers_dir [target]`` in a copy of the checkout under ``out_dir``.
+
+    ``target``: ``module`` or ``debug`` (the self-test and fault injection);
+    ``kcflags``: extra compiler flags (``KCFLAGS``), e.g. ``-DMX_NO_RESCHED``.
+    """
     check_prerequisites(headers_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     kmod = _copy_tree(out_dir)
-    log = _make([f"KDIR={headers_dir}", "W=1"], kmod)
+    args = [target, f"KDIR={headers_dir}", "W=1"]
+    if kcflags:
+        args.append(f"KCFLAGS={kcflags}")
+    log = _make(args, kmod)
     ko = kmod / "ip_vs_mh.ko"
     if not ko.exists():
         raise BuildError(f"no ip_vs_mh.ko after make:\n{log[-4000:]}")

@@ -32,7 +32,8 @@ class DumpService:
     fwmark: int | None
     af: str  # inet / inet6
     netns: int | None
-    params: dict  # table_size, tab_bits, word_size, hash_port -> int
+    params: dict  # table_size, tab_bits, word_size, hash_port -> int;
+    # byte_order -> "little"/"big", hash_key -> "kernel" or the key's id
     dests: list[DumpDest]
     table: list[int]  # per slot: index into dests, or EMPTY
 
@@ -84,7 +85,9 @@ def parse(text: str) -> list[DumpService]:
         elif cur is None:
             raise DumpFormatError(f"line {n}: {key!r} outside a service record")
         elif key == "params":
-            cur.params = {k: int(v) for k, v in zip(f[1::2], f[2::2])}
+            cur.params = {
+                k: int(v) if v.isdigit() else v for k, v in zip(f[1::2], f[2::2])
+            }
         elif key == "dests":
             pass  # the count; checked against the dest lines at "end"
         elif key == "dest":

@@ -1,0 +1,172 @@
+"""Generate kmod/ip_vs_mh_selftest_kat.h: the module's load-time known answers.
+
+Every answer comes from the kernel, none from maglevx:
+
+- hsiphash: ``tests/vectors/hsiphash-kat.txt`` (Linux 6.1 lib/test_siphash.c);
+- table fill + lookup: real kernels' decisions frozen in ``tests/vectors/``
+  (in-tree ``ip_vs_mh`` of Debian's 6.1 amd64 and 686-pae kernels). Only cases
+  whose first phase adds real servers and nothing else are taken: there the
+  in-tree table (built from ``last_weight``) equals the backport's (live weight),
+  and the list order is the reverse of the ``-a`` lines. ipvsadm gives ``-g`` and
+  ``-i`` real servers the service port (docs/kernel-facts.md).
+
+``python tests/kernel/kmod_selftest_kat.py > kmod/ip_vs_mh_selftest_kat.h``;
+``tests/kernel/test_kmod_hardening.py`` checks that the committed header is this
+script's output.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / "tests" / "vectors"
+HEADER = REPO / "kmod" / "ip_vs_mh_selftest_kat.h"
+FLOWS_PER_CASE = 24
+
+# (file, case name, word size): a 64-bit IPv4 case with quantized weights and no
+# port hashing, a 64-bit IPv6 one with mh-port, a 32-bit one with mh-port and
+# -g/-i port rewriting.
+CASES = (
+    ("kernel-6.1-amd64.txt.gz", "typical-weights-100-5-3/phase0", 64),
+    ("kernel-6.1-amd64.txt.gz", "typical-ipv6-both-flags/phase0", 64),
+    ("kernel-6.1-686-pae.txt.gz", "seed105-port-phase0", 32),
+)
+
+
+def fold(address: str) -> int:
+    """ip_vs_mh's fold: the IPv4 address, or the XOR of the IPv6 words."""
+    a = ipaddress.ip_address(address)
+    if a.version == 4:
+        return int(a)
+    n = int(a)
+    return (n >> 96 ^ n >> 64 ^ n >> 32 ^ n) & 0xFFFFFFFF
+
+
+def endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def load_case(path: Path, name: str) -> tuple[list[str], list[list[str]]]:
+    hist: list[str] = []
+    flows: list[list[str]] = []
+    cur = None
+    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+        if line.startswith("== "):
+            cur = line[3:]
+        elif cur == name and line.startswith("> "):
+            hist.append(line[2:])
+        elif cur == name and line and not line.startswith("#"):
+            flows.append(line.split(","))
+    if not hist:
+        raise SystemExit(f"{path.name}: no case {name}")
+    return hist, flows
+
+
+def case_data(fname: str, name: str, word_size: int) -> dict:
+    hist, flows = load_case(VECTORS / fname, name)
+    first = hist[0].split()
+    assert first[0] == "-A", hist[0]
+    vip = first[2]
+    flags = first[first.index("-b") + 1].split(",") if "-b" in first else []
+    vaddr, vport = endpoint(vip)
+    servers = []  # list order: head (last added) first
+    for line in hist[1:]:
+        t = line.split()
+        if t[0] != "-a":
+            break  # only the adds before any other command
+        if t[2] != vip:
+            continue
+        raddr, rport = endpoint(t[t.index("-r") + 1])
+        if "-g" in t or "-i" in t:
+            rport = vport
+        weight = int(t[t.index("-w") + 1])
+        assert weight > 0, line
+        servers.insert(0, (raddr, rport, weight))
+    # every line up to the first non-add must be an add: else the phase is no
+    # pure "adds only" phase and the in-tree table could differ from ours
+    assert all(ln.split()[0] == "-a" for ln in hist[1 : 1 + len(servers)]), name
+    index = {(ipaddress.ip_address(a), p): i for i, (a, p, _) in enumerate(servers)}
+    kat_flows = []
+    for _proto, saddr, sport, daddr, dport, raddr, rport in flows:
+        if (ipaddress.ip_address(daddr), int(dport)) != (
+            ipaddress.ip_address(vaddr),
+            vport,
+        ) or not raddr:
+            continue
+        port = int(sport) if "mh-port" in flags else 0
+        kat_flows.append(
+            (fold(saddr), port, index[(ipaddress.ip_address(raddr), int(rport))])
+        )
+        if len(kat_flows) == FLOWS_PER_CASE:
+            break
+    assert len(kat_flows) == FLOWS_PER_CASE, name
+    return {
+        "name": f"{fname.split('.txt')[0]} {name}",
+        "word_size": word_size,
+        "servers": [(fold(a), p, w) for a, p, w in servers],
+        "flows": kat_flows,
+    }
+
+
+def hsiphash_vectors() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {64: [], 32: []}
+    for line in (VECTORS / "hsiphash-kat.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            ws, n, h = line.split()
+            assert int(n) == len(out[int(ws)])
+            out[int(ws)].append(int(h, 16))
+    return out
+
+
+def render() -> str:
+    vec = hsiphash_vectors()
+    lines = [
+        "/* SPDX-License-Identifier: GPL-2.0 */",
+        "/*",
+        " * Known answers for the load-time self-test (DEBUG builds), all from the",
+        " * kernel. Generated by tests/kernel/kmod_selftest_kat.py from tests/vectors/:",
+        " * do not edit. hsiphash: Linux 6.1 lib/test_siphash.c, input 00 01 .. N-1,",
+        " * keys {0x0706050403020100, 0x0f0e0d0c0b0a0908} (64-bit) and",
+        " * {0x03020100, 0x07060504} (32-bit). Tables: decisions of Debian's 6.1",
+        " * kernels (in-tree ip_vs_mh, M = 4093), phases that only add servers.",
+        " */",
+        "",
+    ]
+    for ws in (64, 32):
+        lines.append(f"static const u32 ip_vs_mh_kat_hsiphash{ws}[64] = {{")
+        for i in range(0, 64, 4):
+            lines.append(
+                "\t" + ", ".join(f"0x{h:08x}" for h in vec[ws][i : i + 4]) + ","
+            )
+        lines += ["};", ""]
+    cases = [case_data(*c) for c in CASES]
+    for i, c in enumerate(cases):
+        lines.append(f"/* {c['name']} */")
+        lines.append(
+            f"static const struct ip_vs_mh_kat_server ip_vs_mh_kat_servers{i}[] = {{"
+        )
+        lines += [f"\t{{ 0x{f:08x}, {p}, {w} }}," for f, p, w in c["servers"]]
+        lines += ["};", ""]
+        lines.append(
+            f"static const struct ip_vs_mh_kat_flow ip_vs_mh_kat_flows{i}[] = {{"
+        )
+        lines += [f"\t{{ 0x{f:08x}, {p}, {d} }}," for f, p, d in c["flows"]]
+        lines += ["};", ""]
+    lines.append("static const struct ip_vs_mh_kat_case ip_vs_mh_kat_cases[] = {")
+    for i, c in enumerate(cases):
+        lines += [
+            f"\t{{ {c['word_size']}, ARRAY_SIZE(ip_vs_mh_kat_servers{i}),",
+            f"\t  ip_vs_mh_kat_servers{i},",
+            f"\t  ARRAY_SIZE(ip_vs_mh_kat_flows{i}), ip_vs_mh_kat_flows{i} }},",
+        ]
+    lines += ["};", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
