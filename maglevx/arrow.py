@@ -61,8 +61,12 @@ def require_pyarrow() -> Any:
     return pyarrow
 
 
-def _where(row: int, offset: int) -> str:
-    return f"row {offset + row}"
+class _RowError(MaglevxError):
+    """A MaglevxError about one row, which it keeps (counted from 0)."""
+
+    def __init__(self, message: str, *, row: int, field: str | None) -> None:
+        super().__init__(f"row {row}: {message}", field=field)
+        self.row = row
 
 
 class _Columns:
@@ -107,7 +111,7 @@ class _Columns:
     def _no_nulls(self, arr: Any, name: str) -> None:
         if arr.null_count:
             row = int(np.flatnonzero(~_valid(arr))[0])
-            raise MaglevxError(f"{_where(row, self.offset)}: null", field=name)
+            raise _RowError("null", row=self.offset + row, field=name)
 
     def _protocols(self, pa: Any, arr: Any) -> npt.NDArray[np.uint8]:
         t = arr.type
@@ -152,9 +156,9 @@ class _Columns:
             )
         if codes.size and not codes.all():
             row = int(np.flatnonzero(codes == 0)[0])
-            raise MaglevxError(
-                f"{_where(row, self.offset)}: unknown protocol "
-                f"{arr[row].as_py()!r}; expected tcp, udp or sctp",
+            raise _RowError(
+                f"unknown protocol {arr[row].as_py()!r}; expected tcp, udp or sctp",
+                row=self.offset + row,
                 field="proto",
             )
         return codes
@@ -170,8 +174,9 @@ class _Columns:
             bad = (a < 0) | (a > hi)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise MaglevxError(
-                    f"{_where(row, self.offset)}: {int(a[row])} is outside 0..{hi}",
+                raise _RowError(
+                    f"{int(a[row])} is outside 0..{hi}",
+                    row=self.offset + row,
                     field=name,
                 )
         return a if a.dtype == dtype else a.astype(dtype)
@@ -200,9 +205,10 @@ class _Columns:
             family = 6 if texts and ":" in texts[0] else 4
             parsed, bad = core.parse_addresses(family, texts)
             if bad >= 0:
-                raise MaglevxError(
-                    f"{_where(bad, self.offset)}: {texts[bad]!r} is not an "
-                    f"IPv{family} address like row {self.offset}",
+                raise _RowError(
+                    f"{texts[bad]!r} is not an IPv{family} address like row "
+                    f"{self.offset}",
+                    row=self.offset + bad,
                     field=name,
                 )
             return "string", family, parsed
@@ -426,19 +432,21 @@ class ArrowPredictor:
         dport = int(cols.dport[row])
         mark = int(cols.mark[row]) if cols.mark is not None else None
         svc = self.director.resolve(proto, str(daddr), dport, mark or None)
-        where = _where(row, cols.offset)
+        at = cols.offset + row
         if svc is None or svc.scheduler != "mh":
             if self.strict:
                 what = "no virtual service" if svc is None else "no mh virtual service"
-                raise MaglevxError(
-                    f"{where}: {what} for {proto} {daddr} port {dport}"
+                raise _RowError(
+                    f"{what} for {proto} {daddr} port {dport}"
                     + (f" mark {mark}" if mark else ""),
+                    row=at,
                     field="daddr",
                 )
             return None
         if svc.family != cols.family:
-            raise MaglevxError(
-                f"{where}: {svc.name} is IPv{svc.family}, the flow IPv{cols.family}",
+            raise _RowError(
+                f"{svc.name} is IPv{svc.family}, the flow IPv{cols.family}",
+                row=at,
                 field="saddr",
             )
         return svc.snapshot
@@ -539,4 +547,260 @@ def address_strings(pa: Any, arr: Any) -> Any:
     )
 
 
-__all__ = ["COLUMNS", "ArrowPredictor", "predict_arrow", "require_pyarrow"]
+# -- files: Parquet and Arrow IPC ------------------------------------------
+
+INPUT_FORMATS = ("parquet", "arrow")
+OUTPUT_FORMATS = ("csv", "parquet", "arrow")
+BATCH_ROWS = 1 << 16
+
+
+def detect(head: bytes) -> str | None:
+    """``parquet`` or ``arrow`` (IPC file or stream) from a file's first bytes."""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "arrow"
+    return None
+
+
+def _check_schema(pa: Any, schema: Any, source: str) -> None:
+    missing = [c for c in COLUMNS if c not in schema.names]
+    if missing:
+        raise MaglevxError(
+            f"no column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            f"flows need {', '.join(COLUMNS)} (and optionally {MARK}); the file "
+            f"has {', '.join(schema.names) or 'none'}",
+            source=source,
+        )
+
+
+def read_batches(
+    stream: Any, fmt: str, *, source: str, columns: list[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Any:  # fmt: skip
+    """(schema, iterator of RecordBatches) of a Parquet or Arrow IPC input.
+
+    Parquet is read one row group at a time in batches of *batch_rows*
+    (memory stays bounded by the largest row group); IPC one record batch
+    at a time. *stream*: a seekable binary file for Parquet and IPC files;
+    any binary stream for IPC streams. *columns*: read only these (those
+    present).
+    """
+    pa = require_pyarrow()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if not _seekable(stream):
+            raise MaglevxError(
+                "Parquet input must be a file (its index is at the end), not a "
+                "pipe; or convert it to an Arrow IPC stream",
+                source=source,
+            )
+        try:
+            pf = pq.ParquetFile(stream)
+        except (pa.ArrowException, OSError) as exc:
+            raise MaglevxError(f"not a Parquet file: {exc}", source=source) from None
+        schema = pf.schema_arrow
+        _check_schema(pa, schema, source)
+        cols = None if columns is None else [c for c in columns if c in schema.names]
+        if cols is not None:
+            schema = pa.schema([schema.field(c) for c in cols])
+        return schema, _guard(
+            pa, pf.iter_batches(batch_size=batch_rows, columns=cols), source
+        )
+    if fmt != "arrow":
+        raise MaglevxError(f"unknown columnar format {fmt!r}", source=source)
+    head = _peek(stream, 6)
+    try:
+        if head == b"ARROW1":
+            if not _seekable(stream):
+                raise MaglevxError(
+                    "an Arrow IPC file must be a file, not a pipe (send the "
+                    "IPC stream format instead)",
+                    source=source,
+                )
+            reader = pa.ipc.open_file(stream)
+            batches: Any = (
+                reader.get_batch(i) for i in range(reader.num_record_batches)
+            )
+        else:
+            reader = pa.ipc.open_stream(stream)
+            batches = iter(reader)
+    except pa.ArrowException as exc:
+        raise MaglevxError(f"not Arrow IPC data: {exc}", source=source) from None
+    schema = reader.schema
+    _check_schema(pa, schema, source)
+    if columns is not None:
+        cols = [c for c in columns if c in schema.names]
+        schema = pa.schema([schema.field(c) for c in cols])
+        batches = (b.select(cols) for b in batches)
+    return schema, _guard(pa, batches, source)
+
+
+def _guard(pa: Any, batches: Any, source: str) -> Any:
+    """*batches*, a decoding error turned into MaglevxError."""
+    try:
+        yield from batches
+    except pa.ArrowException as exc:
+        raise MaglevxError(f"cannot decode: {exc}", source=source) from None
+
+
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _peek(stream: Any, n: int) -> bytes:
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        return bytes(peek(n)[:n])
+    if _seekable(stream):
+        pos = stream.tell()
+        head = stream.read(n)
+        stream.seek(pos)
+        return bytes(head)
+    return b""
+
+
+def _ipv4_text(pa: Any, arr: Any) -> Any:
+    """uint32 addresses as dotted quads, vectorized (nulls stay null)."""
+    import pyarrow.compute as pc
+
+    parts = [
+        pc.cast(pc.bit_wise_and(pc.shift_right(arr, shift), 255), pa.string())
+        for shift in (24, 16, 8, 0)
+    ]
+    return pc.binary_join_element_wise(*parts, ".")
+
+
+def _as_text(pa: Any, arr: Any) -> Any:
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return arr.cast(t.value_type)
+    if pa.types.is_uint32(t):
+        return _ipv4_text(pa, arr)
+    if pa.types.is_fixed_size_binary(t):
+        return address_strings(pa, arr)
+    return arr
+
+
+def _csv_batch(pa: Any, batch: Any, result: Any) -> Any:
+    """The flow columns and the result as predict's CSV text columns."""
+    arrays = [_as_text(pa, batch.column(c)) for c in COLUMNS]
+    arrays += [_as_text(pa, result.column(0)), result.column(1)]
+    return pa.RecordBatch.from_arrays(arrays, [*COLUMNS, "raddr", "rport"])
+
+
+def predict_columnar(
+    director: Director,
+    stream: Any,
+    out: Any,
+    fmt: str,
+    *,
+    output_format: str = "csv",
+    source: str = "<flows>",
+    batch_rows: int = BATCH_ROWS,
+) -> int:
+    """``maglevx predict`` over Parquet or Arrow IPC flows; returns the count.
+
+    *out*: a binary stream. ``csv`` output is predict's CSV (the five flow
+    columns, then ``raddr,rport``, empty for no destination); ``parquet``
+    and ``arrow`` (IPC stream) keep every input column and add ``raddr``
+    and ``rport``. A flow no mh service takes is an error, as for CSV; on a
+    bad row every row before it has been written, none after it, and the
+    error names the row (counted from 0) and the column.
+    """
+    pa = require_pyarrow()
+    if output_format not in OUTPUT_FORMATS:
+        raise MaglevxError(
+            f"unknown output format {output_format!r}; expected "
+            f"{', '.join(OUTPUT_FORMATS)}",
+            field="--output-format",
+        )
+    columns = [*COLUMNS, MARK] if output_format == "csv" else None
+    schema, batches = read_batches(
+        stream, fmt, source=source, columns=columns, batch_rows=batch_rows
+    )
+    predictor = ArrowPredictor(director, strict=True, reuse=True)
+    writer: Any = None
+    count = 0
+
+    def write(batch: Any, result: Any) -> None:
+        nonlocal writer
+        if output_format == "csv":
+            rec = _csv_batch(pa, batch, result)
+        else:
+            rec = pa.RecordBatch.from_arrays(
+                [*batch.columns, *result.columns],
+                [*batch.schema.names, "raddr", "rport"],
+            )
+        if writer is None:
+            writer = _writer(pa, out, output_format, rec.schema)
+        writer.write_batch(rec)
+
+    try:
+        for batch in batches:
+            try:
+                result = predictor.predict(batch)
+            except MaglevxError as exc:
+                row = getattr(exc, "row", None)
+                if row is not None and row > predictor.rows:
+                    head = batch.slice(0, row - predictor.rows)
+                    write(head, ArrowPredictor(director, strict=True).predict(head))
+                    count += head.num_rows
+                raise MaglevxError(
+                    exc.message, source=source, field=exc.field
+                ) from None
+            write(batch, result)
+            count += batch.num_rows
+    finally:
+        if writer is None and count == 0:
+            # an empty input still gives a valid (empty) output file
+            empty = _empty_result(pa, schema, output_format)
+            writer = _writer(pa, out, output_format, empty)
+        writer.close()
+        flush = getattr(out, "flush", None)
+        if flush is not None:
+            flush()
+    return count
+
+
+def _empty_result(pa: Any, schema: Any, output_format: str) -> Any:
+    if output_format == "csv":
+        return pa.schema([(c, pa.string()) for c in (*COLUMNS, "raddr")]
+                         + [("rport", pa.uint16())])  # fmt: skip
+    t = schema.field("saddr").type
+    raddr = t.value_type if pa.types.is_dictionary(t) else t
+    if pa.types.is_large_string(raddr):
+        raddr = pa.string()
+    return schema.append(pa.field("raddr", raddr)).append(
+        pa.field("rport", pa.uint16())
+    )
+
+
+def _writer(pa: Any, out: Any, output_format: str, schema: Any) -> Any:
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(out, schema)
+    if output_format == "arrow":
+        return pa.ipc.new_stream(out, schema)
+    import pyarrow.csv as pcsv
+
+    options = pcsv.WriteOptions(include_header=False, quoting_style="none")
+    return pcsv.CSVWriter(out, schema, write_options=options)
+
+
+__all__ = [
+    "COLUMNS",
+    "INPUT_FORMATS",
+    "OUTPUT_FORMATS",
+    "ArrowPredictor",
+    "detect",
+    "predict_arrow",
+    "predict_columnar",
+    "read_batches",
+    "require_pyarrow",
+]

@@ -143,7 +143,9 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     try:
         fmt = args.format
         if fmt == "auto":
-            fmt = predict.detect_format(stream)
+            fmt = _detect_columnar(stream) or predict.detect_format(stream)
+        if fmt in COLUMNAR_FORMATS or args.output_format != "csv":
+            return _predict_columnar(director, stream, stdout, fmt, args, source)
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
             predict.predict_stream(
@@ -154,6 +156,41 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    return EXIT_OK
+
+
+COLUMNAR_FORMATS = ("parquet", "arrow")
+OUTPUT_FORMATS = ("csv", "parquet", "arrow")
+
+
+def _detect_columnar(stream: Any) -> str | None:
+    """``parquet``/``arrow`` from the first bytes, without importing pyarrow."""
+    peek = getattr(stream, "peek", None)
+    head = bytes(peek(8)[:8]) if peek is not None else b""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "arrow"
+    return None
+
+
+def _predict_columnar(
+    director: Director, stream: Any, stdout: TextIO, fmt: str,
+    args: argparse.Namespace, source: str,
+) -> int:  # fmt: skip
+    """Predict with Parquet / Arrow IPC input or output (maglevx.arrow)."""
+    from maglevx import arrow
+
+    if fmt not in COLUMNAR_FORMATS:
+        raise MaglevxError(
+            f"--output-format {args.output_format} needs Parquet or Arrow input "
+            f"(this input is {fmt})",
+            field="--output-format",
+        )
+    sink = getattr(stdout, "buffer", stdout)
+    arrow.predict_columnar(
+        director, stream, sink, fmt, output_format=args.output_format, source=source
+    )
     return EXIT_OK
 
 
@@ -377,11 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", *FORMATS, "pcap"),
+        choices=("auto", *FORMATS, "pcap", *COLUMNAR_FORMATS),
         default="auto",
         help="input format (default: detected). Captures are turned into flow "
         "lines `proto,saddr,sport,daddr,dport` and only flows to mh services "
         "are kept",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="csv",
+        help="output format for Parquet/Arrow input (default: csv lines); "
+        "parquet and arrow (an IPC stream) keep every input column and add "
+        "raddr, rport",
     )
     p.set_defaults(func=_cmd_predict)
 
