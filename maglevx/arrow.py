@@ -64,9 +64,22 @@ def require_pyarrow() -> Any:
 class _RowError(MaglevxError):
     """A MaglevxError about one row, which it keeps (counted from 0)."""
 
-    def __init__(self, message: str, *, row: int, field: str | None) -> None:
-        super().__init__(f"row {row}: {message}", field=field)
+    def __init__(
+        self, message: str, *, row: int | None = None, field: str | None = None
+    ) -> None:
+        # engines may rebuild an exception as type(e)(str(e)): row None
+        super().__init__(
+            message if row is None else f"row {row}: {message}", field=field
+        )
         self.row = row
+        self._what = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_row_error, (self._what, self.row, self.field))
+
+
+def _row_error(message: str, row: int | None, field: str | None) -> _RowError:
+    return _RowError(message, row=row, field=field)
 
 
 class _Columns:
