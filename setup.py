@@ -17,10 +17,11 @@ extension = Extension(
     extra_compile_args=["-O3"],
 )
 
-# The fast path of `maglevx predict` (CSV scanning); independent of csrc/.
+# The fast path of `maglevx predict` (CSV scanning); folds with csrc/'s inlines.
 fastcsv = Extension(
     "maglevx._fastcsv",
     sources=["maglevx/_fastcsv.pyx"],
+    include_dirs=["csrc"],
     extra_compile_args=["-O3"],
 )
 

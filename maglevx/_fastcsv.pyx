@@ -15,6 +15,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
+cimport maglevx._cmaglev as cm
+
 import numpy as np
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -266,16 +268,13 @@ cdef class FlowScanner:
                 if inet_pton(AF_INET6, addr, a6) != 1:
                     status = SLOW
                     break
-                fold = 0
-                for i in range(4):
-                    fold ^= (<uint32_t>a6[4 * i] << 24 | <uint32_t>a6[4 * i + 1] << 16
-                             | <uint32_t>a6[4 * i + 2] << 8 | a6[4 * i + 3])
+                fold = cm.mx_fold6(cm.mx_be32(a6), cm.mx_be32(a6 + 4),
+                                   cm.mx_be32(a6 + 8), cm.mx_be32(a6 + 12))
             else:
                 if inet_pton(AF_INET, addr, a6) != 1:
                     status = SLOW
                     break
-                fold = (<uint32_t>a6[0] << 24 | <uint32_t>a6[1] << 16
-                        | <uint32_t>a6[2] << 8 | a6[3])
+                fold = cm.mx_be32(a6)
             # client port: ASCII digits, at most 65535
             a = fs[2]
             b = fe[2]

@@ -126,10 +126,16 @@ class Command:
     @property
     def service_name(self) -> str:
         """The named service as ipvsadm prints it."""
-        if self.protocol == "fwmark":
-            return f"FWM {self.fwmark}" + (" IPv6" if self.family == 6 else "")
-        assert self.protocol is not None and self.address is not None
-        return f"{self.protocol.upper()} {format_endpoint(self.address, self.port)}"
+        return service_name(self.service_key)
+
+
+def service_name(key: tuple[str, int | IPAddress | None, int]) -> str:
+    """A service key as ipvsadm names it: ``TCP 10.0.0.1:80``, ``FWM 7 IPv6``."""
+    proto, addr, port = key
+    if proto == "fwmark":
+        return f"FWM {addr}" + (" IPv6" if port == 6 else "")
+    assert isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address))
+    return f"{proto.upper()} {format_endpoint(addr, port)}"
 
 
 def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:

@@ -62,7 +62,13 @@ from maglevx.ipvs import (
     VARIANTS,
     WORD_SIZES,
 )
-from maglevx.ipvsadm import Command, iter_history, parse_command, tokenize
+from maglevx.ipvsadm import (
+    Command,
+    iter_history,
+    parse_command,
+    service_name,
+    tokenize,
+)
 from maglevx.listing import parse_listing
 
 PRIMES: tuple[int, ...] = tuple(core.PRIMES)
@@ -509,10 +515,7 @@ class ServiceConfig:
     @property
     def name(self) -> str:
         """The service as ipvsadm names it, e.g. ``TCP 10.0.0.1:80``."""
-        if self.protocol == "fwmark":
-            return f"FWM {self.fwmark}" + (" IPv6" if self.family == 6 else "")
-        assert self.address is not None
-        return f"{self.protocol.upper()} {format_endpoint(self.address, self.port)}"
+        return service_name(self.key)
 
 
 class VirtualService:
@@ -1088,7 +1091,7 @@ class Director:
         """The service with this key; MaglevxError if there is none."""
         svc = self._services.get(key)
         if svc is None:
-            raise MaglevxError(f"no such service {_key_name(key)}")
+            raise MaglevxError(f"no such service {service_name(key)}")
         return svc
 
     def add_service(
@@ -1317,14 +1320,6 @@ _OPTION_OF = {
     "scheduler": "-s",
     "fwmark": "-f",
 }
-
-
-def _key_name(key: ServiceKey) -> str:
-    proto, addr, port = key
-    if proto == "fwmark":
-        return f"FWM {addr}" + (" IPv6" if port == 6 else "")
-    assert isinstance(addr, ADDRESS_TYPES)
-    return f"{proto.upper()} {format_endpoint(addr, port)}"
 
 
 def _check_text(text: object, what: str) -> None:
