@@ -108,8 +108,8 @@ def polars_expr(
     Columns: protocol as String or Categorical; addresses as *address* says:
     ``uint32`` (UInt32, IPv4), ``binary`` (Binary of 16 bytes, IPv6) or
     ``string`` (String, either family), which is also the type of
-    ``raddr``; ports as UInt16 (any integer type). Elementwise (``is_elementwise=True``): the streaming
-    engine calls it batch by batch.
+    ``raddr``; ports as UInt16 (any integer type). Elementwise
+    (``is_elementwise=True``): the streaming engine calls it batch by batch.
     """
     import polars as pl
 

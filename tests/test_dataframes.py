@@ -16,12 +16,11 @@ pa = pytest.importorskip("pyarrow")
 duckdb = pytest.importorskip("duckdb")
 pl = pytest.importorskip("polars")
 import pyarrow.parquet as pq  # noqa: E402
+from test_arrow import DESTS4, HISTORY, _flows4, _u32  # noqa: E402
 
 from maglevx import Director, MaglevxError  # noqa: E402
 from maglevx.backend import PURE_PYTHON  # noqa: E402
 from maglevx.dataframes import polars_expr, register_duckdb  # noqa: E402
-
-from test_arrow import DESTS4, HISTORY, _flows4, _u32  # noqa: E402
 
 N = 3000 if PURE_PYTHON else 20_000
 
@@ -186,7 +185,9 @@ def test_polars_bad_row_raises(director):
     df = pl.DataFrame({"proto": ["tcp", "icmp"], "saddr": pl.Series([1, 2], dtype=pl.UInt32),
                        "sport": [1, 2], "daddr": pl.Series([1, 2], dtype=pl.UInt32),
                        "dport": [1, 2]})  # fmt: skip
-    with pytest.raises(Exception, match=r"field 'proto': row \d+: unknown protocol 'icmp'"):
+    with pytest.raises(
+        Exception, match=r"field 'proto': row \d+: unknown protocol 'icmp'"
+    ):
         df.lazy().select(polars_expr(director)).collect(engine="streaming")
 
 
