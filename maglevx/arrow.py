@@ -142,7 +142,7 @@ class _Columns:
                 + [0],
                 np.uint8,
             )
-            idx = arr.indices.to_numpy(zero_copy_only=False)
+            idx = _numpy(pa, arr.indices)
             codes = self._codes[: len(arr)]
             if len(lut) == 2:  # one protocol: no gather
                 codes.fill(lut[0])
@@ -161,7 +161,7 @@ class _Columns:
                 + [0],
                 np.uint8,
             )
-            codes = lut[enc.indices.to_numpy(zero_copy_only=False)]
+            codes = lut[_numpy(pa, enc.indices)]
         else:
             raise MaglevxError(
                 f"expected strings (tcp/udp/sctp) or a dictionary of them, got {t}",
@@ -182,7 +182,7 @@ class _Columns:
         if not pa.types.is_integer(arr.type):
             raise MaglevxError(f"expected integers, got {arr.type}", field=name)
         self._no_nulls(arr, name)
-        a = arr.to_numpy(zero_copy_only=False)
+        a = _numpy(pa, arr)
         if np.iinfo(a.dtype).min < 0 or np.iinfo(a.dtype).max > hi:
             bad = (a < 0) | (a > hi)
             if bad.any():
@@ -200,7 +200,7 @@ class _Columns:
         t = arr.type
         if pa.types.is_uint32(t):
             self._no_nulls(arr, name)
-            return "uint32", 4, arr.to_numpy(zero_copy_only=False)
+            return "uint32", 4, _numpy(pa, arr)
         if pa.types.is_fixed_size_binary(t) and t.byte_width == 16:
             self._no_nulls(arr, name)
             buf = arr.buffers()[1]
@@ -247,6 +247,21 @@ def _one_chunk(pa: Any, col: Any) -> Any:
             return col.chunk(0)
         return col.combine_chunks()
     return col
+
+
+def _numpy(pa: Any, arr: Any) -> npt.NDArray[Any]:
+    """An integer Array's values as numpy, without a copy.
+
+    Array.to_numpy() imports pandas when it is installed (over a second);
+    the values buffer is read directly instead (nulls are checked apart).
+    """
+    t = arr.type
+    kind = "i" if pa.types.is_signed_integer(t) else "u"
+    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
+    buf = arr.buffers()[1]
+    if buf is None or len(arr) == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(buf, dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 
 def _valid(arr: Any) -> npt.NDArray[np.bool_]:
