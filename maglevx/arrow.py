@@ -625,7 +625,9 @@ def read_batches(
                 source=source,
             )
         try:
-            pf = pq.ParquetFile(stream)
+            # pre_buffer would read ahead every row group iter_batches asks for:
+            # the whole file; one row group at a time keeps memory bounded
+            pf = pq.ParquetFile(stream, pre_buffer=False)
         except (pa.ArrowException, OSError) as exc:
             raise MaglevxError(f"not a Parquet file: {exc}", source=source) from None
         schema = pf.schema_arrow
