@@ -15,11 +15,17 @@ cdef extern from "mx_maglev.h" nogil:
     uint32_t MX_NONE
     uint32_t MX_HASH1_KEY
     uint32_t MX_HASH2_KEY
+    uint32_t MX_H1
+    uint32_t MX_H2
+    uint32_t MX_KEY_SIZE
+    uint32_t MX_LITTLE_ENDIAN
+    uint32_t MX_BIG_ENDIAN
 
     struct mx_params:
         uint32_t m
         uint32_t tab_bits
         uint32_t word_size
+        uint32_t byte_order
 
     struct mx_dest_setup:
         uint32_t offset
@@ -30,6 +36,9 @@ cdef extern from "mx_maglev.h" nogil:
     const uint32_t mx_primes[]
 
     int mx_params_init(mx_params *p, uint32_t table_size, uint32_t word_size)
+    void mx_params_set_key(mx_params *p, const uint8_t *key)
+    uint32_t mx_hash(const mx_params *p, uint32_t h, uint32_t fold,
+                     uint32_t port, uint32_t offset)
     uint32_t mx_fold6(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3)
     uint32_t mx_hashkey(const mx_params *p, uint32_t key, uint32_t fold,
                         uint32_t port, uint32_t offset)

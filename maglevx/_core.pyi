@@ -15,8 +15,25 @@ KERNEL_REFERENCE: str
 
 def hsiphash(word_size: int, data: bytes, k0: int, k1: int) -> int: ...
 def tab_bits(m: int) -> int: ...
-def hashkey(word_size: int, key: int, fold: int, port: int, offset: int) -> int: ...
-def slot(m: int, word_size: int, fold: int, port: int) -> int: ...
+def hashkey(
+    word_size: int,
+    key: int,
+    fold: int,
+    port: int,
+    offset: int,
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
+) -> int: ...
+def slot(
+    m: int,
+    word_size: int,
+    fold: int,
+    port: int,
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
+) -> int: ...
 def quantize(m: int, weights: npt.ArrayLike) -> tuple[int, int, list[int]]: ...
 def build_table(
     m: int,
@@ -24,6 +41,9 @@ def build_table(
     folds: npt.ArrayLike,
     ports: npt.ArrayLike,
     weights: npt.ArrayLike,
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
 ) -> npt.NDArray[np.uint16]: ...
 def parse_addresses(family: int, texts: Any) -> tuple[npt.NDArray[Any], int]: ...
 
@@ -33,6 +53,8 @@ class Scheduler:
     avail: npt.NDArray[np.uint8]
     m: int
     word_size: int
+    byte_order: str
+    hash_key: bytes | None
     def __init__(
         self,
         m: int,
@@ -40,6 +62,9 @@ class Scheduler:
         table: npt.ArrayLike,
         avail: npt.ArrayLike,
         fallback: bool,
+        *,
+        byte_order: str = "little",
+        hash_key: bytes | None = None,
     ) -> None: ...
     def lookup(self, fold: int, port: int) -> int: ...
     def trace(self, fold: int, port: int) -> list[tuple[int, int]]: ...

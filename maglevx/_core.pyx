@@ -33,11 +33,37 @@ KERNEL_REFERENCE = c.MX_KERNEL_REFERENCE.decode()
 cdef uint8_t _EMPTY_INPUT[1]
 
 
-cdef c.mx_params _params(uint32_t m, uint32_t word_size) except *:
+cdef c.mx_params _params(uint32_t m, uint32_t word_size,
+                        object byte_order="little",
+                        object hash_key=None) except *:
+    """mx_params for a director: table size, word size, byte order, keys.
+
+    *byte_order*: "little" or "big" (the director's CPU). *hash_key*: None
+    for the kernel's fixed keys, or the module's 16-byte secret key
+    (mx_params_set_key(); layout in kmod/README.md).
+    """
     cdef c.mx_params p
+    cdef const uint8_t *k
     if c.mx_params_init(&p, m, word_size) != 0:
         raise ValueError(f"table size {m} / word size {word_size} not supported")
+    if byte_order == "big":
+        p.byte_order = c.MX_BIG_ENDIAN
+    elif byte_order != "little":
+        raise ValueError(f"byte order {byte_order!r} is not 'little' or 'big'")
+    if hash_key is not None:
+        if not isinstance(hash_key, bytes) or len(hash_key) != c.MX_KEY_SIZE:
+            raise ValueError("hash_key must be 16 bytes")
+        k = hash_key
+        c.mx_params_set_key(&p, k)
     return p
+
+
+cdef uint32_t _which(uint32_t key) except? 0xFFFFFFFF:
+    if key == c.MX_HASH1_KEY:
+        return c.MX_H1
+    if key == c.MX_HASH2_KEY:
+        return c.MX_H2
+    raise ValueError(f"key {key} is not HASH1_KEY or HASH2_KEY")
 
 
 def hsiphash(int word_size, const uint8_t[::1] data, uint64_t k0, uint64_t k1):
@@ -57,15 +83,22 @@ def tab_bits(uint32_t m):
 
 
 def hashkey(uint32_t word_size, uint32_t key, uint32_t fold, uint32_t port,
-            uint32_t offset):
-    """ip_vs_mh_hashkey(): hsiphash of v = offset + port + fold (u32)."""
-    cdef c.mx_params p = _params(4093, word_size)
-    return c.mx_hashkey(&p, key, fold, port, offset)
+            uint32_t offset, *, byte_order="little", hash_key=None):
+    """ip_vs_mh_hashkey(): hsiphash of v = offset + port + fold (u32).
+
+    *key*: HASH1_KEY or HASH2_KEY, which of the two hashes; its key words
+    come from *hash_key* (None: the kernel's). *byte_order*: the director's
+    CPU ("little" or "big"); the kernel hashes v's bytes as it stores them.
+    """
+    cdef uint32_t h = _which(key)
+    cdef c.mx_params p = _params(4093, word_size, byte_order, hash_key)
+    return c.mx_hash(&p, h, fold, port, offset)
 
 
-def slot(uint32_t m, uint32_t word_size, uint32_t fold, uint32_t port):
-    """The slot a flow hashes to."""
-    cdef c.mx_params p = _params(m, word_size)
+def slot(uint32_t m, uint32_t word_size, uint32_t fold, uint32_t port, *,
+         byte_order="little", hash_key=None):
+    """The slot a flow hashes to (*byte_order*, *hash_key* as for hashkey())."""
+    cdef c.mx_params p = _params(m, word_size, byte_order, hash_key)
     return c.mx_slot(&p, fold, port)
 
 
@@ -91,13 +124,15 @@ def quantize(uint32_t m, weights):
     return g, rshift, turns
 
 
-def build_table(uint32_t m, uint32_t word_size, folds, ports, weights):
+def build_table(uint32_t m, uint32_t word_size, folds, ports, weights, *,
+                byte_order="little", hash_key=None):
     """ip_vs_mh_reassign(): the table of real server indices (list order).
 
     Returns a read-only uint16 array of *m* slots. Raises ValueError when
     there are more real servers than slots (the kernel keeps its old table).
+    *byte_order* and *hash_key* as for hashkey().
     """
-    cdef c.mx_params p = _params(m, word_size)
+    cdef c.mx_params p = _params(m, word_size, byte_order, hash_key)
     cdef const uint32_t[::1] f = np.ascontiguousarray(folds, dtype=np.uint32)
     cdef const uint32_t[::1] po = np.ascontiguousarray(ports, dtype=np.uint32)
     cdef const uint32_t[::1] w = np.ascontiguousarray(weights, dtype=np.uint32)
@@ -187,10 +222,14 @@ cdef class Scheduler:
     cdef readonly bint fallback
     cdef readonly object table
     cdef readonly object avail
+    cdef readonly object byte_order
+    cdef readonly object hash_key
 
     def __cinit__(self, uint32_t m, uint32_t word_size, table, avail,
-                  bint fallback):
-        self.p = _params(m, word_size)
+                  bint fallback, *, byte_order="little", hash_key=None):
+        self.p = _params(m, word_size, byte_order, hash_key)
+        self.byte_order = byte_order
+        self.hash_key = hash_key
         t = _frozen_copy(table, np.uint16)
         a = _frozen_copy(avail, np.uint8)
         if t.ndim != 1 or t.shape[0] != m:
@@ -208,8 +247,9 @@ cdef class Scheduler:
         self.fallback = fallback
 
     def __reduce__(self):
-        return (Scheduler, (self.p.m, self.p.word_size, self.table,
-                            self.avail, self.fallback))
+        return (_scheduler, (self.p.m, self.p.word_size, self.table,
+                             self.avail, self.fallback, self.byte_order,
+                             self.hash_key))
 
     @property
     def m(self):
@@ -243,8 +283,8 @@ cdef class Scheduler:
         if d == c.MX_SLOT_EMPTY or self._avail[d] or not self.fallback:
             return probes
         for off in range(m):
-            h = c.mx_hashkey(&self.p, c.MX_HASH1_KEY, fold, port,
-                             (off + ihash) % m) % m
+            h = c.mx_hash(&self.p, c.MX_H1, fold, port,
+                          (off + ihash) % m) % m
             d = self._table[h]
             probes.append((h, d))
             if d == c.MX_SLOT_EMPTY or self._avail[d]:
@@ -349,3 +389,9 @@ cdef class Scheduler:
             c.mx_bulk_lookup6(&self.p, &self._table[0], self.avail_ptr,
                               self.fallback, n, wp, bp, pp, &o[0])
         return out
+
+
+def _scheduler(m, word_size, table, avail, fallback, byte_order, hash_key):
+    """Unpickle a Scheduler (its keyword-only arguments included)."""
+    return Scheduler(m, word_size, table, avail, fallback,
+                     byte_order=byte_order, hash_key=hash_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -121,15 +122,75 @@ def tab_bits(m: int) -> int:
     return (PRIMES.index(m) + 8) // 2
 
 
-def hashkey(word_size: int, key: int, fold: int, port: int, offset: int) -> int:
-    """ip_vs_mh_hashkey(): hsiphash of v = offset + port + fold (u32)."""
+def hash_keys(
+    word_size: int, hash_key: bytes | None = None
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The hsiphash key words of H1 and H2 (mx_params_init / mx_params_set_key).
+
+    *hash_key*: None for the kernel's fixed keys (both words of each key the
+    constant), or the module's 16-byte secret K: on 64-bit kernels H1 is
+    keyed with K (little-endian words) and H2 with its complement; on
+    32-bit kernels H1 with K[0:8] and H2 with K[8:16] (kmod/README.md).
+    """
+    if word_size not in (64, 32):
+        raise ValueError(f"word size {word_size} is not 64 or 32")
+    if hash_key is None:
+        return (HASH1_KEY, HASH1_KEY), (HASH2_KEY, HASH2_KEY)
+    if not isinstance(hash_key, bytes) or len(hash_key) != 16:
+        raise ValueError("hash_key must be 16 bytes")
+    if word_size == 64:
+        k0 = int.from_bytes(hash_key[:8], "little")
+        k1 = int.from_bytes(hash_key[8:], "little")
+        return (k0, k1), (k0 ^ _M64, k1 ^ _M64)
+    w = [int.from_bytes(hash_key[i : i + 4], "little") for i in range(0, 16, 4)]
+    return (w[0], w[1]), (w[2], w[3])
+
+
+def _check_byte_order(byte_order: str) -> Literal["little", "big"]:
+    if byte_order == "little":
+        return "little"
+    if byte_order == "big":
+        return "big"
+    raise ValueError(f"byte order {byte_order!r} is not 'little' or 'big'")
+
+
+def hashkey(
+    word_size: int,
+    key: int,
+    fold: int,
+    port: int,
+    offset: int,
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
+) -> int:
+    """ip_vs_mh_hashkey(): hsiphash of v = offset + port + fold (u32).
+
+    *key*: HASH1_KEY or HASH2_KEY, which of the two hashes (its key words
+    come from *hash_key*, see hash_keys()). *byte_order*: the director's
+    CPU; the kernel hashes the 4 bytes of v as the CPU stores them.
+    """
+    if key not in (HASH1_KEY, HASH2_KEY):
+        raise ValueError(f"key {key} is not HASH1_KEY or HASH2_KEY")
+    k0, k1 = hash_keys(word_size, hash_key)[key == HASH2_KEY]
     v = (offset + port + fold) & _M32
-    return hsiphash(word_size, v.to_bytes(4, "little"), key, key)
+    return hsiphash(word_size, v.to_bytes(4, _check_byte_order(byte_order)), k0, k1)
 
 
-def slot(m: int, word_size: int, fold: int, port: int) -> int:
+def slot(
+    m: int,
+    word_size: int,
+    fold: int,
+    port: int,
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
+) -> int:
     """The slot a flow hashes to."""
-    return hashkey(word_size, HASH1_KEY, fold, port, 0) % m
+    h = hashkey(
+        word_size, HASH1_KEY, fold, port, 0, byte_order=byte_order, hash_key=hash_key
+    )
+    return h % m
 
 
 def quantize(m: int, weights: Sequence[int]) -> tuple[int, int, list[int]]:
@@ -159,12 +220,18 @@ def build_table(
     folds: Sequence[int],
     ports: Sequence[int],
     weights: Sequence[int],
+    *,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
 ) -> npt.NDArray[np.uint16]:
     """ip_vs_mh_reassign(): the table of real server indices (list order).
 
     Returns a read-only array. Raises ValueError when there are more real
-    servers than slots; the kernel then keeps the old table.
+    servers than slots; the kernel then keeps the old table. *byte_order*
+    and *hash_key* as for hashkey().
     """
+    keys = hash_keys(word_size, hash_key)  # checked before any work
+    order = _check_byte_order(byte_order)
     folds = [int(f) for f in folds]
     ports = [int(p) for p in ports]
     n = len(folds)
@@ -178,8 +245,9 @@ def build_table(
         return _frozen(table, np.uint16)
     perm, skip = [], []
     for fold, port in zip(folds, ports):
-        perm.append(hashkey(word_size, HASH1_KEY, fold, port, 0) % m)
-        skip.append(hashkey(word_size, HASH2_KEY, fold, port, 0) % (m - 1) + 1)
+        v = ((fold + port) & _M32).to_bytes(4, order)
+        perm.append(hsiphash(word_size, v, *keys[0]) % m)
+        skip.append(hsiphash(word_size, v, *keys[1]) % (m - 1) + 1)
     filled = 0
     while True:
         for i in range(n):
@@ -234,9 +302,15 @@ class Scheduler:
         table: npt.ArrayLike,
         avail: npt.ArrayLike,
         fallback: bool,
+        *,
+        byte_order: str = "little",
+        hash_key: bytes | None = None,
     ) -> None:
         if m not in PRIMES or word_size not in (32, 64):
             raise ValueError(f"table size {m} / word size {word_size} not supported")
+        hash_keys(word_size, hash_key)
+        self.byte_order = _check_byte_order(byte_order)
+        self.hash_key = hash_key
         t = _frozen(table, np.uint16)
         a = _frozen(avail, np.uint8)
         if t.ndim != 1 or t.shape[0] != m:
@@ -256,8 +330,16 @@ class Scheduler:
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
-            Scheduler,
-            (self.m, self.word_size, self.table, self.avail, self.fallback),
+            _scheduler,
+            (
+                self.m,
+                self.word_size,
+                self.table,
+                self.avail,
+                self.fallback,
+                self.byte_order,
+                self.hash_key,
+            ),
         )
 
     def trace(self, fold: int, port: int) -> list[tuple[int, int]]:
@@ -269,14 +351,24 @@ class Scheduler:
         M probes.
         """
         m = self.m
-        ihash = slot(m, self.word_size, fold, port)
+        order, key = self.byte_order, self.hash_key
+        ihash = slot(m, self.word_size, fold, port, byte_order=order, hash_key=key)
         d = self._tab[ihash]
         probes = [(ihash, d)]
         if d == SLOT_EMPTY or self._av[d] or not self.fallback:
             return probes
         for off in range(m):
             roff = (off + ihash) % m
-            h = hashkey(self.word_size, HASH1_KEY, fold, port, roff) % m
+            h = hashkey(
+                self.word_size,
+                HASH1_KEY,
+                fold,
+                port,
+                roff,
+                byte_order=order,
+                hash_key=key,
+            )
+            h %= m
             d = self._tab[h]
             probes.append((h, d))
             if d == SLOT_EMPTY or self._av[d]:
@@ -360,3 +452,9 @@ def _checked(a: object, dtype: type, ndim: int, what: str) -> npt.NDArray:  # ty
 
 
 KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"
+
+
+def _scheduler(*args: object) -> Scheduler:
+    """Unpickle a Scheduler (its keyword-only arguments included)."""
+    m, ws, table, avail, fallback, order, key = args
+    return Scheduler(m, ws, table, avail, fallback, byte_order=order, hash_key=key)  # type: ignore[arg-type]

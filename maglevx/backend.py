@@ -21,11 +21,28 @@ def _load() -> ModuleType:
     try:
         from maglevx import _core
     except ImportError as exc:  # pragma: no cover - depends on the build
-        raise ImportError(
-            "maglevx's C extension is not built; install with `pip install .` "
-            "or set MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
-        ) from exc
+        raise ImportError(_missing_extension()) from exc
     return _core
+
+
+def _missing_extension() -> str:
+    """Why the C extension cannot be imported, and what to do."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.exists(os.path.join(here, "_core.pyx")):
+        # A source checkout: `pip install .` built the extension into
+        # site-packages, but this directory (e.g. the current directory,
+        # the repository root) comes first on sys.path and shadows it.
+        return (
+            f"maglevx is imported from the source tree {here}, where its C "
+            "extension is not built (an installed maglevx is shadowed by it, "
+            "e.g. when Python runs from the repository root): run from another "
+            "directory, or build in place with `pip install -e .`, or set "
+            "MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
+        )
+    return (
+        "maglevx's C extension is not built; install with `pip install .` "
+        "or set MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
+    )
 
 
 def _load_fastcsv() -> ModuleType | None:

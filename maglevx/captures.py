@@ -20,7 +20,23 @@ services) and state ``NONE`` or ``ASSURED``.
 src=172.16.0.1 dst=10.2.0.1 sport=80 dport=40000 [ASSURED] mark=0 use=1
 
 The first ``src/dst/sport/dport`` group is the original direction: the
-client and the virtual service.
+client and the virtual service. The second is the reply direction: for
+masquerading (NAT) real servers its source is the real server the kernel
+chose; for direct routing and tunnels it is the virtual service again, so
+the real server is unknown. ``conntrack -E`` event lines (``[NEW] tcp ...``)
+and ``/proc/net/nf_conntrack`` lines (``ipv4 2 tcp 6 ...``) are read too.
+
+``ipvsadm -Lnc`` (also ``-L -c -n``, ``-Ln --connection``; ipvsadm's
+``print_conn()``)::
+
+    IPVS connection entries
+    pro expire state       source             virtual            destination
+    TCP 14:59  ESTABLISHED 192.168.56.1:57326 192.168.56.200:80  192.168.56.103:80
+
+the same connections as ``/proc/net/ip_vs_conn`` with printed addresses and
+the expiry as minutes:seconds (``--persistent-conn`` adds ``pe name`` and
+``pe_data`` columns). Without ``-n`` ipvsadm prints host and service names,
+which cannot be read back offline.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from maglevx.addresses import IPAddress, format_endpoint, parse_number, parse_po
 from maglevx.errors import MaglevxError
 
 CONN_HEADER = "Pro FromIP"
+LNC_HEADERS = ("IPVS connection entries", "pro expire state")
 ULONG_MAX = 2**64 - 1  # Expires: %lu seconds
 
 
@@ -47,7 +64,8 @@ class CapturedFlow:
     daddr: IPAddress
     dport: int
     line: int
-    # ip_vs_conn only: the real server the kernel chose, its state, expiry
+    # the real server the kernel chose (ip_vs_conn, ipvsadm -Lnc, conntrack
+    # of masquerading servers), the connection's state and expiry
     raddr: IPAddress | None = None
     rport: int | None = None
     state: str = ""
@@ -60,7 +78,7 @@ class CapturedFlow:
 
     @property
     def real_server(self) -> str | None:
-        """``raddr:rport`` of the chosen real server (ip_vs_conn only)."""
+        """``raddr:rport`` of the chosen real server, when the capture shows it."""
         if self.raddr is None or self.rport is None:
             return None
         return format_endpoint(self.raddr, self.rport)
@@ -93,7 +111,7 @@ def parse_ip_vs_conn(
     """Entries of a ``/proc/net/ip_vs_conn`` dump (header and blanks skipped)."""
     for lineno, raw in enumerate(lines, 1):
         f = raw.split()
-        if not f or raw.startswith(CONN_HEADER):
+        if not f or raw.startswith(CONN_HEADER) or f[0].startswith("#"):
             continue
         try:
             if len(f) < 9:
@@ -118,36 +136,53 @@ def parse_ip_vs_conn(
             raise exc.located(source, lineno) from None
 
 
-_CT_KV = re.compile(r"(src|dst|sport|dport)=(\S+)")
+_CT_KV = re.compile(r"(?<![\w-])(src|dst|sport|dport)=(\S+)")
 _CT_PROTOS = {"tcp", "udp", "sctp", "udplite", "icmp", "icmpv6", "dccp", "gre"}
+# conntrack prints each protocol's name and number (``tcp      6``)
+_CT_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "136": "udplite",
+               "1": "icmp", "58": "icmpv6", "33": "dccp", "47": "gre"}  # fmt: skip
+_CT_EVENT = re.compile(r"^\s*\[(NEW|UPDATE|DESTROY)\]\s*")
 
 
 def parse_conntrack(
     lines: Iterable[str], *, source: str = "<conntrack>"
 ) -> Iterator[CapturedFlow]:
-    """Original-direction flows of ``conntrack -L`` output.
+    """Flows of ``conntrack -L`` output (original direction).
 
     Entries without ports (ICMP, ...) are skipped, as are lines that are
-    not entries (the "N flow entries have been shown" summary).
+    not entries (the "N flow entries have been shown" summary). When the
+    reply direction comes from another address or port than the original
+    one went to (masquerading), that is the real server (``raddr``).
     """
     for lineno, raw in enumerate(lines, 1):
-        tokens = raw.split()
-        if not tokens:
+        text = _CT_EVENT.sub("", raw)
+        tokens = text.split()
+        if not tokens or tokens[0].startswith("#"):
             continue
         if tokens[0] in ("ipv4", "ipv6"):
             tokens = tokens[2:]
         if not tokens or tokens[0] not in _CT_PROTOS:
             if "src=" in raw:
+                name = tokens[0] if tokens else ""
+                hint = ""
+                if len(tokens) > 1 and tokens[1] in _CT_NUMBERS:
+                    hint = (
+                        f" (protocol number {tokens[1]} is "
+                        f"{_CT_NUMBERS[tokens[1]]}: is the line cut?)"
+                    )
                 raise MaglevxError(
-                    f"unknown protocol {tokens[0] if tokens else ''!r}",
+                    f"unknown protocol {name!r}{hint}",
                     source=source, line=lineno, field="proto",
                 )  # fmt: skip
             continue
-        first: dict[str, str] = {}
-        for key, value in _CT_KV.findall(raw):
-            if key in first:
-                break  # the reply direction starts
-            first[key] = value
+        groups: list[dict[str, str]] = [{}]
+        for key, value in _CT_KV.findall(text):
+            if key in groups[-1]:
+                if len(groups) == 2:
+                    break
+                groups.append({})  # the reply direction starts
+            groups[-1][key] = value
+        first = groups[0]
         if "sport" not in first:
             continue
         try:
@@ -155,16 +190,109 @@ def parse_conntrack(
                 raise MaglevxError("no src=/dst= in the original direction")
             sa = _ip(first["src"], "src")
             da = _ip(first["dst"], "dst")
+            dport = parse_port(first.get("dport", ""), "dport")
+            raddr = rport = None
+            reply = groups[1] if len(groups) > 1 else {}
+            if "src" in reply and "sport" in reply:
+                ra = _ip(reply["src"], "src")
+                rp = parse_port(reply["sport"], "sport")
+                if (ra, rp) != (da, dport):
+                    raddr, rport = ra, rp
             yield CapturedFlow(
                 proto=tokens[0],
                 saddr=sa,
                 sport=parse_port(first["sport"], "sport"),
                 daddr=da,
-                dport=parse_port(first.get("dport", ""), "dport"),
+                dport=dport,
+                line=lineno,
+                raddr=raddr,
+                rport=rport,
+                state=_ct_state(tokens),
+            )
+        except MaglevxError as exc:
+            raise exc.located(source, lineno) from None
+
+
+def _ct_state(tokens: list[str]) -> str:
+    """The TCP/SCTP state word of a conntrack entry, if it has one."""
+    for tok in tokens[3:5]:
+        if tok.isalpha() and tok.isupper():
+            return tok
+    return ""
+
+
+# ipvsadm's print_conn(): "%-3s %-6s %-11s %-18s %-18s %s" (+ pe name, pe_data)
+_LNC_EXPIRE = re.compile(r"^(\d{1,10}):([0-5]\d)$", re.ASCII)
+_LNC_STATE = re.compile(r"^[A-Z][A-Z_]*[A-Z12]?!?$")
+
+
+def parse_ipvsadm_conn(
+    lines: Iterable[str], *, source: str = "<ipvsadm -Lnc>"
+) -> Iterator[CapturedFlow]:
+    """Entries of ``ipvsadm -Lnc`` output (headers and blanks skipped)."""
+    for lineno, raw in enumerate(lines, 1):
+        f = raw.split()
+        if not f or raw.strip().startswith(LNC_HEADERS) or f[0].startswith("#"):
+            continue
+        try:
+            if len(f) < 6:
+                raise MaglevxError(
+                    f"expected at least 6 fields (pro expire state source virtual "
+                    f"destination), got {len(f)}: {raw.strip()[:60]!r}"
+                )
+            m = _LNC_EXPIRE.match(f[1])
+            if m is None:
+                raise MaglevxError(
+                    f"{f[1][:20]!r} is not minutes:seconds", field="expire"
+                )
+            if not _LNC_STATE.match(f[2]):
+                raise MaglevxError(
+                    f"{f[2][:20]!r} is not an IPVS connection state (output of a "
+                    "patched IPVS, e.g. FULLNAT? maglevx reads mainline Linux's)",
+                    field="state",
+                )
+            saddr, sport = _lnc_endpoint(f[3], "source")
+            daddr, dport = _lnc_endpoint(f[4], "virtual")
+            raddr, rport = _lnc_endpoint(f[5], "destination")
+            yield CapturedFlow(
+                proto=f[0].lower(),
+                saddr=saddr,
+                sport=sport,
+                daddr=daddr,
+                dport=dport,
+                raddr=raddr,
+                rport=rport,
+                state=f[2],
+                expires=int(m[1]) * 60 + int(m[2]),
                 line=lineno,
             )
         except MaglevxError as exc:
             raise exc.located(source, lineno) from None
+
+
+def _lnc_endpoint(text: str, field: str) -> tuple[IPAddress, int]:
+    """``addr:port`` or ``[v6addr]:port`` as ipvsadm -n prints them."""
+    if text.startswith("["):
+        addr, sep, port = text[1:].partition("]:")
+    else:
+        addr, sep, port = text.rpartition(":")
+    if not sep:
+        raise MaglevxError(f"{text!r} is not address:port", field=field)
+    try:
+        address = ipaddress.ip_address(addr)
+    except ValueError:
+        raise MaglevxError(
+            f"{addr!r} is not a numeric address: capture with `ipvsadm -Lnc` "
+            "(-n: no host or service names)",
+            field=field,
+        ) from None
+    if not (port.isascii() and port.isdigit()):
+        raise MaglevxError(
+            f"port {port!r} is not a number: capture with `ipvsadm -Lnc` "
+            "(-n: no host or service names)",
+            field=field,
+        )
+    return address, parse_port(port, field)
 
 
 def _ip(text: str, field: str) -> IPAddress:
@@ -175,18 +303,43 @@ def _ip(text: str, field: str) -> IPAddress:
 
 
 def detect(head: bytes) -> str:
-    """``ip_vs_conn``, ``conntrack``, ``pcap`` or ``csv`` from the first bytes."""
+    """``ip_vs_conn``, ``ipvsadm_conn``, ``conntrack``, ``pcap`` or ``csv``.
+
+    Decided from the first bytes of the input.
+    """
     if head[:4] in (
         b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
         b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a",
     ):  # fmt: skip
         return "pcap"
     text = head.decode("utf-8", "replace")
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    first = next(
+        (
+            ln
+            for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ),
+        "",
+    )
     if first.startswith(CONN_HEADER) or re.match(
         r"^(TCP|UDP|SCTP|IP)\s+[0-9A-F]{8}\s+[0-9A-F]{4}\s", first
     ):
         return "ip_vs_conn"
-    if re.match(r"^\s*(ipv[46]\s+\d+\s+)?[a-z]+\s+\d+\s+.*\bsrc=", first):
+    if first.strip().startswith(LNC_HEADERS) or re.match(
+        r"^(TCP|UDP|SCTP|IP)\s+\d+:\d\d\s+\S+\s+\S+:\d+\s", first
+    ):
+        return "ipvsadm_conn"
+    if re.match(
+        r"^\s*(\[(NEW|UPDATE|DESTROY)\]\s*)?(ipv[46]\s+\d+\s+)?[a-z]+\s+\d+\s+.*"
+        r"\bsrc=",
+        first,
+    ):
         return "conntrack"
     return "csv"
+
+
+PARSERS = {
+    "ip_vs_conn": parse_ip_vs_conn,
+    "ipvsadm_conn": parse_ipvsadm_conn,
+    "conntrack": parse_conntrack,
+}

@@ -27,7 +27,7 @@ from maglevx.model import (
 )
 from maglevx.predict import FORMATS
 from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED
-from maglevx.tools.sources import load_text, open_input, read_text
+from maglevx.tools.sources import ListingOptions, load_text, open_input, read_text
 from maglevx.tools.verify import PROC_CONN
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -80,6 +80,20 @@ def _add_params(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="backport only: the module was loaded with hash_port=0",
     )
+    p.add_argument(
+        "--last-weight",
+        action="append",
+        metavar="ADDR:PORT=W",
+        help="listings: the last_weight of a weight-0 real server (its weight "
+        "before an edit drained it; a listing cannot show it)",
+    )
+    p.add_argument(
+        "--assume-drained-by-edit",
+        action="store_true",
+        help="listings: every weight-0 real server was drained by an edit "
+        "(keepalived inhibit_on_failure, kube-proxy) from its service's most "
+        "common weight, and keeps its slots",
+    )
 
 
 def _table_size(text: str) -> int:
@@ -121,6 +135,16 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
     )
 
 
+def listing_from(args: argparse.Namespace) -> ListingOptions:
+    """What --last-weight/--assume-drained-by-edit say about listings."""
+    from maglevx.tools.sources import parse_last_weight
+
+    return ListingOptions(
+        last_weights=tuple(parse_last_weight(t) for t in args.last_weight or ()),
+        drained_by_edit=args.assume_drained_by_edit,
+    )
+
+
 def load_director(args: argparse.Namespace) -> Director:
     """The director described by --history/--snapshot and the parameters."""
     params = params_from(args)
@@ -128,13 +152,53 @@ def load_director(args: argparse.Namespace) -> Director:
         path, kind = args.history, "history"
     else:
         path, kind = args.snapshot, "snapshot"
-    return load_text(read_text(path), source=path, kind=kind, params=params)
+    return load_text(
+        read_text(path), source=path, kind=kind, params=params,
+        listing=listing_from(args),
+    )  # fmt: skip
+
+
+def listing_notes(args: argparse.Namespace, director: Director) -> dict[str, list]:
+    """Per service, the weight-0 real servers whose last_weight a listing hides."""
+    from maglevx.tools.sources import listing_assumptions
+
+    if getattr(args, "snapshot", None) is None:
+        return {}
+    out: dict[str, list] = {}
+    for x in listing_assumptions(director, listing_from(args)).drained:
+        out.setdefault(x.service, []).append(x)
+    return out
 
 
 def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx import predict
 
     director = load_director(args)
+    if args.snapshot is not None:
+        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
+
+        for name in maybe_sorted(director):
+            print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
+    else:
+        from maglevx.tools.sources import saved_rule_file
+
+        for note in saved_rule_file(read_text(args.history), director).values():
+            print(f"maglevx: {args.history}: {note}", file=sys.stderr)
+    ambiguous = False
+    for name, xs in listing_notes(args, director).items():
+        unknown = [x for x in xs if x.last_weight is None]
+        if unknown:
+            ambiguous = True
+            share = sum(x.share_if_drained for x in unknown)
+            print(
+                f"maglevx: {args.snapshot}: {name}: weight-0 real servers "
+                f"{', '.join(x.endpoint for x in unknown)} read as added with "
+                "weight 0 (a listing cannot show last_weight); if an edit drained "
+                f"them, about {share:.1f}% of new flows to it get "
+                + ("other servers" if unknown[0].fallback else "no destination")
+                + " instead: --last-weight ADDR:PORT=W or --assume-drained-by-edit",
+                file=sys.stderr,
+            )
     if args.flows == "-":
         stream, source = sys.stdin.buffer, "<stdin>"
     else:
@@ -148,9 +212,31 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
             return _predict_columnar(director, stream, stdout, fmt, args, source)
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
+            stats = predict.PredictStats()
+            if ambiguous:
+                from maglevx.tools.sources import drained_alternative
+
+                stats.alternative = drained_alternative(director)
             predict.predict_stream(
-                director, stream, stdout, source=source, progress=progress
-            )
+                director, stream, stdout, source=source, progress=progress,
+                strict=args.strict, stats=stats,
+            )  # fmt: skip
+            if stats.no_service:
+                stdout.flush()
+                print(
+                    f"maglevx: {source}: {stats.no_service} of {stats.flows} flows "
+                    "go to no virtual service: written with empty fields (the "
+                    "kernel does not schedule them; --strict makes this an error)",
+                    file=sys.stderr,
+                )
+            if stats.alternative is not None:
+                stdout.flush()
+                print(
+                    f"maglevx: {source}: {stats.differ} of {stats.flows} flows would "
+                    "go elsewhere if the listing's weight-0 real servers were drained "
+                    "by an edit (--assume-drained-by-edit shows which)",
+                    file=sys.stderr,
+                )
         else:
             predict.predict_capture(director, stream, stdout, fmt, source=source)
     finally:
@@ -204,15 +290,36 @@ def _emit(args: argparse.Namespace, stdout: TextIO, obj: Any, text: str) -> None
 
 def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import table
+    from maglevx.tools.sources import resolve_service
 
-    reports = table.table_report(load_director(args), service=args.service)
-    if args.service is not None and not reports:
-        raise MaglevxError(f"no mh service {args.service!r}", field="--service")
+    director = load_director(args)
+    service = None
+    if args.service is not None:
+        service = resolve_service(args.service, director)
+    notes = {
+        name: [x.text() for x in xs]
+        for name, xs in listing_notes(args, director).items()
+    }
+    if args.snapshot is not None:
+        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
+
+        for name in maybe_sorted(director):
+            notes.setdefault(name, []).append(f"{name} may be sorted: {SORTED_NOTE}")
+    else:
+        from maglevx.tools.sources import saved_rule_file
+
+        for name, note in saved_rule_file(read_text(args.history), director).items():
+            notes.setdefault(name, []).append(note)
+    reports = table.table_report(director, service=service, notes=notes)
     if args.plot:
         from maglevx.tools import plot
 
         plot.plot_tables(reports, args.plot)
-    _emit(args, stdout, [r.to_json() for r in reports], table.render(reports))
+    text = table.render(reports)
+    if not reports and director.services:
+        used = ", ".join(sorted({s.scheduler for s in director.services}))
+        text += f" (the services use {used}; maglevx predicts mh only)"
+    _emit(args, stdout, [r.to_json() for r in reports], text)
     return EXIT_OK
 
 
@@ -221,7 +328,7 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools.sources import load_spec, parse_spec
 
     defaults = params_from(args)
-    old_spec = parse_spec(args.old, defaults)
+    old_spec = parse_spec(args.old, defaults, listing_from(args))
     old = load_spec(old_spec)
     edits = [
         diff.parse_edit(kind, text)
@@ -231,13 +338,18 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.new is None and not edits:
         raise MaglevxError("give NEW or a proposed edit (--remove/--drain/--add)")
     if args.new is not None:
-        new_spec = parse_spec(args.new, defaults)
+        new_spec = parse_spec(args.new, defaults, listing_from(args))
         new, new_label = load_spec(new_spec), new_spec.label
         new_label += f" ({new_spec.params.describe()})"
     else:
         new, new_label = old, old_spec.label
+    service = None
     if edits:
-        new = diff.apply_edits(new, edits, service=args.service)
+        if args.service is not None:
+            from maglevx.tools.sources import resolve_service
+
+            service = resolve_service(args.service, new)
+        new = diff.apply_edits(new, edits, service=service)
         new_label += " with " + "; ".join(map(str, edits))
     samples = _samples(args, old)
     rep = diff.diff_directors(
@@ -249,12 +361,58 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
         old_label=f"{old_spec.label} ({old_spec.params.describe()})",
         new_label=new_label,
     )
+    # a listing's weight-0 servers may have been drained by an edit: the
+    # other outcome, where it differs
+    old_unknown = _unknown(old_spec, old)
+    new_base = load_spec(new_spec) if args.new is not None else old
+    new_unknown = _unknown(new_spec, new_base) if args.new is not None else old_unknown
+    if old_unknown or new_unknown:
+        from maglevx.tools.sources import drained_alternative
+
+        alt_old = drained_alternative(old) if old_unknown else old
+        alt_new = drained_alternative(new_base) if new_unknown else new_base
+        if edits:
+            alt_new = diff.apply_edits(alt_new, edits, service=service)
+        alt = diff.diff_directors(
+            alt_old, alt_new, samples=samples, sample_size=args.sample, seed=args.seed
+        )
+        eps = ", ".join(sorted({x for x in old_unknown + new_unknown}))
+        for sd in rep.services:
+            other = next((x for x in alt.services if x.service == sd.service), None)
+            if other is None or other.status in ("added", "removed"):
+                continue
+            ro, rn = other.refusals_old, other.refusals_new
+
+            def refused(r: Any) -> float | None:
+                return None if r is None else r.refused_without_fallback
+
+            if (other.flows_moved, refused(ro), refused(rn)) == (
+                sd.flows_moved, refused(sd.refusals_old), refused(sd.refusals_new)
+            ):  # fmt: skip
+                continue
+            sd.notes.append(
+                f"if {eps} (weight 0 in a listing, last_weight unknown) were "
+                f"drained by an edit: {other.flows_moved_pct:.2f}% of flows move; "
+                f"refused new flows OLD {diff.refusal_text(ro)}; NEW "
+                f"{diff.refusal_text(rn)} (--last-weight ADDR:PORT=W or "
+                "--assume-drained-by-edit decides)"
+            )
     if args.plot:
         from maglevx.tools import plot
 
         plot.plot_diff(old, new, rep, args.plot)
     _emit(args, stdout, rep.to_json(), diff.render(rep))
     return EXIT_DIFFERENT if rep.different else EXIT_OK
+
+
+def _unknown(spec: Any, director: Director) -> list[str]:
+    """Weight-0 real servers of a listing spec whose last_weight nobody gave."""
+    from maglevx.tools.sources import detect_kind, listing_assumptions
+
+    kind = spec.kind or detect_kind(read_text(spec.path))
+    if kind != "snapshot":
+        return []
+    return [x.endpoint for x in listing_assumptions(director, spec.listing).unknown]
 
 
 def _samples(args: argparse.Namespace, director: Director) -> dict | None:
@@ -288,14 +446,32 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
     if len(args.configs) < 2:
         raise MaglevxError("give at least two configurations to compare")
     defaults = params_from(args)
-    specs = [parse_spec(t, defaults) for t in args.configs]
+    specs = [parse_spec(t, defaults, listing_from(args)) for t in args.configs]
     directors = [(f"{s.label} ({s.params.describe()})", load_spec(s)) for s in specs]
+    samples = _samples(args, directors[0][1])
     rep = consistency.compare_directors(
-        directors,
-        samples=_samples(args, directors[0][1]),
-        sample_size=args.sample,
-        seed=args.seed,
+        directors, samples=samples, sample_size=args.sample, seed=args.seed
     )
+    unknown = [_unknown(s, d) for s, (_, d) in zip(specs, directors)]
+    if any(unknown):
+        from maglevx.tools.sources import drained_alternative
+
+        alt = consistency.compare_directors(
+            [(label, drained_alternative(d) if u else d)
+             for (label, d), u in zip(directors, unknown)],
+            samples=samples, sample_size=args.sample, seed=args.seed,
+        )  # fmt: skip
+        eps = ", ".join(sorted({e for u in unknown for e in u}))
+        for r, a in zip(rep.results, alt.results):
+            if (r.flows_differ, r.slots_differ) != (a.flows_differ, a.slots_differ):
+                r.notes.append(
+                    f"if {eps} (weight 0 in a listing, last_weight unknown) were "
+                    f"drained by an edit: {a.flows_differ_pct:.2f}% of flows and "
+                    f"{a.slots_differ_pct:.2f}% of slots differ"
+                    + (f" ({'; '.join(a.reasons)})" if a.reasons else "")
+                    + " (--last-weight ADDR:PORT=W or --assume-drained-by-edit "
+                    "decides)"
+                )
     if args.plot:
         from maglevx.tools import plot
 
@@ -307,7 +483,6 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
 def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
     import os
 
-    from maglevx.captures import parse_ip_vs_conn
     from maglevx.tools import verify
 
     params = params_from(args)
@@ -322,12 +497,13 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
                              params=params)  # fmt: skip
     elif args.snapshot is not None:
         director = load_text(read_text(args.snapshot), source=args.snapshot,
-                             kind="snapshot", params=params)  # fmt: skip
+                             kind="snapshot", params=params,
+                             listing=listing_from(args))  # fmt: skip
     else:
         director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
-                             kind="snapshot", params=params)  # fmt: skip
-    conns = list(parse_ip_vs_conn(read_text(args.conn).splitlines(),
-                                  source=args.conn))  # fmt: skip
+                             kind="snapshot", params=params,
+                             listing=listing_from(args))  # fmt: skip
+    conns = read_conns(args.conn)
     rep = verify.verify(
         director,
         conns,
@@ -338,7 +514,31 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
     )
 
     _emit(args, stdout, rep.to_json(), verify.render(rep, show_caveats=args.caveats))
-    return EXIT_DIFFERENT if rep.different else EXIT_OK
+    if rep.different:
+        return EXIT_DIFFERENT
+    if rep.checked == 0 and not rep.kmod:
+        raise MaglevxError(
+            f"nothing verified: none of the {len(conns)} connections is to an mh "
+            "service of the configuration (see 'skipped'); capture while clients "
+            "connect, on the director whose configuration you give",
+            source=args.conn,
+        )
+    return EXIT_OK
+
+
+def read_conns(path: str) -> list:
+    """The connections of a capture file, its format detected."""
+    from maglevx import captures
+
+    text = read_text(path)
+    fmt = captures.detect(text[:4096].encode("utf-8", "replace"))
+    if fmt not in captures.PARSERS:
+        raise MaglevxError(
+            "not a connection listing: give /proc/net/ip_vs_conn, `ipvsadm -Lnc` "
+            "or `conntrack -L` output",
+            source=path,
+        )
+    return list(captures.PARSERS[fmt](text.splitlines(), source=path))
 
 
 def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -416,9 +616,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("auto", *FORMATS, "pcap", *COLUMNAR_FORMATS),
         default="auto",
-        help="input format (default: detected). Captures are turned into flow "
-        "lines `proto,saddr,sport,daddr,dport` and only flows to mh services "
-        "are kept",
+        help="input format (default: detected): csv, /proc/net/ip_vs_conn, "
+        "`ipvsadm -Lnc` (ipvsadm_conn) or `conntrack -L`. Captures are turned "
+        "into flow lines `proto,saddr,sport,daddr,dport` and only flows to mh "
+        "services are kept",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a CSV flow to no virtual service is an error (default: written "
+        "with empty fields and counted on stderr)",
     )
     p.add_argument(
         "--output-format",
@@ -510,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--conn",
         default=PROC_CONN,
         metavar="FILE",
-        help=f"connections (default: {PROC_CONN})",
+        help=f"connections: {PROC_CONN} (default), `ipvsadm -Lnc` or "
+        "`conntrack -L` output (detected)",
     )
     p.add_argument(
         "--kmod-tables",

@@ -15,6 +15,7 @@ Extensions: blank lines and lines starting with ``#`` are ignored, a leading
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from maglevx.ipvs import (
     SVC_F_SCHED2,
     SVC_F_SCHED3,
 )
+from maglevx.portnames import NETBASE, port_of
 
 DEFAULT_SCHEDULER = "wlc"  # ipvsadm's DEF_SCHED
 # A longer line is refused before it is split: shlex is quadratic in the
@@ -175,6 +177,69 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     return address, port
 
 
+def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
+    """*text* with a port name replaced by the number ipvsadm reads for it.
+
+    ipvsadm prints ports by name without ``-n`` (``10.0.0.1:http``) and reads
+    names back with ``getservbyname()``: the bundled table of
+    :mod:`maglevx.portnames` decides, the same on every host. Host names
+    cannot be resolved offline: refused, saying to use *numeric* (the
+    command that prints numbers).
+    """
+    if text.startswith("["):
+        close = text.find("]")
+        addr, port = text[1:close], text[close + 2 :] if close > 0 else None
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            return text  # parse_endpoint() says what is wrong
+    elif text.count(":") == 1:
+        addr, port = text.split(":")
+    else:
+        addr, port = text, None
+    if not _is_address(addr) and re.search(r"[<>*]|xx", addr):
+        raise MaglevxError(
+            f"{addr!r} is not an IP address (redacted?): give the real addresses",
+            field=field,
+        )
+    if (
+        not _is_address(addr)
+        and _HOST_NAME.match(addr)
+        and _has_letter(addr)
+        and not re.match(r"^\d+\.\d+\.\d+\.", addr)  # a mistyped IPv4 address
+    ):
+        raise MaglevxError(
+            f"{addr!r} is a host name: {numeric} (-n: numeric addresses)",
+            field=field,
+        )
+    if port and not port.isdigit() and _SERVICE_NAME.match(port):
+        number = port_of(port, protocol)
+        if number is None:
+            raise MaglevxError(
+                f"port {port!r} is no service name of {protocol} that ipvsadm "
+                f"prints (netbase {NETBASE}): {numeric} (-n: numeric ports)",
+                field=field,
+            )
+        return text[: len(text) - len(port)] + str(number)
+    return text
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# what getnameinfo() prints: labels of letters, digits and '-' (cut to the
+# column width by ipvsadm, so a trailing '.' or '-' is possible)
+_HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]*)*\.?$", re.ASCII)
+_SERVICE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._+-]*$", re.ASCII)
+
+
+def _has_letter(text: str) -> bool:
+    return any(c.isalpha() for c in text)
+
+
 def parse_sched_flags(text: str, scheduler: str, field: str) -> int:
     """``-b`` flags (``mh-fallback,mh-port``, ``flag-1``, ...) as bits."""
     flags = 0
@@ -219,7 +284,7 @@ def parse_command(tokens: list[str]) -> Command:
     if head not in _COMMANDS:
         raise MaglevxError(
             f"a line must start with a command (-A, -E, -D, -C, -a, -e, -d), "
-            f"not {head!r}",
+            f"not {head!r}{_kind_hint(tokens)}",
             field=head,
         )
     cmd = Command(_COMMANDS[head])
@@ -234,6 +299,13 @@ def parse_command(tokens: list[str]) -> Command:
             opt, value = tok.split("=", 1)
         if opt in _COMMANDS or opt in _NOT_CONFIG:
             raise MaglevxError(f"a second command {opt!r} on one line", field=opt)
+        if opt == "(null)":
+            raise MaglevxError(
+                "`ipvsadm -S` could not name this real server's "
+                "forwarding method (a patched IPVS such as Alibaba's FULLNAT); "
+                "maglevx models mainline Linux IPVS",
+                field=tok,
+            )
         if opt not in _OPTIONS:
             raise MaglevxError(f"unknown option {tok!r}", field=tok)
         name, arg = _OPTIONS[opt]
@@ -265,6 +337,7 @@ def parse_command(tokens: list[str]) -> Command:
                 cmd.family = 4
             else:
                 cmd.protocol = name.split("-")[0]
+                value = numeric_endpoint(value, cmd.protocol, opt, _SAVE_NUMERIC)
                 address, port = parse_endpoint(value, opt)
                 cmd.address, cmd.port = address, port or 0
                 cmd.family = address.version
@@ -288,6 +361,8 @@ def parse_command(tokens: list[str]) -> Command:
             )
         elif name == "real-server":
             assert value is not None
+            proto = cmd.protocol if cmd.protocol not in (None, "fwmark") else "tcp"
+            value = numeric_endpoint(value, proto, opt, _SAVE_NUMERIC)
             address, port = parse_endpoint(value, opt)
             cmd.rs_address = address
             # ipvsadm: "copy vport to dport if not specified"
@@ -349,6 +424,22 @@ def parse_command(tokens: list[str]) -> Command:
                 field=seen.get("real-server"),
             )
     return cmd
+
+
+_SAVE_NUMERIC = "save with `ipvsadm -Sn`"
+
+
+def _kind_hint(tokens: list[str]) -> str:
+    """What a line that is no command looks like, and how to give it."""
+    head = tokens[0]
+    if head in ("IP", "Prot", "TCP", "UDP", "SCTP", "FWM", "->"):
+        return (
+            ": this is an `ipvsadm -L` listing, given with --snapshot "
+            "(or FILE:kind=snapshot)"
+        )
+    if head in ("Pro", "IPVS", "pro") or "src=" in " ".join(tokens):
+        return ": this is a connection capture, given to predict or verify --conn"
+    return ""
 
 
 _SERVICE_OPTS = {"tcp-service", "udp-service", "sctp-service", "fwmark-service"}

@@ -277,10 +277,13 @@ class TableSnapshot:
         servers: tuple[RealServer, ...],
         fallback: bool,
         hashes_port: bool,
+        available: Sequence[bool] | None = None,
     ) -> None:
         self.build = build
         self.servers = servers
-        avail = np.array([rs.available for rs in servers], np.uint8)
+        if available is None:
+            available = [rs.available for rs in servers]
+        avail = np.array(available, np.uint8)
         avail.flags.writeable = False
         self.avail = avail
         self.fallback = fallback
@@ -764,7 +767,17 @@ class VirtualService:
                     servers = tuple(
                         index.get((rs.address, rs.port), rs) for rs in b.servers
                     )
-                    snap = TableSnapshot(b, servers, self.fallback, self.hashes_port)
+                    avail = [rs.available for rs in servers]
+                    if self._director.variant == "backport":
+                        # kmod/ also refuses a server no longer in the list
+                        # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
+                        avail = [
+                            ok and (rs.address, rs.port) in index
+                            for ok, rs in zip(avail, servers)
+                        ]
+                    snap = TableSnapshot(
+                        b, servers, self.fallback, self.hashes_port, avail
+                    )
                     self._snapshot = snap
         return snap
 
@@ -1265,7 +1278,7 @@ class Director:
                 raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
-        groups: dict[tuple[object, ...], list[int]] = {}
+        groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
         out = np.full(n, None, dtype=object)

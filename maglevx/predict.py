@@ -5,6 +5,13 @@ back with ``,raddr,rport`` appended (both empty when the kernel finds no
 destination), in input order. Input is processed in chunks, so memory stays
 flat for any input size.
 
+What operators paste is read too: a header line naming the columns (any
+order, other named columns ignored; echoed with ``,raddr,rport``), a UTF-8
+byte order mark, protocol numbers (``6``, ``17``, ``132``, as ``tshark -e
+ip.proto`` prints them) and bracketed IPv6 addresses. A flow to no virtual
+service is written with empty fields too (the kernel does not schedule it)
+and counted in :class:`PredictStats`; ``strict=True`` makes it an error.
+
 On a bad line, every line before it has been written, nothing after it is,
 and MaglevxError names the file, line and field.
 
@@ -26,17 +33,117 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 import numpy as np
 
-from maglevx.addresses import fold_int, parse_port
+from maglevx.addresses import fold_int, parse_address, parse_port
 from maglevx.backend import core, fastcsv
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
 from maglevx.model import Director, TableSnapshot, VirtualService
 
 CHUNK_LINES = 65536
+# protocol numbers (IANA; tshark -e ip.proto prints them) for the names
+PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp"}
+COLUMNS = ("proto", "saddr", "sport", "daddr", "dport")
+# header names of each column: ours, and tshark's field names
+HEADER_NAMES = {
+    "proto": "proto", "protocol": "proto", "ip.proto": "proto",
+    "ipv6.nxt": "proto",
+    "saddr": "saddr", "src": "saddr", "ip.src": "saddr", "ipv6.src": "saddr",
+    "sport": "sport", "tcp.srcport": "sport", "udp.srcport": "sport",
+    "sctp.srcport": "sport",
+    "daddr": "daddr", "dst": "daddr", "ip.dst": "daddr", "ipv6.dst": "daddr",
+    "dport": "dport", "tcp.dstport": "dport", "udp.dstport": "dport",
+    "sctp.dstport": "dport",
+}  # fmt: skip
+BOM = "\ufeff"
+
+
+@dataclass
+class PredictStats:
+    """What a run of predict saw beyond the flows it wrote.
+
+    *alternative*: another reading of the same configuration (a listing's
+    weight-0 servers drained by an edit, see tools/sources.py); *differ*
+    counts the flows it decides otherwise.
+    """
+
+    flows: int = 0
+    no_service: int = 0  # flows to no virtual service (written with empty fields)
+    header: bool = False
+    alternative: Director | None = None
+    differ: int = 0
+
+    def compare(self, svc: VirtualService, folds: Any, ports: Any, res: Any) -> None:
+        """Count the flows *alternative* sends elsewhere than *res* says."""
+        if self.alternative is None:
+            return
+        alt = self.alternative.find_service(svc.key)
+        if alt is None:
+            return
+        snap, other = svc.snapshot, alt.snapshot
+        got = other.scheduler.lookup_many(folds, ports).view(np.int32)
+        mine = [rs.endpoint for rs in snap.servers] + [None]
+        theirs = [rs.endpoint for rs in other.servers] + [None]
+        a = np.array(mine, dtype=object)[np.asarray(res).view(np.int32)]
+        b = np.array(theirs, dtype=object)[got]
+        self.differ += int((a != b).sum())
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where each flow field is, from a header line; *width* fields a line."""
+
+    index: tuple[int, int, int, int, int]
+    width: int
+
+    @property
+    def canonical(self) -> bool:
+        """The five columns in our order and nothing else."""
+        return self.index == (0, 1, 2, 3, 4) and self.width == 5
+
+
+def parse_header(line: str) -> Columns | None:
+    """The columns a header line names, or None when *line* is a flow.
+
+    A header is a line whose fields are names, one of them a column name
+    (``proto``, ``saddr``, ... or tshark's ``ip.src``, ``tcp.srcport``, ...).
+    """
+    fields = [f.strip().strip('"').lower() for f in line.lstrip(BOM).split(",")]
+    if not any(f in HEADER_NAMES for f in fields):
+        return None
+    where: dict[str, int] = {}
+    for i, f in enumerate(fields):
+        col = HEADER_NAMES.get(f)
+        if col is None:
+            continue  # another column (a mark, a count, ...): ignored
+        if col in where:
+            raise MaglevxError(
+                f"header names two columns for {col}: {fields[where[col]]!r} and {f!r}",
+                field="header",
+            )
+        where[col] = i
+    missing = [c for c in COLUMNS if c not in where]
+    if missing:
+        raise MaglevxError(
+            f"header names no column for {', '.join(missing)} (a header names "
+            "proto,saddr,sport,daddr,dport)",
+            field="header",
+        )
+    index = tuple(where[c] for c in COLUMNS)
+    return Columns(index, len(fields))  # type: ignore[arg-type]
+
+
+def _unbracket(text: str) -> str:
+    """``[2001:db8::1]`` as ``2001:db8::1`` (other text unchanged)."""
+    if len(text) > 2 and text[0] == "[" and text[-1] == "]":
+        return text[1:-1]
+    return text
+
+
 # No flow or capture line comes near this; a longer one is refused before it
 # is buffered whole (memory stays bounded on any input).
 MAX_LINE_BYTES = 65536
@@ -50,51 +157,81 @@ def _fold_text(text: str, family: int) -> int:
 
 
 def _mh_service(
-    director: Director, proto: str, daddr: str, dport: str
-) -> VirtualService:
-    """The mh service a flow line goes to (the director's one resolver)."""
+    director: Director, proto: str, daddr: str, dport: str, strict: bool = False
+) -> VirtualService | None:
+    """The mh service a flow line goes to (the director's one resolver).
+
+    None for a destination with no virtual service (an error when *strict*).
+    """
     port = parse_port(dport, "dport")
-    svc = director.resolve(proto, daddr, port)
+    svc = director.resolve(proto, _unbracket(daddr), port)
     if svc is None:
-        raise MaglevxError(
-            f"no virtual service for {proto} {daddr} port {port}", field="daddr"
-        )
+        if strict:
+            raise MaglevxError(
+                f"no virtual service for {proto} {daddr} port {port}",
+                field="daddr",
+            )
+        return None
     svc.require_mh()
     return svc
 
 
 def _parse_chunk(
-    lines: list[str], director: Director
-) -> tuple[list[str], list[VirtualService], list[int], list[int], list[str], int]:
-    """Parse lines until the first bad one; returns it as the last value."""
+    lines: list[str],
+    director: Director,
+    columns: Columns | None = None,
+    strict: bool = False,
+) -> tuple[
+    list[str], list[VirtualService | None], list[int], list[int], list[str], int
+]:
+    """Parse lines until the first bad one; returns it as the last value.
+
+    A flow to no virtual service gets None as its service.
+    """
     kept: list[str] = []
-    svcs: list[VirtualService] = []
+    svcs: list[VirtualService | None] = []
     folds: list[int] = []
     ports: list[int] = []
     protos: list[str] = []
     for i, raw in enumerate(lines):
-        line = raw.strip()
+        line = raw.strip().lstrip(BOM)
         fields = line.split(",")
-        if len(fields) != 5:
-            raise _ChunkError(
-                i,
-                MaglevxError(
-                    f"expected 5 fields proto,saddr,sport,daddr,dport, "
-                    f"got {len(fields)}"
-                ),
+        width = 5 if columns is None else columns.width
+        if len(fields) != width:
+            what = (
+                "proto,saddr,sport,daddr,dport"
+                if columns is None
+                else "as the header names"
             )
+            raise _ChunkError(
+                i, MaglevxError(f"expected {width} fields {what}, got {len(fields)}")
+            )
+        if columns is not None:
+            fields = [fields[j] for j in columns.index]
         proto, saddr, sport, daddr, dport = (f.strip() for f in fields)
+        saddr = _unbracket(saddr)
         try:
             p = proto.lower()
+            p = PROTOCOL_NUMBERS.get(p, p)
             if p not in PROTOCOLS:
                 raise MaglevxError(
-                    f"unknown protocol {proto!r}; expected tcp, udp or sctp",
+                    f"unknown protocol {proto!r}; expected tcp, udp or sctp "
+                    "(or 6, 17, 132)",
                     field="proto",
                 )
-            svc = _mh_service(director, p, daddr, dport)
+            svc = _mh_service(director, p, daddr, dport, strict)
             try:
-                fold = _fold_text(saddr, svc.family)
+                if svc is None:  # no service: any address, hashed by nobody
+                    fold = 0
+                    parse_address(saddr, "saddr")
+                else:
+                    fold = _fold_text(saddr, svc.family)
+            except MaglevxError:
+                raise MaglevxError(
+                    f"{saddr!r} is not an IP address", field="saddr"
+                ) from None
             except (OSError, ValueError):  # ValueError: embedded NUL
+                assert svc is not None
                 raise MaglevxError(
                     f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
                     field="saddr",
@@ -112,7 +249,7 @@ def _parse_chunk(
         kept.append(line)
         svcs.append(svc)
         folds.append(fold)
-        ports.append(svc.hashed_port(p, port))
+        ports.append(0 if svc is None else svc.hashed_port(p, port))
         protos.append(p)
     return kept, svcs, folds, ports, protos, len(lines)
 
@@ -125,21 +262,28 @@ class _ChunkError(Exception):
 
 
 def _decide(
-    svcs: list[VirtualService], folds: list[int], ports: list[int]
+    svcs: list[VirtualService | None],
+    folds: list[int],
+    ports: list[int],
+    stats: PredictStats | None = None,
 ) -> list[str]:
     """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
-    out = [""] * len(svcs)
+    out = [",,"] * len(svcs)
     by_service: dict[int, list[int]] = {}
     for i, svc in enumerate(svcs):
-        by_service.setdefault(id(svc), []).append(i)
+        if svc is not None:
+            by_service.setdefault(id(svc), []).append(i)
     fa = np.array(folds, dtype=np.uint32)
     pa = np.array(ports, dtype=np.uint16)
     for idx in by_service.values():
-        snap = svcs[idx[0]].snapshot
+        svc = svcs[idx[0]]
+        assert svc is not None
+        snap = svc.snapshot
         ia = np.array(idx, dtype=np.intp)
-        res = snap.scheduler.lookup_many(
-            np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
-        )
+        f, p = np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
+        res = snap.scheduler.lookup_many(f, p)
+        if stats is not None:
+            stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
@@ -166,23 +310,40 @@ def predict_lines(
     *,
     source: str = "<flows>",
     chunk_lines: int = CHUNK_LINES,
+    strict: bool = False,
+    stats: PredictStats | None = None,
 ) -> int:
     """Write each flow line with ``,raddr,rport`` appended; return the count.
 
     Blank lines are skipped. Line numbers in errors count every input line.
+    A header line (the first line) is written back with ``,raddr,rport``.
     A MaglevxError raised by *lines* itself (a capture parser, a line that
     is not UTF-8) is raised after the lines before it are written.
+    *strict*: a flow to no virtual service is an error. *stats*: filled in.
     """
+    stats = stats if stats is not None else PredictStats()
     count = 0
     lineno_of: list[int] = []
     input_error: MaglevxError | None = None
+    columns: Columns | None = None
 
     def numbered() -> Iterator[str]:
         # An error reading *lines* (see text_lines()) ends the input: the
         # lines before it are still predicted and written, then it is raised.
-        nonlocal input_error
+        nonlocal input_error, columns
         try:
             for n, line in enumerate(lines, 1):
+                if n == 1:
+                    try:
+                        columns = parse_header(line)
+                    except MaglevxError as exc:
+                        input_error = exc.located(source, 1)
+                        return
+                    if columns is not None:
+                        head = line.strip().lstrip(BOM)
+                        out.write(f"{head},raddr,rport\n")
+                        stats.header = True
+                        continue
                 if line.strip():
                     lineno_of.append(n)
                     yield line
@@ -192,14 +353,20 @@ def predict_lines(
     for chunk in _chunks(numbered(), chunk_lines):
         base = len(lineno_of) - len(chunk)
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk, director)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(
+                chunk, director, columns, strict
+            )
             error = None
         except _ChunkError as exc:
-            kept, svcs, folds, ports, _, _ = _parse_chunk(chunk[: exc.index], director)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(
+                chunk[: exc.index], director, columns, strict
+            )
             error = exc.error.located(source, lineno_of[base + exc.index])
-        suffixes = _decide(svcs, folds, ports)
+        suffixes = _decide(svcs, folds, ports, stats)
         out.write("".join(f"{a}{b}\n" for a, b in zip(kept, suffixes)))
         count += len(kept)
+        stats.flows += len(kept)
+        stats.no_service += svcs.count(None)
         if error is not None:
             out.flush()
             raise error
@@ -257,6 +424,7 @@ def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
 _fastcsv: Any = fastcsv  # None under MAGLEVX_PURE_PYTHON: the slow path serves
 
 BLOCK_BYTES = 8 << 20
+ANY_FAMILY = 255  # key family of a destination with no service
 SCAN_FLOWS = 1 << 18
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
@@ -334,13 +502,19 @@ class Progress:
 class _FastPredictor:
     """Per-run state of the fast path: key resolution and output suffixes."""
 
-    def __init__(self, director: Director, sink: _Sink, source: str) -> None:
+    def __init__(
+        self, director: Director, sink: _Sink, source: str, *,
+        strict: bool = False, stats: PredictStats | None = None,
+    ) -> None:  # fmt: skip
         assert _fastcsv is not None
         self.scanner = _fastcsv.FlowScanner()
         self.director = director
+        self.strict = strict
         self.sink = sink
         self.source = source
-        # per key id: service (None: the key is an error), family, port hashed
+        self.stats = stats if stats is not None else PredictStats()
+        # per key id: service (None: no service, family ANY_FAMILY; or the key
+        # is an error, family 0), family, port hashed
         self.key_service: list[VirtualService | None] = []
         self.key_snapshot: list[TableSnapshot | None] = []
         self.key_family = np.zeros(0, np.uint8)
@@ -365,16 +539,17 @@ class _FastPredictor:
             return
         fam = list(self.key_family.tolist())
         for proto, daddr, dport in keys[len(self.key_service) :]:
+            family = ANY_FAMILY  # no service: flows of any family
             try:
                 svc: VirtualService | None = _mh_service(
-                    self.director, proto, daddr, dport
+                    self.director, proto, daddr, dport, self.strict
                 )
             except MaglevxError:
-                svc = None  # the slow path raises it, for the first such line
+                svc, family = None, 0  # the slow path raises it, for its line
             self.key_service.append(svc)
             snap = svc.snapshot if svc is not None else None
             self.key_snapshot.append(snap)
-            fam.append(svc.family if svc is not None else 0)
+            fam.append(svc.family if svc is not None else family)
             self.key_hashes_port.append(
                 svc is not None and svc.hashed_port(proto, 1) != 0
             )
@@ -408,12 +583,20 @@ class _FastPredictor:
             ]
         for k, sel in groups:
             snap = self.key_snapshot[k]
-            assert snap is not None
+            if snap is None:  # no virtual service: written with empty fields
+                out[sel] = 0
+                self.stats.no_service += (
+                    n if isinstance(sel, slice) else int(sel.shape[0])
+                )
+                continue
             folds = np.ascontiguousarray(self.folds[:n][sel])
             ports = None
             if self.key_hashes_port[k]:
                 ports = np.ascontiguousarray(self.sports[:n][sel])
             res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
+            svc = self.key_service[k]
+            assert svc is not None
+            self.stats.compare(svc, folds, ports, res)
             base = self.suffix_base[id(snap)]
             out[sel] = np.where(res < 0, 0, res + base)
         return out
@@ -429,6 +612,7 @@ class _FastPredictor:
             )
         )  # fmt: skip
         self.count += n
+        self.stats.flows += n
 
     def slow_line(self, raw: bytes, lineno: int) -> None:
         """Decide one line with the slow path; raise its error, located."""
@@ -449,13 +633,17 @@ class _FastPredictor:
         if not text.strip():
             return
         try:
-            kept, svcs, folds, ports, _, _ = _parse_chunk([text], self.director)
+            kept, svcs, folds, ports, _, _ = _parse_chunk(
+                [text], self.director, None, self.strict
+            )
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(svcs, folds, ports)
+        (suffix,) = _decide(svcs, folds, ports, self.stats)
         self.sink.write_text(f"{kept[0]}{suffix}\n")
         self.count += 1
+        self.stats.flows += 1
+        self.stats.no_service += svcs.count(None)
 
     def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
         """Predict the complete lines of *buf*; returns (bytes used, lines)."""
@@ -467,7 +655,8 @@ class _FastPredictor:
             )  # fmt: skip
             self._resolve_keys()
             if n:
-                bad = self.key_family[self.keys[:n]] != self.families[:n]
+                kf = self.key_family[self.keys[:n]]
+                bad = (kf != self.families[:n]) & (kf != ANY_FAMILY)
                 if bad.any():
                     e = int(np.argmax(bad))
                     self._write(buf, e)
@@ -500,6 +689,8 @@ def predict_stream(
     source: str = "<flows>",
     block_bytes: int = BLOCK_BYTES,
     progress: Progress | None = None,
+    strict: bool = False,
+    stats: PredictStats | None = None,
 ) -> int:
     """Like :func:`predict_lines`, for CSV bytes from *stream*, much faster.
 
@@ -507,14 +698,19 @@ def predict_stream(
     text stream, written through its binary buffer when it has one, or a
     binary stream). Returns the number of flows written.
     """
+    stats = stats if stats is not None else PredictStats()
+    kw = dict(source=source, strict=strict, stats=stats)
     if _fastcsv is None:
-        return predict_lines(
-            director, text_lines(stream, source), cast(TextIO, out), source=source
-        )
+        return _predict_text(director, text_lines(stream, source), out, kw)
     sink = _Sink(out)
-    fast = _FastPredictor(director, sink, source)
-    pending = b""
-    lineno = done = 0
+    if not hasattr(stream, "peek"):
+        stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+    pending, lineno = _first_line(stream, sink, source, stats)
+    if pending is None:  # a header in another order: the slow path reads it
+        sink.flush()
+        return _predict_text(director, text_lines(stream, source), out, kw)
+    fast = _FastPredictor(director, sink, source, strict=strict, stats=stats)
+    done = len(pending)
     while True:
         block = stream.read(block_bytes)
         final = not block
@@ -540,6 +736,53 @@ def predict_stream(
     return fast.count
 
 
+def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
+    """predict_lines() writing to *out*, a text or a binary stream."""
+    if not isinstance(out, (io.RawIOBase, io.BufferedIOBase)):
+        return predict_lines(director, lines, cast(TextIO, out), **kw)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    try:
+        return predict_lines(director, lines, text, **kw)
+    finally:
+        text.detach()
+
+
+def _first_line(
+    stream: BinaryIO, sink: _Sink, source: str, stats: PredictStats
+) -> tuple[bytes | None, int]:
+    """Handle a byte order mark and a header line before the fast path.
+
+    Returns the bytes read that the fast path must still scan and the line
+    number they start after; ``None`` when a header names the columns in
+    another order (nothing is consumed then, the slow path reads it all).
+    """
+    peek = getattr(stream, "peek", None)
+    head = peek(1 << 16) if peek is not None else b""
+    m = _NEWLINE.search(head)
+    first = head[: m.end()] if m else head
+    if not first.startswith(BOM.encode()) and not first[:1].isalpha():
+        return b"", 0
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        return b"", 0  # the scanner reports it at its line
+    try:
+        columns = parse_header(text)
+    except MaglevxError as exc:
+        raise exc.located(source, 1) from None
+    if columns is None:
+        # a BOM before a flow: drop it, the line stays line 1
+        bom = len(BOM.encode()) if text.startswith(BOM) else 0
+        stream.read(bom)
+        return b"", 0
+    if not columns.canonical or not m:
+        return None, 0
+    stream.read(len(first))
+    sink.write_text(text.strip().lstrip(BOM) + ",raddr,rport\n")
+    stats.header = True
+    return b"", 1
+
+
 def input_size(stream: IO) -> int | None:
     """The size of a regular file behind *stream*, else None."""
     try:
@@ -551,7 +794,7 @@ def input_size(stream: IO) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-FORMATS = ("csv", "ip_vs_conn", "conntrack")
+FORMATS = ("csv", "ip_vs_conn", "ipvsadm_conn", "conntrack")
 
 
 def detect_format(stream: IO[bytes]) -> str:
@@ -584,13 +827,14 @@ def predict_capture(
 
     if fmt == "pcap":
         raise MaglevxError(
-            "pcap input is not supported; convert it, e.g. `tshark -r FILE -Y "
-            "'tcp.flags.syn==1 && tcp.flags.ack==0' -T fields -E separator=, -e "
-            "ip.proto ...`, or read /proc/net/ip_vs_conn or `conntrack -L`",
+            "pcap input is not supported; convert the new TCP flows to CSV: "
+            "`tshark -r FILE -Y 'tcp.flags.syn==1 && tcp.flags.ack==0' -T fields "
+            "-E separator=, -E header=y -e ip.proto -e ip.src -e tcp.srcport "
+            "-e ip.dst -e tcp.dstport > flows.csv` (IPv6: ipv6.src, ipv6.dst), "
+            "or read /proc/net/ip_vs_conn, `ipvsadm -Lnc` or `conntrack -L`",
             source=source,
         )
-    parse = {"ip_vs_conn": captures.parse_ip_vs_conn,
-             "conntrack": captures.parse_conntrack}[fmt]  # fmt: skip
+    parse = captures.PARSERS[fmt]
     text = text_lines(stream, source)
     skipped = 0
 

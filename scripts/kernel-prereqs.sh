@@ -2,9 +2,11 @@
 # Prerequisites of the kernel tests (tests/kernel/) on Debian 12:
 #  1. apt packages, installed when running as root (nothing is installed otherwise;
 #     the tests then skip naming exactly what is missing, or fail under CI=true);
-#  2. Debian's kernels (the 6.1 ABI of linux-image-amd64 and the newest
-#     linux-image-6.12.*+deb12-amd64) with their linux-headers, fetched with
-#     apt-get download and unpacked with dpkg-deb -x into $MAGLEVX_CACHE
+#  2. Debian's kernels with their linux-headers (bookworm's 6.1 and 6.12, bullseye's
+#     5.10, trixie's 6.12, bookworm's i386, arm64 and s390x 6.1; ABIs picked from the
+#     package lists at run time) and the guests' userland, fetched with apt-get
+#     download (other releases/architectures through private apt roots under
+#     $MAGLEVX_CACHE/apt) and unpacked with dpkg-deb -x into $MAGLEVX_CACHE
 #     (default ~/.cache/maglevx) - never installed on the host. Cached, idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +33,20 @@ else
     echo "kernel-prereqs: not root or no apt-get: installing nothing" >&2
 fi
 
+# --- other kernels and architectures (tests/kernel/test_arch_kernels.py) ------------
+# gcc-multilib and qemu-system-i386; qemu-system-arm/-misc. (The arm64/s390x cross
+# compilers conflict with gcc-multilib: `run.py fetch --all` unpacks them.)
+bash scripts/i386-prereqs.sh \
+    || echo "kernel-prereqs: i386 prerequisites incomplete (the tests will say why)" >&2
+bash scripts/arch-prereqs.sh \
+    || echo "kernel-prereqs: arm64/s390x prerequisites incomplete (the tests will say why)" >&2
+
 if command -v apt-get >/dev/null 2>&1; then
-    python3 tests/kernel/run.py fetch \
-        || echo "kernel-prereqs: could not fetch the kernels (the kernel tests will say why)" >&2
+    python3 tests/kernel/run.py fetch --all \
+        || echo "kernel-prereqs: could not fetch every kernel (the kernel tests will say why)" >&2
 fi
 
-# --- i386 kernel tests (tests/kernel/test_i386.py, issue 8) -------------------------
-# dpkg's i386 architecture + apt's i386 lists, gcc-multilib, qemu-system-i386.
-bash scripts/i386-prereqs.sh \
-    || echo "kernel-prereqs: i386 prerequisites incomplete (the i386 tests will say why)" >&2
+# --- debug kernel and Debian package (tests/kernel/test_debug_kernel.py, test_deb.py;
+# issue 15): build tools, dh-dkms, lintian, and the cached KASAN/lockdep kernel.
+bash scripts/debug-prereqs.sh \
+    || echo "kernel-prereqs: debug-kernel prerequisites incomplete (the tests will say why)" >&2

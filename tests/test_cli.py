@@ -83,10 +83,12 @@ def test_predict_reads_a_file_and_same_as_api(history, tmp_path):
     ],
 )
 def test_bad_flow_line_stops_with_one_clear_error(history, flows, message):
+    strict = ["--strict"] if "no virtual service" in message else []
     r = run(
         "predict",
         "--history",
         history,
+        *strict,
         "-",
         stdin=flows + "tcp,192.0.2.1,1,10.0.0.1,80\n",
     )
@@ -97,6 +99,20 @@ def test_bad_flow_line_stops_with_one_clear_error(history, flows, message):
     bad = int(message.split(":")[1])
     good_before = [x for x in flows.splitlines()[: bad - 1] if x]
     assert len(r.stdout.splitlines()) == len(good_before)
+
+
+def test_flows_to_no_service_get_empty_fields_and_one_summary_line(history):
+    r = run(
+        "predict", "--history", history, "-",
+        stdin="tcp,192.0.2.1,1,10.0.0.9,80\ntcp,192.0.2.1,1,10.0.0.1,80\n",
+    )  # fmt: skip
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[0] == "tcp,192.0.2.1,1,10.0.0.9,80,,"
+    assert r.stderr.splitlines() == [
+        "maglevx: <stdin>: 1 of 2 flows go to no virtual service: written with "
+        "empty fields (the kernel does not schedule them; --strict makes this an "
+        "error)"
+    ]
 
 
 @pytest.mark.parametrize(

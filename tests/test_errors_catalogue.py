@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from maglevx import Director
-from maglevx.captures import parse_conntrack, parse_ip_vs_conn
+from maglevx.captures import parse_conntrack, parse_ip_vs_conn, parse_ipvsadm_conn
 from maglevx.errors import MaglevxError
 from maglevx.predict import predict_lines
 
@@ -24,6 +24,7 @@ S = "TCP  10.0.0.1:80 mh\n  -> 10.1.0.1:80  Masq  1  0  0\n"
 F = "tcp,192.0.2.1,1,10.0.0.1,80\n"
 C = "tcp 6 1 ESTABLISHED src=192.0.2.1 dst=10.0.0.1 sport=1 dport=80\n"
 V = "TCP C0000201 0001 0A000001 0050 0A010001 0050 ESTABLISHED 10\n"
+L = "TCP 14:59  ESTABLISHED 192.0.2.1:40000    10.0.0.1:80        10.1.0.1:80\n"
 
 HISTORY = {
     "H-number": (H + "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -w 1x", "cfg:3: field '-w': weight '1x' is not a number"),
@@ -32,7 +33,11 @@ HISTORY = {
     "H-brackets": ("-A -t [10.0.0.1]:80 -s mh", "cfg:1: field '-t': '10.0.0.1' in brackets is not IPv6"),
     "H-zone": ("-A -t [fe80::1%2]:80 -s mh", "cfg:1: field '-t': 'fe80::1%2': IPv6 zone indices"),
     "H-v6port": ("-A -t [2001:db8::1]80 -s mh", "cfg:1: field '-t': '[2001:db8::1]80' is not [IPv6-address]:port"),
-    "H-address": ("-A -t www:80 -s mh", "cfg:1: field '-t': 'www' is not a numeric IP address"),
+    "H-address": ("-A -t 10.0.0.x:80 -s mh", "cfg:1: field '-t': '10.0.0.x' is not a numeric IP address"),
+    "H-host": ("-A -t www.example:80 -s mh", "cfg:1: field '-t': 'www.example' is a host name: save with `ipvsadm -Sn`"),
+    "H-port-name": ("-A -t 10.0.0.1:nosuch -s mh", "cfg:1: field '-t': port 'nosuch' is no service name of tcp that ipvsadm prints"),
+    "H-null": (H + "-a -t 10.0.0.1:80 -r 10.1.0.2:80 (null) -w 100", "cfg:3: field '(null)': `ipvsadm -S` could not name this real server's forwarding method"),
+    "H-listing-line": ("TCP  10.0.0.1:80 mh", "cfg:1: field 'TCP': a line must start with a command (-A, -E, -D, -C, -a, -e, -d), not 'TCP': this is an `ipvsadm -L` listing, given with --snapshot"),
     "H-flag": ("-A -t 10.0.0.1:80 -s mh -b mh-prot", "cfg:1: field '-b': invalid scheduler flag 'mh-prot'"),
     "H-flag-sched": ("-A -t 10.0.0.1:80 -s wlc -b mh-port", "cfg:1: field '-b': scheduler flag 'mh-port' needs scheduler 'mh'"),
     "H-split": ("-A -t '10.0.0.1:80 -s mh", "cfg:1: cannot split line: No closing quotation"),
@@ -67,7 +72,22 @@ SNAPSHOT = {
     "S-server-first": ("  -> 10.1.0.1:80  Masq  1  0  0", "cfg:1: real server line before any service"),
     "S-line": (S + "HTTP 10.0.0.1:80 mh", "cfg:3: not a line of `ipvsadm -Ln --nosort`"),
     "S-fwmark": ("FWM  0 mh", "cfg:1: field 'FWM': fwmark 0 is outside 1..4294967295"),
-    "S-address": ("TCP  example:80 mh", "cfg:1: field 'LocalAddress:Port': 'example' is not a numeric IP address"),
+    "S-address": ("TCP  10.0.0.x:80 mh", "cfg:1: field 'LocalAddress:Port': '10.0.0.x' is not a numeric IP address"),
+    "S-host": ("TCP  lb.example:http mh", "cfg:1: field 'LocalAddress:Port': 'lb.example' is a host name: list with `ipvsadm -Ln --nosort`"),
+    "S-redacted": ("TCP  <vip>.20:80 mh", "cfg:1: field 'LocalAddress:Port': '<vip>.20' is not an IP address (redacted?)"),
+    "S-port-name": ("TCP  10.0.0.1:nosuch mh", "cfg:1: field 'LocalAddress:Port': port 'nosuch' is no service name of tcp that ipvsadm prints"),
+    "S-stats": ("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes", "cfg:1: this is `ipvsadm -L --stats` output, which shows no scheduler, flags or weights: list with `ipvsadm -Ln --nosort`"),
+    "S-rate": ("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS", "cfg:1: this is `ipvsadm -L --rate` output"),
+    "S-thresholds": ("Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn", "cfg:1: this is `ipvsadm -L --thresholds` output, which shows no weights"),
+    "S-counters": ("TCP  10.0.0.1:80          2515932  125426K        0   13034M        0", "cfg:1: field 'Scheduler': a number ('2515932') where the scheduler goes"),
+    "S-no-forward": (S + "  -> 10.1.0.2:80             0          0          0          0", "cfg:3: real server line without a forwarding method"),
+    "S-forward": (S + "  -> 10.1.0.2:80  FullNat  100  0  0", "cfg:3: field 'Forward': forwarding method 'FullNat' is a patched IPVS's"),
+    "S-dpvs": ("MATCH tcp,from=172.16.0.0-172.16.255.254:0-0,oif=dpdk1 rr", "cfg:1: this is DPVS's (a `MATCH` SNAT service) listing, not Linux IPVS's"),
+    "S-l7vsd": ("Layer-7 Virtual Server version 3.0.0", "cfg:1: this is l7vsd's (UltraMonkey-L7 `l7vsadm -l`) listing"),
+    "S-quoted": ("> TCP  10.0.0.1:80 mh", "cfg:1: the line starts with '>' (mail quoting)"),
+    "S-several": (">>> lb1\n" + S, "cfg:1: '>>> lb1' starts another director's output"),
+    "S-prompt": (S + "[root@lb1 ~]# ipvsadm -Ln --stats", "cfg:3: a shell prompt or command ('ipvsadm -Ln --stats') after the listing"),
+    "S-history-line": ("-A -t 10.0.0.1:80 -s mh", "cfg:1: this line is an `ipvsadm -R` command: a history (rule file) is given with --history"),
     "S-scheduler": ("TCP  10.0.0.1:80 maglev", "cfg:1: field 'Scheduler': unknown scheduler 'maglev'"),
     "S-flags": ("TCP  10.0.0.1:80 mh (mh-prot)", "cfg:1: field 'Flags': invalid scheduler flag 'mh-prot'"),
     "S-persistent": ("TCP  10.0.0.1:80 mh persistent " + "9" * 30, "cfg:1: field 'persistent': timeout 99999999999999999999... (30 digits)"),
@@ -96,6 +116,8 @@ FLOWS = {
     "F-saddr": (F + "tcp,192.0.2.1x,1,10.0.0.1,80", "cfg:2: field 'saddr': '192.0.2.1x' is not an IPv4 address like TCP 10.0.0.1:80"),
     "F-saddr-family": (F + "udp,192.0.2.1,1,2001:db8::1,53", "cfg:2: field 'saddr': '192.0.2.1' is not an IPv6 address"),
     "F-sport": (F + "tcp,192.0.2.1,x,10.0.0.1,80", "cfg:2: field 'sport': 'x' is not a port"),
+    "F-header": ("proto,saddr,daddr,dport\n" + F, "cfg:1: field 'header': header names no column for sport"),
+    "F-header-twice": ("proto,src,saddr,sport,daddr,dport\n" + F, "cfg:1: field 'header': header names two columns for saddr: 'src' and 'saddr'"),
 }  # fmt: skip
 
 CAPTURES = {
@@ -107,6 +129,12 @@ CAPTURES = {
     "C-ct-src": (parse_conntrack, C + "tcp 6 1 ESTABLISHED dst=10.0.0.1 sport=1 dport=80", "cfg:2: no src=/dst= in the original direction"),
     "C-ct-address": (parse_conntrack, C + C.replace("192.0.2.1", "192.0.2.x"), "cfg:2: field 'src': '192.0.2.x' is not an IP address"),
     "C-ct-port": (parse_conntrack, C + C.replace("sport=1", "sport=x"), "cfg:2: field 'sport': 'x' is not a port"),
+    "C-ct-cut": (parse_conntrack, C + "cp      6 1 ESTABLISHED src=192.0.2.1 dst=10.0.0.1", "cfg:2: field 'proto': unknown protocol 'cp' (protocol number 6 is tcp: is the line cut?)"),
+    "C-lnc-fields": (parse_ipvsadm_conn, L + "TCP 14:59 ESTABLISHED 192.0.2.1:1", "cfg:2: expected at least 6 fields"),
+    "C-lnc-expire": (parse_ipvsadm_conn, L + L.replace("14:59", "14h"), "cfg:2: field 'expire': '14h' is not minutes:seconds"),
+    "C-lnc-state": (parse_ipvsadm_conn, L + L.replace("ESTABLISHED", "C0A8C86D"), "cfg:2: field 'state': 'C0A8C86D' is not an IPVS connection state"),
+    "C-lnc-name": (parse_ipvsadm_conn, L + L.replace("192.0.2.1", "client.example"), "cfg:2: field 'source': 'client.example' is not a numeric address: capture with `ipvsadm -Lnc`"),
+    "C-lnc-port": (parse_ipvsadm_conn, L + L.replace(":80 ", ":http "), "cfg:2: field 'virtual': port 'http' is not a number: capture with `ipvsadm -Lnc`"),
 }  # fmt: skip
 
 
@@ -141,11 +169,15 @@ def test_snapshot_error(eid):
 def test_flow_error_keeps_lines_before(eid):
     text, expected = FLOWS[eid]
     out = io.StringIO()
+    strict = eid == "F-service"  # without --strict: empty fields, counted
     _raises(
-        lambda: predict_lines(D, io.StringIO(text + "\n" + F), out, source="cfg"),
+        lambda: predict_lines(
+            D, io.StringIO(text + "\n" + F), out, source="cfg", strict=strict
+        ),
         expected,
     )
-    assert out.getvalue().count("\n") == 1  # the good line 1, nothing after
+    # the good line 1, nothing after (a bad header: nothing at all)
+    assert out.getvalue().count("\n") == (0 if eid.startswith("F-header") else 1)
 
 
 @pytest.mark.parametrize("eid", list(CAPTURES))
@@ -160,6 +192,13 @@ CLI = {
     "CLI-table-size": (["predict", "--history", "{tmp}/h.txt", "--table-size", "4000", "-"], "maglevx predict: error: argument --table-size: 4000 is not one of the kernel's primes"),
     "CLI-history": (["predict", "--history", "{tmp}/bad.txt", "-"], "maglevx: error: {tmp}/bad.txt:3: field '-w': weight 70000 is outside 0..65535"),
     "CLI-flows": (["predict", "--history", "{tmp}/h.txt", "{tmp}/f.csv"], "maglevx: error: {tmp}/f.csv:2: field 'sport': 'x' is not a port"),
+    "CLI-service": (["table", "--history", "{tmp}/h.txt", "--service", "tcp 10.0.0.9:80"], "maglevx: error: field '--service': no mh service 'tcp 10.0.0.9:80' (mh services: 'TCP 10.0.0.1:80')"),
+    "CLI-no-service": (["predict", "--history", "{tmp}/h.txt", "--strict", "{tmp}/g.csv"], "maglevx: error: {tmp}/g.csv:1: field 'daddr': no virtual service for tcp 10.0.0.2 port 80"),
+    "CLI-last-weight": (["table", "--snapshot", "{tmp}/s.txt", "--last-weight", "10.1.0.1:80"], "maglevx: error: field '--last-weight': '10.1.0.1:80' is not ADDR:PORT=WEIGHT"),
+    "CLI-last-weight-server": (["table", "--snapshot", "{tmp}/s.txt", "--last-weight", "10.1.0.1:80=5"], "maglevx: error: {tmp}/s.txt: field '--last-weight': 10.1.0.1:80 is no weight-0 real server"),
+    "CLI-last-weight-history": (["table", "--history", "{tmp}/h.txt", "--assume-drained-by-edit"], "maglevx: error: {tmp}/h.txt: --last-weight and --assume-drained-by-edit are for listings"),
+    "CLI-conn-format": (["verify", "--history", "{tmp}/h.txt", "--conn", "{tmp}/f.csv", "--no-kmod"], "maglevx: error: {tmp}/f.csv: not a connection listing"),
+    "CLI-nothing-verified": (["verify", "--history", "{tmp}/h.txt", "--conn", "{tmp}/c.txt", "--no-kmod"], "maglevx: error: {tmp}/c.txt: nothing verified: none of the 1 connections is to an mh service"),
 }  # fmt: skip
 
 
@@ -168,6 +207,9 @@ def test_cli_error_one_line_exit_2(eid, tmp_path):
     (tmp_path / "h.txt").write_text(H)
     (tmp_path / "bad.txt").write_text(H + "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -w 70000\n")
     (tmp_path / "f.csv").write_text(F + "tcp,192.0.2.1,x,10.0.0.1,80\n" + F)
+    (tmp_path / "g.csv").write_text("tcp,192.0.2.1,1,10.0.0.2,80\n")
+    (tmp_path / "s.txt").write_text(S)
+    (tmp_path / "c.txt").write_text(V.replace("0A000001 0050", "0A000009 0050"))
     argv, expected = CLI[eid]
     r = subprocess.run(
         [sys.executable, "-m", "maglevx", *(a.format(tmp=tmp_path) for a in argv)],

@@ -7,6 +7,7 @@ import pytest
 
 import maglevx
 from maglevx import Director, MaglevxError
+from maglevx.backend import core
 from maglevx.model import FLAG_FALLBACK, FLAG_PORT
 
 VIP = "-t 10.0.0.1:80"
@@ -199,6 +200,42 @@ def test_more_servers_than_slots_keeps_old_table():
     d = hist(*lines, table_size=251)
     s = d.services[0]
     assert len(s.real_servers) == 252 and len(s.table_servers) == 251
+
+
+@pytest.mark.parametrize("variant", ["upstream", "backport"])
+def test_server_deleted_above_m_keeps_its_slots(variant):
+    """After a refused rebuild the table still points at a deleted server.
+
+    In-tree (docs/kernel-facts.md, test_kernel_robustness: over-m): it is
+    still scheduled. kmod/ checks IP_VS_DEST_F_AVAILABLE, which the deletion
+    cleared (test_kmod_hardening, failed delete): no destination there.
+    """
+    lines = [f"-A {VIP} -s mh"] + [
+        f"-a {VIP} -r 10.1.{i // 250}.{i % 250}:80 -m" for i in range(252)
+    ]
+    d = hist(*lines, table_size=251, variant=variant)
+    s = d.services[0]
+    gone = s.table_servers[0]
+    d.apply(f"-d {VIP} -r {gone.endpoint}")  # 251 left: the rebuild succeeds
+    assert gone not in s.table_servers
+    d = hist(*lines, table_size=251, variant=variant)
+    s = d.services[0]
+    gone = s.table_servers[0]
+    d.apply(f"-a {VIP} -r 10.9.0.1:80 -m")  # 253: refused, old table stays
+    d.apply(f"-d {VIP} -r {gone.endpoint}")  # 252: refused again
+    assert s.table_servers[0] == gone and gone not in s.real_servers
+    slot = int((s.table == 0).nonzero()[0][0])
+    hits = [
+        rs
+        for port in range(20000)
+        if core.slot(251, 64, 0xC0000201, port) == slot
+        for rs in [s.snapshot.lookup(0xC0000201, port)]
+    ]
+    assert hits, "no flow of the sample hashes to the deleted server's slot"
+    if variant == "upstream":
+        assert all(rs == gone for rs in hits)
+    else:
+        assert all(rs is None for rs in hits)
 
 
 ERRORS = [

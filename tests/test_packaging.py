@@ -112,3 +112,19 @@ def _copy_tracked(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+
+
+def test_module_version_is_the_projects():
+    """kmod's Makefile, dkms.conf and an installed dkms tree carry __version__."""
+    import re
+
+    import maglevx
+
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "kmod"), "version"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == maglevx.__version__
+    conf = (ROOT / "kmod/dkms.conf").read_text()
+    assert (
+        re.search(r'^PACKAGE_VERSION="([^"]+)"', conf, re.M)[1] == maglevx.__version__
+    )

@@ -66,11 +66,36 @@ def test_different_table_sizes_compare_flows_only():
     rep = diff_directors(hist(*LINES), hist(*LINES, table_size=251), sample_size=1000)
     (sd,) = rep.services
     assert not sd.slots_compared and sd.flows_moved > 0
+    # each table's own slots, no in/out (issue 12: it showed 0/0)
+    one = next(s for s in sd.servers if s.endpoint == "10.1.0.1:80")
+    assert 700 < one.slots_old < 950 and 40 < one.slots_new < 60
+    assert (one.slots_in, one.slots_out) == (-1, -1)
+    from maglevx.tools.diff import render
+
+    row = next(x for x in render(rep).splitlines() if "10.1.0.1:80" in x)
+    assert row.split()[1:5] == [str(one.slots_old), str(one.slots_new), "-", "-"]
+
+
+@pytest.mark.parametrize(
+    "text,weight", [("10.1.0.9:80", 1), ("10.1.0.9:80:3", 3), ("[fd00::9]:80", 1),
+                    ("[fd00::9]:80:0", 0)],
+)  # fmt: skip
+def test_add_without_weight_means_1_as_ipvsadm(text, weight):
+    assert parse_edit("add", text).weight == weight
+
+
+def test_no_fallback_advice_for_a_service_without_servers():
+    from maglevx.tools.diff import render
+
+    old = hist(f"-A {VIP} -s mh", f"-a {VIP} -r 10.1.0.1:80 -m")
+    new = apply_edits(old, [parse_edit("remove", "10.1.0.1:80")])
+    text = render(diff_directors(old, new, sample_size=100))
+    assert "mh-fallback cannot help" in text and "set mh-fallback" not in text
 
 
 @pytest.mark.parametrize(
     "kind,text,field",
-    [("add", "10.1.0.9:80", "--add"), ("drain", "10.9.9.9:80", "--drain"),
+    [("add", "10.1.0.9", "--add"), ("drain", "10.9.9.9:80", "--drain"),
      ("remove", "10.1.0.1", "--remove")],
 )  # fmt: skip
 def test_bad_edits(kind, text, field):

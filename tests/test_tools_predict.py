@@ -36,7 +36,6 @@ BAD = [
     "tcp,192.0.2.1,,10.0.0.1,80",
     "tcp,fd00::1,1,10.0.0.1,80",
     "udp,192.0.2.1,1,fd00::1,53",
-    "tcp,192.0.2.1,1,10.0.0.9,80",
     "tcp,192.0.2.1,1,10.0.0.1,99999",
     "tcp,192.0.2.1,1,10.0.0.1,8o",
     "tcp,192.0.2.1\x00,1,10.0.0.1,80",
@@ -46,6 +45,10 @@ BAD = [
 ODD_BUT_GOOD = [
     "\u00a0tcp,192.0.2.5,7,10.0.0.1,80\u2003",
     "tcp,192.0.2.5,7,10.0.0.1,\u200980",
+    "tcp,192.0.2.1,1,10.0.0.9,80",  # no virtual service: empty fields
+    "udp,fd00:9::1,1,10.0.0.9,53",
+    "6,192.0.2.5,7,10.0.0.1,80",  # protocol numbers, as tshark prints them
+    "17,[fd00:9::7],7,[fd00::1],53",  # bracketed IPv6
 ]
 
 
@@ -185,3 +188,63 @@ def test_detect(head, fmt):
     from maglevx.captures import detect
 
     assert detect(head.encode("latin-1" if fmt == "pcap" else "utf-8")) == fmt
+
+
+def test_no_service_is_empty_fields_and_counted(director):
+    from maglevx.predict import PredictStats
+
+    text = "tcp,192.0.2.1,1,10.0.0.9,80\ntcp,192.0.2.1,1,10.0.0.1,80\n"
+    for run in (predict_stream, predict_lines):
+        stats = PredictStats()
+        out = io.BytesIO() if run is predict_stream else io.StringIO()
+        src = io.BytesIO(text.encode()) if run is predict_stream else io.StringIO(text)
+        run(director, src, out, stats=stats)
+        got = out.getvalue()
+        got = got.decode() if isinstance(got, bytes) else got
+        assert got.splitlines()[0] == "tcp,192.0.2.1,1,10.0.0.9,80,,"
+        assert (stats.flows, stats.no_service) == (2, 1)
+        with pytest.raises(MaglevxError, match="^f:1: field 'daddr': no virtual"):
+            src = (
+                io.BytesIO(text.encode())
+                if run is predict_stream
+                else io.StringIO(text)
+            )
+            run(director, src, out, strict=True, source="f")
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["proto,saddr,sport,daddr,dport", "\ufeffproto,saddr,sport,daddr,dport",
+     "ip.proto,ip.src,tcp.srcport,ip.dst,tcp.dstport",
+     "saddr,sport,daddr,dport,proto,mark"],
+)  # fmt: skip
+def test_header_is_echoed_and_names_the_columns(director, head):
+    from maglevx.predict import PredictStats
+
+    row = {"proto": "6", "saddr": "192.0.2.1", "sport": "1", "daddr": "10.0.0.1",
+           "dport": "80", "mark": "0x1"}  # fmt: skip
+    names = head.lstrip("\ufeff").split(",")
+    line = ",".join(row[n.split(".")[-1].replace("srcport", "sport").replace(
+        "dstport", "dport").replace("src", "saddr").replace("dst", "daddr")]
+        for n in names)  # fmt: skip
+    text = f"{head}\n{line}\n"
+    want = slow(director, "tcp,192.0.2.1,1,10.0.0.1,80\n")[0].split(",", 5)[5].strip()
+    for got, _ in (fast(director, text), slow(director, text)):
+        lines = got.splitlines()
+        assert lines[0] == head.lstrip("\ufeff") + ",raddr,rport"
+        assert lines[1] == f"{line},{want}"
+    stats = PredictStats()
+    predict_stream(director, io.BytesIO(text.encode()), io.BytesIO(), stats=stats)
+    assert stats.header and stats.flows == 1
+
+
+def test_bom_before_a_flow(director):
+    text = "\ufefftcp,192.0.2.1,1,10.0.0.1,80\n"
+    assert fast(director, text) == slow(director, text)
+    assert fast(director, text)[0].startswith("tcp,192.0.2.1,1,10.0.0.1,80,10.")
+
+
+def test_header_without_a_column_is_one_error(director):
+    got = fast(director, "proto,saddr,daddr,dport\ntcp,1.2.3.4,10.0.0.1,80\n")
+    assert got == ("", "f:1: field 'header': header names no column for sport "
+                   "(a header names proto,saddr,sport,daddr,dport)")  # fmt: skip

@@ -31,6 +31,7 @@ class Disagreement:
     flows_differ_pct: float = 0.0
     reasons: list[str] = field(default_factory=list)
     fixes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the inputs cannot tell
 
 
 @dataclass
@@ -172,6 +173,9 @@ def render(rep: ConsistencyReport) -> str:
             ["director", "service", "slots differ", "flows differ", "why"], rows
         ),  # fmt: skip
     ]
+    notes = [f"{r.director}, {r.service}: {n}" for r in rep.results for n in r.notes]
+    if notes:
+        out.append("note:\n" + "\n".join(f"  - {n}" for n in notes))
     fixes = sorted({f for r in rep.results for f in r.fixes})
     if fixes:
         out.append("fix:\n" + "\n".join(f"  - {f}" for f in fixes))

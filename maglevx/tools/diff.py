@@ -52,12 +52,14 @@ def parse_edit(kind: str, text: str) -> Edit:
     weight = 0
     ep = text
     if kind == "add":
-        if ":" not in text:
-            raise MaglevxError(f"{text!r} is not RIP:PORT:WEIGHT", field=field)
-        ep, w = text.rsplit(":", 1)
-        if not w.isdigit() or int(w) > 65535:
-            raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
-        weight = int(w)
+        # RIP:PORT[:WEIGHT] or [RIP6]:PORT[:WEIGHT]; no weight: 1, as ipvsadm -a
+        weight = 1
+        tail = text[text.find("]") + 1 :] if text.startswith("[") else text
+        if tail.count(":") == 2 or (text.startswith("[") and tail.count(":") == 2):
+            ep, w = text.rsplit(":", 1)
+            if not w.isdigit() or int(w) > 65535:
+                raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
+            weight = int(w)
     address, port = parse_endpoint(ep, field)
     if port is None:
         raise MaglevxError(f"{ep!r} has no port (RIP:PORT)", field=field)
@@ -220,15 +222,21 @@ def diff_services(
     fo, fn = np.bincount(a, minlength=k), np.bincount(b, minlength=k)
     fin = np.bincount(b[moved], minlength=k)
     fout = np.bincount(a[moved], minlength=k)
-    if sa is not None and sb is not None:
+    if sa is None or sb is None:  # different M: each table's own slots
+        sa, sb = slot_names(old, names), slot_names(new, names)
+        k = len(names)
+        fo, fn = np.bincount(a, minlength=k), np.bincount(b, minlength=k)
+        fin = np.bincount(b[moved], minlength=k)
+        fout = np.bincount(a[moved], minlength=k)
+    so, sn = np.bincount(sa, minlength=k), np.bincount(sb, minlength=k)
+    if sd.slots_compared:
         smoved = sa != sb
-        so, sn = np.bincount(sa, minlength=k), np.bincount(sb, minlength=k)
         sin, sout = (
             np.bincount(sb[smoved], minlength=k),
             np.bincount(sa[smoved], minlength=k),
         )
     else:
-        so = sn = sin = sout = np.zeros(k, np.int64)
+        sin = sout = np.full(k, -1, np.int64)  # not comparable
     for name, i in names.items():
         sd.servers.append(
             ServerMoves(
@@ -289,7 +297,8 @@ def diff_directors(
     return DiffReport(old_label, new_label, how, out)
 
 
-def _refusal_text(r: Refusals | None) -> str:
+def refusal_text(r: Refusals | None) -> str:
+    """Refused new flows without and with mh-fallback, e.g. for a report line."""
     if r is None:
         return "-"
     return (
@@ -315,7 +324,9 @@ def render(rep: DiffReport) -> str:
             f"({sd.flows_moved} of {sd.flows}) move"
         )
         rows = [
-            [s.endpoint, s.slots_old, s.slots_new, s.slots_in, s.slots_out,
+            [s.endpoint, s.slots_old, s.slots_new,
+             s.slots_in if s.slots_in >= 0 else "-",
+             s.slots_out if s.slots_out >= 0 else "-",
              s.flows_old, s.flows_new, s.flows_in, s.flows_out]
             for s in sd.servers
             if s.slots_old or s.slots_new or s.flows_old or s.flows_new
@@ -331,13 +342,18 @@ def render(rep: DiffReport) -> str:
             assert has is not None
             lines.append(
                 "  refused new flows (weight-0 slots), upstream: "
-                f"OLD {_refusal_text(sd.refusals_old)}; "
-                f"NEW {_refusal_text(sd.refusals_new)}; this service "
+                f"OLD {refusal_text(sd.refusals_old)}; "
+                f"NEW {refusal_text(sd.refusals_new)}; this service "
                 + ("has" if has.service_has_fallback else "has no")
                 + " mh-fallback"
             )
             n = sd.refusals_new
-            if n and n.refused_without_fallback > 0 and not n.service_has_fallback:
+            if n and n.refused_with_fallback >= 100.0:
+                lines.append(
+                    "  ! every new flow would be refused: no real server is "
+                    "available (mh-fallback cannot help)"
+                )
+            elif n and n.refused_without_fallback > 0 and not n.service_has_fallback:
                 lines.append(
                     f"  ! {n.refused_without_fallback:.2f}% of new flows would be "
                     "refused: drained (weight 0) servers keep their slots; set "

@@ -169,7 +169,10 @@ def _warnings(svc: VirtualService, st: ServiceTable) -> list[str]:
         # 100 x sum(turns) (100 x servers for equal weights).
         tsum = sum(r.turns for r in st.servers)
         better = [p for p in core.PRIMES if p >= 100 * tsum and p > st.table_size]
-        hint = f"; M={better[0]} would keep them within ~1%" if better else ""
+        hint = ""
+        if better:
+            how = _how_to_set(st, better[0])
+            hint = f"; M={better[0]} would keep them within ~1% ({how})"
         out.append(
             f"M={st.table_size} is small for {n} servers ({tsum} turns per "
             f"round): slot shares are off their target by up to "
@@ -182,10 +185,28 @@ def _warnings(svc: VirtualService, st: ServiceTable) -> list[str]:
     return out
 
 
-def table_report(director: Director, service: str | None = None) -> list[ServiceTable]:
+def _how_to_set(st: ServiceTable, m: int) -> str:
+    """Where a director's table size is chosen."""
+    if st.variant == "backport":
+        return f"maglevx's module: load it with table_size={m}"
+    index = 8 + list(core.PRIMES).index(m)  # Kconfig: 8..17, M = PRIMES[i - 8]
+    return (
+        f"a kernel build option: CONFIG_IP_VS_MH_TAB_INDEX={index}, see "
+        f"/boot/config-$(uname -r); or maglevx's module with table_size={m}"
+    )
+
+
+def table_report(
+    director: Director,
+    service: str | None = None,
+    *,
+    notes: dict[str, list[str]] | None = None,
+) -> list[ServiceTable]:
     """Summaries of the tables of *director*'s ``mh`` services.
 
     *service*: only the service of this name (e.g. ``TCP 10.0.0.1:80``).
+    *notes*: more warnings per service name, shown first (what the input
+    could not tell, e.g. a listing's unknown last_weight).
 
     >>> d = Director.from_history(["-A -t 10.0.0.1:80 -s mh",
     ...     "-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 100",
@@ -199,6 +220,8 @@ def table_report(director: Director, service: str | None = None) -> list[Service
         for svc in director.services
         if svc.scheduler == "mh" and (service is None or svc.name == service)
     ]
+    for st in out:
+        st.warnings[:0] = (notes or {}).get(st.service, [])
     return out
 
 

@@ -117,16 +117,27 @@ def _group(
 ) -> dict[int, tuple[VirtualService, list[CapturedFlow]]]:
     groups: dict[int, tuple[VirtualService, list[CapturedFlow]]] = {}
     skipped: Counter[str] = Counter()
+    fwmark = any(s.protocol == "fwmark" for s in director.services)
+    no_service = "to no virtual service of the configuration" + (
+        " (connections of fwmark services cannot be told: a capture shows no mark)"
+        if fwmark
+        else ""
+    )
     for c in conns:
         svc = None
         if c.proto in PROTOCOLS:
             svc = director.service_for(c.proto, c.daddr, c.dport)
         if svc is None:
-            skipped["no such service (fwmark services are not in ip_vs_conn)"] += 1
+            skipped[no_service] += 1
         elif svc.scheduler != "mh":
             skipped[f"scheduler {svc.scheduler}"] += 1
         elif c.saddr.version != svc.family:
             skipped["client of another family"] += 1
+        elif c.real_server is None:
+            skipped[
+                "the capture does not show the real server (conntrack shows it "
+                "for masquerading only: read /proc/net/ip_vs_conn)"
+            ] += 1
         else:
             groups.setdefault(id(svc), (svc, []))[1].append(c)
     if report is not None:
@@ -355,6 +366,8 @@ def render(rep: VerifyReport, *, show_caveats: bool = False) -> str:
     out = [
         f"{rep.checked} connections checked: {rep.matched} as predicted, "
         f"{len(rep.mismatches)} differ, {len(rep.caveats)} explained (caveats)"
+        if rep.checked
+        else "0 connections checked"
     ]
     for why, n in rep.skipped.items():
         out.append(f"  skipped {n}: {why}")
@@ -374,5 +387,10 @@ def render(rep: VerifyReport, *, show_caveats: bool = False) -> str:
         )  # fmt: skip
         out.append(f"module table {k.service}: {status}")
         out += [f"  {x}" for x in k.notes + k.first_differences]
-    out.append("differences found" if rep.different else "as predicted")
+    if rep.different:
+        out.append("differences found")
+    elif rep.checked == 0:
+        out.append("nothing verified: no connection of the capture is to an mh service")
+    else:
+        out.append("as predicted")
     return "\n".join(out)

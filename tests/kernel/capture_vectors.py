@@ -29,10 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ipvs_vm import jobs, kernels, predict, scenarios  # noqa: E402
-from ipvs_vm.jobs import Flow, Phase, Scenario  # noqa: E402
+from ipvs_vm import jobs, kernels, predict, scenarios
+from ipvs_vm.jobs import Flow, Phase, Scenario
 
 
 def typical() -> list[Scenario]:

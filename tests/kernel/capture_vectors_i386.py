@@ -1,6 +1,6 @@
 """Capture frozen 32-bit vectors: decisions of Debian's real i386 kernel.
 
-Boots the i386 kernel once (see ipvs_vm/i386.py), runs a few seeded scenarios
+Boots the i386 kernel once (ipvs_vm's "6.1-686-pae", arch I386), runs a few seeded scenarios
 (every theme of ipvs_vm.scenarios) and two typical hand-written services, and
 writes what the kernel chose for every flow, with a header saying which kernel,
 ipvsadm, date and command produced it. tests/test_frozen_vectors_i386.py replays
@@ -28,10 +28,11 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ipvs_vm import campaign, kernels, scenarios, userland
+from ipvs_vm.arch import I386
+from ipvs_vm.jobs import Flow, Phase, Scenario
 
-from ipvs_vm import i386, scenarios  # noqa: E402
-from ipvs_vm.jobs import Flow, Phase, Scenario  # noqa: E402
+KEY = "6.1-686-pae"
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SEEDS = list(range(101, 117))  # two of each of the 8 themes
@@ -60,14 +61,14 @@ def typical_scenarios(n_flows: int) -> list[Scenario]:
     return out
 
 
-def render(report: i386.Report, kernel, command: str) -> str:
+def render(report: campaign.Report, kernel, command: str) -> str:
     info = report.guest_info
     lines = [
         "# Frozen vectors: IPVS Maglev (ip_vs_mh) decisions of a real 32-bit kernel.",
         f"# kernel: {kernel.package} {kernel.version} (Debian, i386), "
         f"uname -r {info.get('uname-r')}, uname -m {info.get('uname-m')}",
         f"# ipvsadm: {info.get('ipvsadm')} (Debian ipvsadm:i386 "
-        f"{i386.fetch_userland().versions.get('ipvsadm')})",
+        f"{userland.get(I386).versions.get('ipvsadm')})",
         "# director: word size 32 (hsiphash = HalfSipHash-1-3), variant upstream "
         "(in-tree ip_vs_mh), M = 4093 (CONFIG_IP_VS_MH_TAB_INDEX=12)",
         "# guest: qemu-system-i386 (TCG), busybox-static:i386, flows from "
@@ -77,9 +78,6 @@ def render(report: i386.Report, kernel, command: str) -> str:
         f"# maglevx --word-size 32 agreed on all {report.flows} flows at capture "
         f"time: {len(report.mismatches)} mismatches",
     ]
-    note = i386.kernel_note(kernel)
-    if note:
-        lines.append(f"# note: {note}")
     lines += [
         "# format: '== NAME' starts a case; '> ' lines are its ipvsadm -R history "
         "(applied to an empty director);",
@@ -106,9 +104,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=DEFAULT_SEEDS)
     ap.add_argument("--flows", type=int, default=DEFAULT_FLOWS, help="per scenario")
     a = ap.parse_args(argv)
-    kernel = i386.fetch_kernel()
+    kernel = kernels.fetch_kernel(KEY)
     scs = typical_scenarios(a.flows) + [scenarios.generate(s, a.flows) for s in a.seeds]
-    report = i386.run(kernel, scs, keep_results=True)
+    report = campaign.run(kernel, scs, keep_results=True)
     print(report.summary())
     out = a.output
     try:

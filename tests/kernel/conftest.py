@@ -14,13 +14,25 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# pytest's default "prepend" import mode puts this directory (no __init__.py) on
+# sys.path before importing this file and the tests: the ipvs_vm package is found
+# there, without any sys.path manipulation.
+from ipvs_vm import compare, kernels, kmod_build, kmod_vm, predict, prereqs, scenarios
 
-from ipvs_vm import compare, kernels, predict, prereqs, scenarios  # noqa: E402
+# Compatibility: the kmod helpers were top-level modules of tests/kernel before
+# they moved into ipvs_vm; ``import kmod_build`` (kmod_vm, kmod_dump) still gets
+# the same module objects. New code: ``from ipvs_vm import kmod_build``.
+sys.modules.setdefault("kmod_build", kmod_build)
+sys.modules.setdefault("kmod_vm", kmod_vm)
+try:
+    from ipvs_vm import kmod_dump
+except ImportError:  # maglevx itself missing: kernel_env says so
+    pass
+else:
+    sys.modules.setdefault("kmod_dump", kmod_dump)
 
 RANDOM_SEED = int(
     os.environ.get("MAGLEVX_SEED") or random.SystemRandom().randrange(10**6, 10**7)
@@ -54,6 +66,24 @@ def fail_or_skip(msg: str):
     pytest.skip(msg)
 
 
+class KernelEnv(dict):
+    """{key: Kernel}: the main campaign's kernels up front, any other key of
+    ``kernels.KERNELS`` fetched on first use (skip/fail naming why it cannot be)."""
+
+    def __missing__(self, key: str) -> kernels.Kernel:
+        if key not in kernels.KERNELS:
+            raise KeyError(key)
+        try:
+            k = kernels.fetch_kernel(key)
+        except Exception as exc:  # noqa: BLE001 - any failure to obtain a kernel
+            fail_or_skip(f"cannot fetch Debian kernel {key}: {exc}")
+        missing = k.arch.missing()
+        if missing:
+            fail_or_skip(f"cannot boot {key}: missing {'; '.join(missing)}")
+        self[key] = k
+        return k
+
+
 @pytest.fixture(scope="session")
 def kernel_env():
     """{key: Kernel}, with host prerequisites installed or the test skipped/failed."""
@@ -63,12 +93,9 @@ def kernel_env():
     why = predict.maglevx_available()
     if why:
         fail_or_skip(f"python -m maglevx predict does not run: {why}")
-    out = {}
+    out = KernelEnv()
     for key in kernels.KERNEL_KEYS:
-        try:
-            out[key] = kernels.fetch_kernel(key)
-        except Exception as exc:  # noqa: BLE001 - any failure to obtain a kernel
-            fail_or_skip(f"cannot fetch Debian kernel {key}: {exc}")
+        out[key]  # noqa: B018 - fetch the main campaign's kernels now
     return out
 
 

@@ -32,7 +32,7 @@ import kmod_keyed
 from ipvs_vm import qemu
 from ipvs_vm.jobs import Flow
 from ipvs_vm.kernels import Kernel
-from kmod_vm import DEBUGFS, parse_phase
+from ipvs_vm.kmod_vm import DEBUGFS, parse_phase
 
 KEY = "5f3c9a1e0b7d24c68e1f3a5b7c9d0e2f"
 TWIN_M = 131071

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Entry point for the kernel harness CLI (see ipvs_vm/__main__.py)."""
+"""Entry point for the kernel harness CLI (see ipvs_vm/__main__.py).
+
+Python puts this script's directory (tests/kernel) first on ``sys.path``, which is
+where the ``ipvs_vm`` package lives.
+"""
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ipvs_vm.__main__ import main  # noqa: E402
+from ipvs_vm.__main__ import main
 
 sys.exit(main())

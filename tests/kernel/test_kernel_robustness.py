@@ -36,10 +36,9 @@ import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import kmod_build
 import pytest
 from conftest import fail_or_skip
-from ipvs_vm import ExtraModule, compare, predict, run_scenarios
+from ipvs_vm import ExtraModule, compare, kmod_build, predict, run_scenarios
 from ipvs_vm import scenarios as scen
 from ipvs_vm.jobs import Flow, Phase, Scenario
 from test_kmod import BAD_LOG

@@ -23,11 +23,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import kmod_build
-import kmod_dump
-import kmod_vm
 import pytest
-from ipvs_vm import kernels, predict, prereqs, scenarios
+from ipvs_vm import kernels, kmod_build, kmod_dump, kmod_vm, predict, prereqs, scenarios
 from ipvs_vm.kernels import PrerequisiteError
 
 pytestmark = pytest.mark.kernel

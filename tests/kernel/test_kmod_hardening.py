@@ -16,13 +16,11 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import kmod_build
-import kmod_dump
 import kmod_hardening_vm as hv
 import kmod_keyed
 import kmod_selftest_kat
 import pytest
-from ipvs_vm import kernels, prereqs
+from ipvs_vm import kernels, kmod_build, kmod_dump, prereqs
 from ipvs_vm.kernels import PrerequisiteError
 
 KERNELS = ("6.1", "6.12")
@@ -392,7 +390,9 @@ def test_adversarial_rebuild_yields_under_watchdog(key, hardening_runs):
     assert rc_c == 0 and rc_d == 0
     bad = [ln for ln in run.text("dmesg.main").splitlines() if SPLAT.search(ln)]
     assert bad == [], "\n".join(bad[:40])
-    assert gap < 2.0  # below the watchdog threshold: the CPU was given away
+    # The CPU was given away: the loop ticked all along. (Relative, not the 2 s
+    # threshold: a loaded host that stops the whole guest stretches both.)
+    assert gap < 0.5 * max(create, delete)
     dump = kmod_dump.parse(run.text("tw.tables"))
     servers = [hv.twin(k) for k in range(TWINS, 1, -1)]  # head first, twin 1 deleted
     assert [(d.address, d.port) for d in dump[0].dests] == servers
@@ -420,4 +420,4 @@ def test_watchdog_fires_without_resched_points(hardening_runs):
         f"longest tick gap {gap:.2f} s; soft lockup reported: {'soft lockup' in log}"
     )
     assert "BUG: soft lockup" in log, log[-3000:]
-    assert gap > 2.0
+    assert gap > 2.0 and gap > 0.9 * create  # nothing ran during the rebuild

@@ -1,22 +1,28 @@
 """ipvs_vm: boot Debian's real kernels under qemu and ask their IPVS what it does.
 
-Reusable pieces (import with ``tests/kernel`` on ``sys.path``)::
+A package under tests/kernel (pytest puts that directory on ``sys.path``; so does
+running ``python tests/kernel/run.py``)::
 
-    from ipvs_vm import fetch_kernel, headers_dir, boot, ExtraModule
+    from ipvs_vm import fetch_kernel, boot, ExtraModule, campaign
     from ipvs_vm import Flow, Phase, Scenario, run_scenarios
 
-    k = fetch_kernel("6.1")                  # or "6.12"; cached, no host install
-    kdir = headers_dir("6.1")                # make -C $kdir M=$PWD modules
-    res, boot_result = run_scenarios(
-        k, [Scenario("x", [Phase(["-A -t 10.1.0.1:80 -s mh", ...], [Flow(...)])])],
-        extra_modules=[ExtraModule(Path("ip_vs_mh.ko"), "hash_port=0",
-                                   replaces="ip_vs_mh")])
-    boot_result.dmesg
+    k = fetch_kernel("6.1")          # any key of KERNELS: "6.12", "5.10",
+                                     # "6.12-trixie", "6.1-686-pae", "6.1-arm64",
+                                     # "6.1-s390x"; cached, no host install
+    k.arch                           # Arch: qemu, console, word size, byte order...
+    rep = campaign.run(k, [scenarios.generate(1)])   # boot, compare with maglevx
+    b = kmod_build.build(k.headers_dir, out, make_args=k.make_args)
+    rep = campaign.run(k, scs, variant="backport",
+                       extra_modules=[ExtraModule(b.ko, replaces="ip_vs_mh")])
 
 ``boot(kernel, {"run.sh": "...", ...}, extra_modules=...)`` boots with any job files
-and returns the guest's /out files, console and dmesg.
+and returns the guest's /out files, console and dmesg, whatever the architecture.
 """
 
+# (kmod_dump imports maglevx: ``from ipvs_vm import kmod_dump`` where needed)
+from . import campaign, kmod_build, kmod_vm
+from .arch import AMD64, ARCHES, ARM64, I386, S390X, Arch
+from .common import PrerequisiteError, cache_dir
 from .compare import Report, run_campaign
 from .compare import run as run_and_compare
 from .jobs import (
@@ -28,18 +34,18 @@ from .jobs import (
     ScenarioResult,
     run_scenarios,
 )
-from .kernels import (
-    KERNEL_KEYS,
-    Kernel,
-    PrerequisiteError,
-    cache_dir,
-    fetch_kernel,
-    headers_dir,
-)
+from .kernels import KERNEL_KEYS, KERNELS, Kernel, fetch_kernel, headers_dir
 from .qemu import BootResult, ExtraModule, GuestError, boot
 
 __all__ = [
+    "AMD64",
+    "ARCHES",
+    "ARM64",
+    "I386",
+    "KERNELS",
     "KERNEL_KEYS",
+    "S390X",
+    "Arch",
     "BootResult",
     "ExtraModule",
     "Flow",
@@ -54,8 +60,11 @@ __all__ = [
     "ScenarioResult",
     "boot",
     "cache_dir",
+    "campaign",
     "fetch_kernel",
     "headers_dir",
+    "kmod_build",
+    "kmod_vm",
     "run_and_compare",
     "run_campaign",
     "run_scenarios",

@@ -2,10 +2,15 @@
 with tests/kernel on PYTHONPATH).
 
   prereqs                 install missing apt packages (root) and report
-  fetch [-k KEY]          download + unpack kernels and headers into the cache
+  fetch [-k KEY | --all]  download + unpack kernels and headers into the cache
+                          (default: the main campaign's 6.1 and 6.12)
   headers KEY             print the headers dir (KDIR) of kernel KEY
   run -k KEY --seeds S..  boot KEY, run the scenarios of those seeds, compare
+                          (maglevx gets the options of KEY's architecture)
   replay DIR              re-run a replay directory's scenario in the VM
+
+KEY: any of ipvs_vm.kernels.KERNELS (6.1, 6.12, 5.10, 6.12-trixie, 6.1-686-pae,
+6.1-arm64, 6.1-s390x).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import compare, kernels, prereqs, scenarios
+from . import campaign, kernels, prereqs, scenarios, userland
 from .jobs import Scenario
 
 
@@ -25,16 +30,18 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prereqs")
     f = sub.add_parser("fetch")
-    f.add_argument("-k", "--kernel", action="append", choices=kernels.KERNEL_KEYS)
+    keys = sorted(kernels.KERNELS)
+    f.add_argument("-k", "--kernel", action="append", choices=keys)
+    f.add_argument("--all", action="store_true", help="every kernel and userland")
     h = sub.add_parser("headers")
-    h.add_argument("kernel", choices=kernels.KERNEL_KEYS)
+    h.add_argument("kernel", choices=keys)
     r = sub.add_parser("run")
-    r.add_argument("-k", "--kernel", default="6.1", choices=kernels.KERNEL_KEYS)
+    r.add_argument("-k", "--kernel", default="6.1", choices=keys)
     r.add_argument("--seeds", type=int, nargs="+", required=True)
     r.add_argument("--flows", type=int, default=2500, help="flows per scenario")
     rp = sub.add_parser("replay")
     rp.add_argument("dir", type=Path)
-    rp.add_argument("-k", "--kernel", default="6.1", choices=kernels.KERNEL_KEYS)
+    rp.add_argument("-k", "--kernel", default="6.1", choices=keys)
     a = ap.parse_args(argv)
     if a.cmd == "prereqs":
         left = prereqs.ensure()
@@ -43,12 +50,20 @@ def main(argv=None) -> int:
         )
         return 1 if left else 0
     if a.cmd == "fetch":
-        for key in a.kernel or kernels.KERNEL_KEYS:
-            k = kernels.fetch_kernel(key)
+        failed = 0
+        for key in keys if a.all else a.kernel or kernels.KERNEL_KEYS:
+            try:
+                k = kernels.fetch_kernel(key)
+                userland.get(k.arch)
+                userland.build_flowgen(k.arch)
+            except (kernels.PrerequisiteError, OSError) as exc:
+                print(f"{key}: cannot fetch: {exc}", file=sys.stderr)
+                failed = 1
+                continue
             print(
                 f"{key}: {k.describe()}\n  vmlinuz {k.vmlinuz}\n  headers {k.headers_dir}"
             )
-        return 0
+        return failed
     if a.cmd == "headers":
         print(kernels.headers_dir(a.kernel))
         return 0
@@ -57,7 +72,7 @@ def main(argv=None) -> int:
     else:
         scs = [Scenario.from_json(json.loads((a.dir / "scenario.json").read_text()))]
     t0 = time.monotonic()
-    rep = compare.run(kernels.fetch_kernel(a.kernel), scs)
+    rep = campaign.run(kernels.fetch_kernel(a.kernel), scs)
     print(rep.summary(), f"({time.monotonic() - t0:.1f}s)")
     for m in rep.mismatches[:20]:
         print("MISMATCH", m)

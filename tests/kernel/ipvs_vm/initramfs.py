@@ -1,25 +1,30 @@
 """The guest's initramfs: busybox, ipvsadm (+ its libraries and loader), the ip_vs
 module closure, our static flow generator, and an /init that runs a job.
 
-The base image depends only on the kernel and the host's tools, so it is built once
-and cached; each boot appends a small second cpio archive carrying the job (the
-kernel unpacks concatenated newc archives in order, later files win).
+The guest userland is the architecture's own (:mod:`.userland`): the host's
+binaries for amd64, Debian's packages of the guest architecture otherwise. The base
+image depends only on the kernel and that userland, so it is built once and cached;
+each boot appends a small second cpio archive carrying the job (the kernel unpacks
+concatenated newc archives in order, later files win).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-from .kernels import Kernel, PrerequisiteError, cache_dir
+from . import userland
+from .apt import tmp_name
+from .common import cache_dir
+from .kernels import Kernel
+from .userland import FLOWGEN_SRC, build_flowgen
 
-HERE = Path(__file__).resolve().parent
-FLOWGEN_SRC = HERE.parent / "flowgen.c"
+__all__ = ["FLOWGEN_SRC", "INIT", "NETSETUP", "Cpio", "base_image", "build_flowgen"]
 
 # Loaded in this order (each with its dependencies, as modprobe --show-depends says).
 # ip_vs_mh last, so an out-of-tree replacement can take its place.
@@ -75,35 +80,6 @@ class Cpio:
         return out + b"\0" * (-len(out) % 512)
 
 
-def _tool(name: str) -> str:
-    for d in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"):
-        p = Path(d) / name
-        if p.exists():
-            return str(p)
-    found = shutil.which(name)
-    if not found:
-        raise PrerequisiteError(f"{name} not found on the host")
-    return found
-
-
-def build_flowgen() -> Path:
-    """Compile flowgen.c statically (cached by source hash)."""
-    src = FLOWGEN_SRC.read_bytes()
-    out = cache_dir() / "bin" / f"flowgen-{hashlib.sha256(src).hexdigest()[:12]}"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if shutil.which("gcc") is None:
-            raise PrerequisiteError("gcc not found")
-        tmp = out.with_suffix(".tmp")
-        subprocess.run(
-            ["gcc", "-O2", "-static", "-Wall", "-o", str(tmp), str(FLOWGEN_SRC)],
-            check=True,
-            capture_output=True,
-        )
-        tmp.rename(out)
-    return out
-
-
 def module_load_order(kernel: Kernel, names) -> list[Path]:
     """Module files to insmod, dependencies (incl. soft ones) first, no duplicates."""
     order: list[Path] = []
@@ -129,16 +105,6 @@ def module_load_order(kernel: Kernel, names) -> list[Path]:
             if m and Path(m.group(1)) not in order:
                 order.append(Path(m.group(1)))
     return order
-
-
-def _ldd_closure(binary: str) -> list[str]:
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
-    libs = []
-    for line in out.splitlines():
-        m = re.search(r"(/\S+)\s+\(0x", line)
-        if m:
-            libs.append(m.group(1))
-    return libs
 
 
 INIT = r"""#!/bin/busybox sh
@@ -198,20 +164,30 @@ done
 """
 
 
+def _module_bytes(mod: Path) -> bytes:
+    """A module file as busybox insmod wants it: decompressed."""
+    tool = {".xz": "xz", ".zst": "zstd", ".gz": "gzip"}.get(mod.suffix)
+    if tool is None:
+        return mod.read_bytes()
+    return subprocess.run(
+        [tool, "-dc", str(mod)], check=True, capture_output=True
+    ).stdout
+
+
 def base_image(kernel: Kernel, extra_module_names=()) -> Path:
-    """Build (or reuse) the base initramfs for ``kernel``."""
-    busybox = _tool("busybox")
-    ipvsadm = _tool("ipvsadm")
-    flowgen = build_flowgen()
+    """Build (or reuse) the base initramfs for ``kernel`` (its architecture's userland)."""
+    land = userland.get(kernel.arch)
+    flowgen = build_flowgen(kernel.arch)
     modules = module_load_order(kernel, (*BASE_MODULES, *extra_module_names))
+    files = land.files()  # guest path -> host file (busybox, ipvsadm, its libraries)
     h = hashlib.sha256()
     for part in (
         INIT.encode(),
         NETSETUP.encode(),
         kernel.release.encode(),
+        kernel.arch.name.encode(),
         flowgen.name.encode(),
-        Path(busybox).read_bytes(),
-        Path(ipvsadm).read_bytes(),
+        json.dumps(land.versions, sort_keys=True).encode(),
         "\n".join(map(str, modules)).encode(),
     ):
         h.update(hashlib.sha256(part).digest())
@@ -219,46 +195,22 @@ def base_image(kernel: Kernel, extra_module_names=()) -> Path:
     if out.exists():
         return out
     c = Cpio()
-    for d in (
-        "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "job",
-        "out",
-        "lib/modules",
-        "etc",
-    ):
+    dirs = "bin sbin usr/bin usr/sbin proc sys dev tmp job out lib/modules etc"
+    for d in dirs.split():
         c.mkdir(d)
-    c.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     c.file("init", INIT.encode(), 0o755)
     c.file("netsetup.sh", NETSETUP.encode(), 0o755)
-    c.file("bin/ipvsadm", Path(ipvsadm).read_bytes(), 0o755)
-    for lib in _ldd_closure(ipvsadm):
-        real = os.path.realpath(lib)
-        c.file(lib, Path(real).read_bytes(), 0o755)
+    for guest, real in sorted(files.items()):
+        c.file(guest, real.read_bytes(), 0o755)
     c.file("bin/flowgen", flowgen.read_bytes(), 0o755)
     names = []
     for mod in modules:
-        data = mod.read_bytes()
-        if mod.suffix == ".xz":
-            data = subprocess.run(
-                ["xz", "-dc", str(mod)], check=True, capture_output=True
-            ).stdout
-        elif mod.suffix == ".zst":
-            data = subprocess.run(
-                ["zstd", "-dc", str(mod)], check=True, capture_output=True
-            ).stdout
         name = mod.name.split(".ko")[0] + ".ko"
-        c.file(f"lib/modules/{name}", data)
+        c.file(f"lib/modules/{name}", _module_bytes(mod))
         names.append(f"/lib/modules/{name}")
     c.file("modules.list", ("\n".join(names) + "\n").encode())
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = tmp_name(out)
     tmp.write_bytes(c.bytes())
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out

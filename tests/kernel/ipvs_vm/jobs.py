@@ -196,7 +196,7 @@ def run_scenarios(
     post_snippet: str = "",
     extra_files: dict | None = None,
     timeout: float = 900,
-    memory_mb: int = 2048,
+    memory_mb: int | None = None,
     boot=None,
 ) -> tuple[list[ScenarioResult], qemu.BootResult]:
     """Boot ``kernel`` once and run ``scenarios`` in order.

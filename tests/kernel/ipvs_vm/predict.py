@@ -14,11 +14,13 @@ checks both paths agree.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .jobs import Flow
@@ -42,6 +44,69 @@ def maglevx_available() -> str | None:
     return None
 
 
+# CLI option -> (Director.from_history keyword, converter); what the in-process
+# path understands. Anything else goes through the CLI.
+_API_OPTIONS = {
+    "--word-size": ("word_size", int),
+    "--table-size": ("table_size", int),
+    "--byte-order": ("byte_order", str),
+}
+
+
+def _api_kwargs(extra_args) -> dict | None:
+    """``extra_args`` as from_history keywords, or None if one has no keyword."""
+    args = list(extra_args)
+    out: dict = {}
+    while args:
+        opt = args.pop(0)
+        if opt == "--no-port-hash":
+            out["backport_hash_port"] = False
+        elif opt in _API_OPTIONS and args:
+            name, conv = _API_OPTIONS[opt]
+            out[name] = conv(args.pop(0))
+        else:
+            return None
+    return out
+
+
+def model_args(arch) -> tuple[str, ...]:
+    """The maglevx options that describe a director of architecture ``arch``."""
+    args: tuple[str, ...] = ()
+    if arch.word_size != 64:
+        args += ("--word-size", str(arch.word_size))
+    if arch.byte_order != "little":
+        args += ("--byte-order", arch.byte_order)
+    return args
+
+
+_BYTE_ORDER: list[bool] = []
+
+
+def supports_byte_order() -> bool:
+    """Whether this maglevx models big-endian directors: ``--byte-order`` on the
+    CLI and ``Director(byte_order="big")`` in the API, both."""
+    if not _BYTE_ORDER:
+        r = subprocess.run(
+            [sys.executable, "-m", "maglevx", "predict", "--help"],
+            capture_output=True,
+            text=True,
+        )
+        ok = "--byte-order" in r.stdout
+        if ok:
+            import maglevx
+
+            try:
+                maglevx.Director(byte_order="big")
+            except (TypeError, maglevx.MaglevxError):
+                ok = False
+        _BYTE_ORDER.append(ok)
+    return _BYTE_ORDER[0]
+
+
+_MEMO: dict[str, list] = {}
+_MEMO_LOCK = threading.Lock()
+
+
 def predict(
     history: str,
     flows: list[Flow],
@@ -50,18 +115,47 @@ def predict(
     extra_args=(),
     mode: str | None = None,
 ) -> list[tuple[str, int] | None]:
-    """maglevx's (raddr, rport) or None per flow, for ``history`` (ipvsadm -R lines)."""
+    """maglevx's (raddr, rport) or None per flow, for ``history`` (ipvsadm -R lines).
+
+    ``extra_args``: more ``maglevx predict`` options (``--word-size 32``,
+    ``--byte-order big``, ``--table-size M``, ``--no-port-hash``).
+    Kernels of the same director kind run the same scenarios (the edge cases'
+    4095-server history costs seconds to replay): answers are remembered per
+    process, keyed by everything that decides them.
+    """
     mode = mode or os.environ.get("MAGLEVX_PREDICT", "api")
-    if mode == "api" and not extra_args:
+    h = hashlib.sha256(
+        "\0".join(
+            [mode, variant, *extra_args, history, *(f.csv() for f in flows)]
+        ).encode()
+    ).hexdigest()
+    with _MEMO_LOCK:
+        if h in _MEMO:
+            return list(_MEMO[h])
+    out = _predict(history, flows, variant=variant, extra_args=extra_args, mode=mode)
+    with _MEMO_LOCK:
+        _MEMO[h] = out
+    return list(out)
+
+
+def _predict(
+    history: str, flows: list[Flow], *, variant: str, extra_args, mode: str
+) -> list[tuple[str, int] | None]:
+    kwargs = _api_kwargs(extra_args) if mode == "api" else None
+    if kwargs is not None:
         import io
 
         import maglevx
         from maglevx.predict import predict_lines
 
-        director = maglevx.Director.from_history(history, variant=variant)
-        buf = io.StringIO()
-        predict_lines(director, (f.csv() for f in flows), buf)
-        return _parse_output(buf.getvalue(), flows)
+        try:
+            director = maglevx.Director.from_history(history, variant=variant, **kwargs)
+        except TypeError:  # a keyword this maglevx lacks: its CLI says why
+            director = None
+        if director is not None:
+            buf = io.StringIO()
+            predict_lines(director, (f.csv() for f in flows), buf)
+            return _parse_output(buf.getvalue(), flows)
     with tempfile.TemporaryDirectory(prefix="maglevx-pred-") as td:
         hist = Path(td) / "history"
         hist.write_text(history)

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KMOD = REPO / "kmod"
 CSRC = REPO / "csrc"
 
@@ -97,18 +97,26 @@ def _make(args: list[str], cwd: Path, timeout: float = 600) -> str:
 
 
 def build(
-    headers_dir: Path, out_dir: Path, *, target: str = "module", kcflags: str = ""
+    headers_dir: Path,
+    out_dir: Path,
+    *,
+    target: str = "module",
+    kcflags: str = "",
+    make_args=(),
 ) -> Build:
     """``make W=1 KDIR=headers_dir [target]`` in a copy of the checkout under ``out_dir``.
 
     ``target``: ``module`` or ``debug`` (the self-test and fault injection);
-    ``kcflags``: extra compiler flags (``KCFLAGS``), e.g. ``-DMX_NO_RESCHED``.
+    ``kcflags``: extra compiler flags (``KCFLAGS``), e.g. ``-DMX_NO_RESCHED``;
+    ``make_args``: what the kernel needs besides (``Kernel.make_args``: ``CC=gcc-12``
+    for headers that ask for a compiler bookworm lacks, ``ARCH=`` and
+    ``CROSS_COMPILE=`` for another architecture).
     """
     check_prerequisites(headers_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     kmod = _copy_tree(out_dir)
-    args = [target, f"KDIR={headers_dir}", "W=1"]
+    args = [target, f"KDIR={headers_dir}", "W=1", *make_args]
     if kcflags:
         args.append(f"KCFLAGS={kcflags}")
     log = _make(args, kmod)

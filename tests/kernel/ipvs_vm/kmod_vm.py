@@ -26,9 +26,9 @@ import re
 import shlex
 from pathlib import Path
 
-from ipvs_vm import conn, qemu
-from ipvs_vm.jobs import Flow, Scenario
-from ipvs_vm.kernels import Kernel
+from . import conn, qemu
+from .jobs import Flow, Scenario
+from .kernels import Kernel
 
 DEBUGFS = "/sys/kernel/debug/ip_vs_mh/tables"
 
@@ -306,28 +306,6 @@ class KmodRun:
         return (int(m.group(1)) if m else -1, "\nloaded" in "\n" + text, text)
 
 
-def _boot_smp(
-    kernel: Kernel, files: dict, cpus: int, timeout: float
-) -> qemu.BootResult:
-    """qemu.boot with ``cpus`` vCPUs, so RCU readers (flows) and the writer
-    (ipvsadm) really run at the same time; the harness boots one vCPU."""
-    orig = getattr(qemu, "_qemu_cmd", None)
-    if orig is None or cpus == 1:
-        return qemu.boot(kernel, files, timeout=timeout)
-
-    def cmd(*args, **kw):
-        c = orig(*args, **kw)
-        if "-smp" in c:
-            c[c.index("-smp") + 1] = str(cpus)
-        return c
-
-    qemu._qemu_cmd = cmd
-    try:
-        return qemu.boot(kernel, files, timeout=timeout)
-    finally:
-        qemu._qemu_cmd = orig
-
-
 def run(
     kernel: Kernel,
     ko: Path,
@@ -337,5 +315,7 @@ def run(
     cpus: int = 1,
     timeout: float = 900,
 ) -> KmodRun:
+    """One boot with ``cpus`` vCPUs (>1: RCU readers and the writer really run at
+    the same time)."""
     files = guest_job(ko, configs, churn_seconds=churn_seconds)
-    return KmodRun(_boot_smp(kernel, files, cpus, timeout), configs)
+    return KmodRun(qemu.boot(kernel, files, timeout=timeout, cpus=cpus), configs)
