@@ -302,6 +302,7 @@ class ArrowPredictor:
         self.strict = strict
         self.reuse = reuse
         self.rows = 0  # rows predicted so far (errors name rows from here)
+        self.no_service = 0  # rows no mh service took (null, unless strict)
         self._tables: dict[int, tuple[TableSnapshot, _ServerTable]] = {}
         self._cap = 0
         self._idx = np.empty(0, np.uint32)
@@ -373,6 +374,7 @@ class ArrowPredictor:
         for rows, snap in groups:
             if snap is None:
                 self._fill_none(rows, idx, rport, raddr, valid)
+                self.no_service += n if rows is None else len(rows)
                 continue
             st = self._servers(snap, cols.family)
             self._lookup(cols, rows, snap, idx)
@@ -732,15 +734,17 @@ def predict_columnar(
     output_format: str = "csv",
     source: str = "<flows>",
     batch_rows: int = BATCH_ROWS,
+    strict: bool = True,
+    stats: dict[str, int] | None = None,
 ) -> int:
     """``maglevx predict`` over Parquet or Arrow IPC flows; returns the count.
 
     *out*: a binary stream. ``csv`` output is predict's CSV (the five flow
     columns, then ``raddr,rport``, empty for no destination); ``parquet``
-    and ``arrow`` (IPC stream) keep every input column and add ``raddr``
-    and ``rport``. A flow no mh service takes is an error, as for CSV; on a
-    bad row every row before it has been written, none after it, and the
-    error names the row (counted from 0) and the column.
+    and ``rport``. A flow no mh service takes gets nulls (empty fields),
+    counted in ``stats["no_service"]``, or with *strict* is an error, as
+    for CSV; on a bad row every row before it has been written, none after
+    it, and the error names the row (counted from 0) and the column.
     """
     pa = require_pyarrow()
     if output_format not in OUTPUT_FORMATS:
@@ -753,7 +757,7 @@ def predict_columnar(
     schema, batches = read_batches(
         stream, fmt, source=source, columns=columns, batch_rows=batch_rows
     )
-    predictor = ArrowPredictor(director, strict=True, reuse=True)
+    predictor = ArrowPredictor(director, strict=strict, reuse=True)
     writer: Any = None
     count = 0
 
@@ -778,7 +782,7 @@ def predict_columnar(
                 row = getattr(exc, "row", None)
                 if row is not None and row > predictor.rows:
                     head = batch.slice(0, row - predictor.rows)
-                    write(head, ArrowPredictor(director, strict=True).predict(head))
+                    write(head, ArrowPredictor(director, strict=strict).predict(head))
                     count += head.num_rows
                 raise MaglevxError(
                     exc.message, source=source, field=exc.field
@@ -791,6 +795,9 @@ def predict_columnar(
             empty = _empty_result(pa, schema, output_format)
             writer = _writer(pa, out, output_format, empty)
         writer.close()
+        if stats is not None:
+            stats["flows"] = count
+            stats["no_service"] = predictor.no_service
         flush = getattr(out, "flush", None)
         if flush is not None:
             flush()

@@ -274,9 +274,18 @@ def _predict_columnar(
             field="--output-format",
         )
     sink = getattr(stdout, "buffer", stdout)
+    stats: dict[str, int] = {}
     arrow.predict_columnar(
-        director, stream, sink, fmt, output_format=args.output_format, source=source
-    )
+        director, stream, sink, fmt, output_format=args.output_format,
+        source=source, strict=args.strict, stats=stats,
+    )  # fmt: skip
+    if stats.get("no_service"):
+        print(
+            f"maglevx: {source}: {stats['no_service']} of {stats['flows']} flows "
+            "go to no virtual service: written with empty fields (the kernel "
+            "does not schedule them; --strict makes this an error)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
