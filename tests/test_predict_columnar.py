@@ -325,4 +325,5 @@ def test_peak_memory_flat_in_the_number_of_flows(history, tmp_path, output_forma
             )  # fmt: skip
         assert r.returncode == 0, r.stderr
         rss[n] = int(r.stderr.split("VmHWM:")[1].split()[0]) / 1024
-    assert rss[sizes[1]] - rss[sizes[0]] < 12, rss
+    # the twin's per-flow Python ints fragment the heap: a looser bound there
+    assert rss[sizes[1]] - rss[sizes[0]] < (24 if PURE_PYTHON else 12), rss
