@@ -16,7 +16,7 @@ import numpy as np
 from maglevx._version import __version__
 from maglevx.addresses import quote
 from maglevx.errors import MaglevxError
-from maglevx.ipvs import VARIANTS
+from maglevx.ipvs import BYTE_ORDERS, VARIANTS
 from maglevx.ipvsadm import split_lines
 from maglevx.model import (
     DEFAULT_TABLE_SIZE,
@@ -24,6 +24,7 @@ from maglevx.model import (
     PRIMES,
     Director,
     DirectorParams,
+    parse_hash_key,
 )
 from maglevx.predict import FORMATS
 from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED
@@ -81,6 +82,19 @@ def _add_params(p: argparse.ArgumentParser) -> None:
         help="backport only: the module was loaded with hash_port=0",
     )
     p.add_argument(
+        "--byte-order",
+        choices=BYTE_ORDERS,
+        default="little",
+        help="the director's CPU: big for s390x, whose kernel hashes other "
+        "bytes (default: little)",
+    )
+    p.add_argument(
+        "--hash-key",
+        metavar="HEX|@FILE",
+        help="backport only: the module's secret hash_key (32 hex digits), or "
+        "@FILE to read it from a file (keeps it out of `ps`)",
+    )
+    p.add_argument(
         "--last-weight",
         action="append",
         metavar="ADDR:PORT=W",
@@ -127,11 +141,16 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
             "--no-port-hash applies to --variant backport only; upstream "
             "services say it with their mh-port flag"
         )
+    key = args.hash_key
+    if key is not None and key.startswith("@"):
+        key = read_text(key[1:])
     return DirectorParams(
         variant=args.variant,
         word_size=args.word_size,
         table_size=args.table_size,
+        byte_order=args.byte_order,
         backport_hash_port=not args.no_port_hash,
+        hash_key=None if key is None else parse_hash_key(key),
     )
 
 

@@ -81,7 +81,11 @@ ServiceKey = tuple[str, Union[int, IPAddress, None], int]
 
 
 def check_params(
-    variant: str, word_size: int, table_size: int, byte_order: str = "little"
+    variant: str,
+    word_size: int,
+    table_size: int,
+    byte_order: str = "little",
+    hash_key: bytes | None = None,
 ) -> None:
     """Raise MaglevxError unless the director parameters are valid."""
     if variant not in VARIANTS:
@@ -103,10 +107,28 @@ def check_params(
         raise MaglevxError(
             f"byte order {byte_order!r} is not little or big", field="byte_order"
         )
-    if byte_order == "big":
+    if hash_key is not None:
+        if not isinstance(hash_key, bytes) or len(hash_key) != 16:
+            raise MaglevxError(
+                "the hash key is 16 bytes (32 hex digits)", field="hash_key"
+            )
+        if variant != "backport":
+            raise MaglevxError(
+                "a secret hash key is our module's (--variant backport); the "
+                "in-tree ip_vs_mh always uses the kernel's fixed keys",
+                field="hash_key",
+            )
+
+
+def parse_hash_key(text: str) -> bytes:
+    """The module's ``hash_key`` parameter (32 hex digits) as 16 bytes."""
+    s = text.strip().lower().removeprefix("0x")
+    if len(s) != 32 or any(c not in "0123456789abcdef" for c in s):
         raise MaglevxError(
-            "big-endian directors are not modelled yet", field="byte_order"
+            "the hash key is 32 hex digits, as the module's hash_key parameter",
+            field="hash_key",
         )
+    return bytes.fromhex(s)
 
 
 # -- real servers -------------------------------------------------------------
@@ -182,6 +204,13 @@ class TableParams:
 
     table_size: int
     word_size: int
+    byte_order: str = "little"
+    hash_key: bytes | None = None
+
+    @property
+    def hashing(self) -> dict[str, Any]:
+        """The core's keyword arguments for this director's hash."""
+        return {"byte_order": self.byte_order, "hash_key": self.hash_key}
 
 
 class _Build:
@@ -250,6 +279,7 @@ class _Build:
                 np.array([fold(rs.address) for rs in self.servers], np.uint32),
                 np.array([rs.port for rs in self.servers], np.uint32),
                 np.array(self.weights, np.uint32),
+                **self.params.hashing,
             )
         self._table = t  # a racing build computes the same table
         self._reuse = None
@@ -312,7 +342,12 @@ class TableSnapshot:
         if s is None:
             p = self.build.params
             s = core.Scheduler(
-                p.table_size, p.word_size, self.table, self.avail, self.fallback
+                p.table_size,
+                p.word_size,
+                self.table,
+                self.avail,
+                self.fallback,
+                **p.hashing,
             )
             self._sched = s
         return s
@@ -873,15 +908,25 @@ class DirectorParams:
     byte_order: str = "little"
     backport_hash_port: bool = True
     expire_quiescent_template: bool = False
+    hash_key: bytes | None = None
 
     def __post_init__(self) -> None:
-        check_params(self.variant, self.word_size, self.table_size, self.byte_order)
+        if isinstance(self.hash_key, str):
+            object.__setattr__(self, "hash_key", parse_hash_key(self.hash_key))
+        check_params(
+            self.variant, self.word_size, self.table_size, self.byte_order,
+            self.hash_key,
+        )  # fmt: skip
 
     def describe(self) -> str:
         """E.g. ``upstream, 64-bit, M=4093``."""
         s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
         if self.variant == "backport" and not self.backport_hash_port:
             s += ", hash_port=0"
+        if self.byte_order == "big":
+            s += ", big-endian"
+        if self.hash_key is not None:
+            s += ", secret hash key"
         return s
 
 
@@ -894,6 +939,10 @@ class Director:
     *backport_hash_port*: for ``backport`` only: the module's ``hash_port``
     parameter (default True: client ports are always hashed).
     *expire_quiescent_template*: the sysctl of that name.
+    *byte_order*: ``little`` or ``big`` (s390x): the kernel hashes the bytes
+    of ``offset + port + fold`` as its CPU stores them.
+    *hash_key*: ``backport`` only: the module's secret ``hash_key`` (16
+    bytes, or 32 hex digits); None for the kernel's fixed keys.
     """
 
     def __init__(
@@ -905,6 +954,7 @@ class Director:
         byte_order: str = "little",
         backport_hash_port: bool = True,
         expire_quiescent_template: bool = False,
+        hash_key: bytes | str | None = None,
     ) -> None:
         self._init(
             DirectorParams(
@@ -914,6 +964,7 @@ class Director:
                 byte_order,
                 bool(backport_hash_port),
                 bool(expire_quiescent_template),
+                hash_key,  # type: ignore[arg-type]
             )
         )
 
@@ -928,7 +979,9 @@ class Director:
 
     def _init(self, params: DirectorParams) -> None:
         self._params = params
-        self._table_params = TableParams(params.table_size, params.word_size)
+        self._table_params = TableParams(
+            params.table_size, params.word_size, params.byte_order, params.hash_key
+        )
         self._use_weight = params.variant == "backport"
         self._services: dict[ServiceKey, VirtualService] = {}
         self._lock = threading.RLock()
@@ -939,6 +992,7 @@ class Director:
     word_size = property(lambda self: self._params.word_size, doc="64 or 32.")
     table_size = property(lambda self: self._params.table_size, doc="M.")
     byte_order = property(lambda self: self._params.byte_order, doc="little/big.")
+    hash_key = property(lambda self: self._params.hash_key, doc="kmod's secret key.")
     backport_hash_port = property(
         lambda self: self._params.backport_hash_port, doc="kmod's hash_port."
     )

@@ -419,3 +419,46 @@ def test_director_bulk_over_columns_equals_scalar_lookups():
         d.lookup_many(protos, saddrs, sports, daddrs, dports, strict=True)
     with pytest.raises(MaglevxError, match="sports"):
         d.lookup_many(protos, saddrs, sports[:3], daddrs, dports)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"byte_order": "big"},
+        {"variant": "backport", "hash_key": bytes(range(16))},
+        {"variant": "backport", "hash_key": "000102030405060708090a0b0c0d0e0f",
+         "byte_order": "big", "word_size": 32},
+    ],
+)  # fmt: skip
+def test_byte_order_and_hash_key_reach_the_table_and_lookups(kw):
+    from maglevx import _twin
+    from maglevx.addresses import fold
+
+    d = Director.from_history(HISTORY, **kw)
+    plain = Director.from_history(HISTORY, variant=kw.get("variant", "upstream"))
+    svc = d.services[0]
+    key = d.hash_key
+    hashing = {"byte_order": d.byte_order, "hash_key": key}
+    want = _twin.build_table(
+        4093, d.word_size, [fold(rs.address) for rs in svc.table_servers],
+        [rs.port for rs in svc.table_servers],
+        [svc.table_weight(rs) for rs in svc.table_servers], **hashing,
+    )  # fmt: skip
+    np.testing.assert_array_equal(svc.table, want)
+    assert not np.array_equal(svc.table, plain.services[0].table)
+    flow = ("tcp", "192.0.2.77", 4242, "10.0.0.1", 80)
+    sched = _twin.Scheduler(
+        4093, d.word_size, want, svc.availability(), False, **hashing
+    )
+    idx = sched.lookup(fold(ipaddress.ip_address("192.0.2.77")), 4242)
+    assert lookup(flow, d) == svc.table_servers[idx]
+    assert pickle.loads(pickle.dumps(d)) == d != plain
+
+
+def test_hash_key_is_the_modules_only():
+    with pytest.raises(MaglevxError, match="module"):
+        Director(hash_key=bytes(16))
+    with pytest.raises(MaglevxError, match="32 hex digits"):
+        Director(variant="backport", hash_key="00ff")
+    with pytest.raises(MaglevxError, match="byte order"):
+        Director(byte_order="middle")

@@ -63,6 +63,14 @@ def _why(ref: VirtualService, other: VirtualService) -> tuple[list[str], list[st
     if rd.word_size != od.word_size:
         reasons.append(f"word size {rd.word_size} vs {od.word_size} bits (hsiphash)")
         fixes.append("run directors of one word size (32- and 64-bit hash apart)")
+    if rd.byte_order != od.byte_order:
+        reasons.append(
+            f"byte order {rd.byte_order} vs {od.byte_order}-endian (hashed bytes)"
+        )
+        fixes.append("run directors of one byte order (s390x hashes apart from x86)")
+    if rd.hash_key != od.hash_key:
+        reasons.append("different module hash keys")
+        fixes.append("load ip_vs_mh with the same hash_key on every director")
     if rd.variant != od.variant:
         reasons.append(f"variant {rd.variant} vs {od.variant}")
         fixes.append("load the same ip_vs_mh module everywhere")

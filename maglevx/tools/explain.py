@@ -45,7 +45,7 @@ class Explanation:
     hashed_port: int  # 0 unless the port is hashed
     port_reason: str
     v: int
-    v_bytes: str  # v as stored in (little-endian) memory: what hsiphash reads
+    v_bytes: str  # v as the director's CPU stores it: what hsiphash reads
     key: int  # hsiphash key word (both words equal)
     hash: int
     slot: int
@@ -80,6 +80,7 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     d = svc.director
     snap = svc.snapshot
     m, ws = d.table_size, d.word_size
+    hashing = snap.build.params.hashing
     fold_value = fold(saddr)
     port = snap.hashed_port(proto, sport)
     if d.variant == "backport":
@@ -108,9 +109,9 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
         hashed_port=port,
         port_reason=why,
         v=v,
-        v_bytes=v.to_bytes(4, "little").hex(" "),
+        v_bytes=v.to_bytes(4, d.byte_order).hex(" "),
         key=core.HASH1_KEY,
-        hash=core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0),
+        hash=core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0, **hashing),
         slot=slot,
         slot_server=first,
         slot_server_available=first_ok,
@@ -129,7 +130,7 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
         ex.reason = f"all {m} probes failed: no destination"
         for off, (pslot, pentry) in enumerate(probes[1:]):
             roff = (off + slot) % m
-            ph = core.hashkey(ws, core.HASH1_KEY, fold_value, port, roff)
+            ph = core.hashkey(ws, core.HASH1_KEY, fold_value, port, roff, **hashing)
             rs, ok = at(pentry)
             v_probe = (roff + port + fold_value) & 0xFFFFFFFF
             ex.probes.append(Probe(off, roff, v_probe, ph, pslot, rs, ok))

@@ -96,10 +96,14 @@ def parse_spec(
             if value not in ("0", "1"):
                 raise MaglevxError("hash-port is 0 or 1", source=text, field=key)
             changes["backport_hash_port"] = value == "1"
+        elif key == "byte-order":
+            changes["byte_order"] = value
+        elif key == "hash-key":
+            changes["hash_key"] = value  # hex; DirectorParams checks it
         else:
             raise MaglevxError(
                 f"unknown key {key!r} (known: kind, variant, word-size, "
-                "table-size, hash-port)",
+                "table-size, hash-port, byte-order, hash-key)",
                 source=text,
                 field=key,
             )
