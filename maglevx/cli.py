@@ -269,7 +269,9 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     try:
         fmt = args.format
         if fmt == "auto":
-            fmt = predict.detect_format(stream)
+            fmt = _detect_columnar(stream) or predict.detect_format(stream)
+        if fmt in COLUMNAR_FORMATS or args.output_format != "csv":
+            return _predict_columnar(director, stream, stdout, fmt, args, source)
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
             stats = predict.PredictStats()
@@ -302,6 +304,50 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    return EXIT_OK
+
+
+COLUMNAR_FORMATS = ("parquet", "arrow")
+OUTPUT_FORMATS = ("csv", "parquet", "arrow")
+
+
+def _detect_columnar(stream: Any) -> str | None:
+    """``parquet``/``arrow`` from the first bytes, without importing pyarrow."""
+    peek = getattr(stream, "peek", None)
+    head = bytes(peek(8)[:8]) if peek is not None else b""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "arrow"
+    return None
+
+
+def _predict_columnar(
+    director: Director, stream: Any, stdout: TextIO, fmt: str,
+    args: argparse.Namespace, source: str,
+) -> int:  # fmt: skip
+    """Predict with Parquet / Arrow IPC input or output (maglevx.arrow)."""
+    from maglevx import arrow
+
+    if fmt not in COLUMNAR_FORMATS:
+        raise MaglevxError(
+            f"--output-format {args.output_format} needs Parquet or Arrow input "
+            f"(this input is {fmt})",
+            field="--output-format",
+        )
+    sink = getattr(stdout, "buffer", stdout)
+    stats: dict[str, int] = {}
+    arrow.predict_columnar(
+        director, stream, sink, fmt, output_format=args.output_format,
+        source=source, strict=args.strict, stats=stats,
+    )  # fmt: skip
+    if stats.get("no_service"):
+        print(
+            f"maglevx: {source}: {stats['no_service']} of {stats['flows']} flows "
+            "go to no virtual service: written with empty fields (the kernel "
+            "does not schedule them; --strict makes this an error)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -718,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", *FORMATS, "pcap"),
+        choices=("auto", *FORMATS, "pcap", *COLUMNAR_FORMATS),
         default="auto",
         help="input format (default: detected): csv, /proc/net/ip_vs_conn, "
         "`ipvsadm -Lnc` (ipvsadm_conn) or `conntrack -L`. Captures are turned "
@@ -730,6 +776,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a CSV flow to no virtual service is an error (default: written "
         "with empty fields and counted on stderr)",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="csv",
+        help="output format for Parquet/Arrow input (default: csv lines); "
+        "parquet and arrow (an IPC stream) keep every input column and add "
+        "raddr, rport",
     )
     p.set_defaults(func=_cmd_predict)
 

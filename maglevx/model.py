@@ -456,6 +456,9 @@ def _integers(a: npt.NDArray[Any], hi: int, what: str) -> npt.NDArray[Any]:
     """*a* checked to hold integers in 0..hi (no floats, bools or NaN)."""
     if a.dtype.kind not in "iu":
         raise MaglevxError(f"expected integers, got an array of {a.dtype}", field=what)
+    info = np.iinfo(a.dtype)
+    if info.min >= 0 and info.max <= hi:
+        return a  # the type holds nothing outside 0..hi: no pass over the data
     if a.size and (int(a.min()) < 0 or int(a.max()) > hi):
         bad = a[(a < 0) | (a > hi)].flat[0]
         raise MaglevxError(f"{int(bad)} is outside 0..{hi}", field=what)
