@@ -1356,6 +1356,9 @@ class Director:
         Returns, per flow, the RealServer or None (no destination, or with
         *strict* False a flow that no mh service takes, which the kernel
         does not schedule). Addresses may be strings or ipaddress objects.
+        The whole decision, as :func:`lookup`: client port 20 is never
+        scheduled, and a director with persistent, port-zero, FTP or fwmark
+        services is decided flow by flow in input order (templates).
         """
         n = len(protocols)
         cols = {"saddrs": saddrs, "sports": sports, "daddrs": daddrs, "dports": dports}
@@ -1364,10 +1367,26 @@ class Director:
                 raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
+        out = np.full(n, None, dtype=object)
+        if self.needs_decisions():
+            # templates, port zero, FTP, fwmark: flow by flow, in input order
+            for i in range(n):
+                proto = _bulk_protocol(protocols[i])
+                flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
+                svc = self.resolve(proto, daddrs[i], dp[i])
+                if svc is None or svc.scheduler != "mh":
+                    if strict:
+                        raise MaglevxError(
+                            f"row {i}: no mh virtual service for {protocols[i]} "
+                            f"{daddrs[i]} port {dp[i]}",
+                            field="daddrs",
+                        )
+                    continue
+                out[i] = decision.decide(self, flow).server
+            return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
-        out = np.full(n, None, dtype=object)
         for (proto, daddr, dport), rows in groups.items():
             p = _bulk_protocol(proto)
             svc = self.resolve(p, daddr, dport)
@@ -1386,6 +1405,7 @@ class Director:
             idx = snap.lookup_many(addrs, sp[sel], p, family=svc.family)
             servers = np.array([*snap.servers, None], dtype=object)
             out[sel] = servers[idx]  # -1: the None at the end
+        out[sp == decision.FTPDATA] = None  # FTP data: never scheduled
         return out
 
     def resolve(
