@@ -86,6 +86,22 @@ def module_files(kernel: Kernel, net: bool = False, more=()) -> dict:
     return files
 
 
+def _host_tmp_paths(python: str) -> list[str]:
+    """What the guest needs from the host's /tmp (relative, shell-quoted).
+
+    The checkout (guest_driver.py, an editable maglevx) and the Python
+    environment, when they live there: the chroot's /tmp is the guest's.
+    """
+    tmp = Path("/tmp")
+    need = {Path(__file__).resolve().parents[3], Path(sys.prefix).resolve()}
+    need.add(Path(python).resolve().parent.parent)
+    return sorted(
+        shlex.quote(str(p.relative_to(tmp)))
+        for p in need
+        if p != tmp and p.is_relative_to(tmp)
+    )
+
+
 def prologue(kernel: Kernel, python: str | None = None, net: bool = False) -> str:
     """Guest shell that mounts the host and defines ``hostpy`` (the host's Python
     in the chroot, cwd /tmp = the guest's /out)."""
@@ -101,7 +117,14 @@ def prologue(kernel: Kernel, python: str | None = None, net: bool = False) -> st
         "mount -t sysfs sys /host/sys",
         "mount -t devtmpfs dev /host/dev",
         "mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null",
+        # the guest's /out becomes the chroot's /tmp; a checkout or venv that
+        # lives under the host's /tmp (a CI clone) is bound back into it
+        "mkdir -p /hosttmp && mount --bind /host/tmp /hosttmp",
         "mount --bind /out /host/tmp",
+        *(
+            f"mkdir -p /out/{rel} && mount --bind /hosttmp/{rel} /host/tmp/{rel}"
+            for rel in _host_tmp_paths(python)
+        ),
         f"mount --bind /host{shlex.quote(str(kernel.root / 'boot'))} /host/boot",
         "hostpy() {",
         "    chroot /host /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin"
