@@ -433,7 +433,9 @@ def _kernel_choices(steps, results):
         for ln in st["flows"].splitlines()
     ]
     flows = [Flow(f.proto, f.saddr, int(f.sport), f.daddr, f.dport) for f in flows]
-    res, _us, problems = jobs._parse_phase(jobs.Phase([], flows), r["stdout"])
+    res, _us, problems, _templates = jobs._parse_phase(
+        jobs.Phase([], flows), r["stdout"]
+    )
     assert not problems, problems[:5]
     out = {}
     for fr in res:
