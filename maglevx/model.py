@@ -709,12 +709,7 @@ class VirtualService:
         """
         address = parse_address(address, "address")
         with self._director._lock:
-            old = self._index.get((address, port))
-            if old is None:
-                raise MaglevxError(
-                    f"no such real server {format_endpoint(address, port)} "
-                    f"in {self.name}"
-                )
+            old = self._existing(address, port)
             rs = RealServer(
                 address,
                 port,
@@ -738,34 +733,37 @@ class VirtualService:
         """
         address = parse_address(address, "address")
         with self._director._lock:
-            old = self._index.get((address, port))
-            if old is None:
-                raise MaglevxError(
-                    f"no such real server {format_endpoint(address, port)} "
-                    f"in {self.name}"
-                )
+            old = self._existing(address, port)
             rs = replace(old, overloaded=bool(overloaded))
-            self._servers = tuple(rs if s is old else s for s in self._servers)
-            self._index[(address, port)] = rs
-            self._snapshot = None
+            self._swap(old, rs)
+            self._snapshot = None  # availability only: no rebuild
         return rs
 
     def remove_server(self, address: IPAddress | str, port: int) -> None:
         """``ip_vs_del_dest()``: unlink the real server; rebuild."""
         address = parse_address(address, "address")
         with self._director._lock:
-            old = self._index.pop((address, port), None)
-            if old is None:
-                raise MaglevxError(
-                    f"no such real server {format_endpoint(address, port)} "
-                    f"in {self.name}"
-                )
+            old = self._existing(address, port)
+            del self._index[(address, port)]
             self._servers = tuple(s for s in self._servers if s is not old)
             self._changed()
 
-    def _replace(self, old: RealServer, new: RealServer) -> None:
+    def _existing(self, address: IPAddress, port: int) -> RealServer:
+        """The real server at address:port; MaglevxError when there is none."""
+        rs = self._index.get((address, port))
+        if rs is None:
+            raise MaglevxError(
+                f"no such real server {format_endpoint(address, port)} in {self.name}"
+            )
+        return rs
+
+    def _swap(self, old: RealServer, new: RealServer) -> None:
+        """Put *new* in *old*'s place in the list and the index."""
         self._servers = tuple(new if s is old else s for s in self._servers)
         self._index[(new.address, new.port)] = new
+
+    def _replace(self, old: RealServer, new: RealServer) -> None:
+        self._swap(old, new)
         self._changed()
 
     def _check_family(self, rs: RealServer) -> None:
