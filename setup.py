@@ -20,7 +20,12 @@ extension = Extension(
 # The fast path of `maglevx predict` (CSV scanning); folds with csrc/'s inlines.
 fastcsv = Extension(
     "maglevx._fastcsv",
-    sources=["maglevx/_fastcsv.pyx"],
+    sources=[
+        "maglevx/_fastcsv.pyx",
+        "csrc/mx_maglev.c",
+        "csrc/mx_hsiphash.c",
+        "csrc/mx_bulk.c",
+    ],
     include_dirs=["csrc"],
     extra_compile_args=["-O3"],
 )

@@ -68,6 +68,12 @@ cdef extern from "mx_hsiphash.h" nogil:
 
 
 cdef extern from "mx_bulk.h" nogil:
+    struct mx_fastmod:
+        uint64_t c
+        uint32_t d
+
+    void mx_fastmod_init(mx_fastmod *f, uint32_t d)
+    uint32_t mx_fastmod_mod "mx_fastmod"(const mx_fastmod *f, uint32_t a)
     void mx_bulk_lookup(const mx_params *p, const mx_slot_t *table,
                         const uint8_t *avail, int fallback, size_t n,
                         const uint32_t *folds, const uint16_t *ports,

@@ -33,6 +33,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, TextIO, cast
 
@@ -464,6 +465,10 @@ def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
 _fastcsv: Any = fastcsv  # None under MAGLEVX_PURE_PYTHON: the slow path serves
 
 BLOCK_BYTES = 8 << 20
+# A block at least this big is split at a line end between two threads
+# (run() releases the GIL); 1 thread on a 1-core machine.
+PARALLEL_BYTES = 1 << 20
+THREADS = 2 if (os.cpu_count() or 1) >= 2 else 1
 ANY_FAMILY = 255  # key family of a destination with no service
 SCAN_FLOWS = 1 << 18
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
@@ -482,11 +487,11 @@ class _Sink:
             self.binary = out.buffer
         self.encoding = getattr(out, "encoding", None) or "utf-8"
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.binary is not None:
             self.binary.write(data)
         else:
-            self.out.write(data.decode("ascii"))
+            self.out.write(bytes(data).decode("ascii"))
 
     def write_text(self, text: str) -> None:
         if self.binary is not None:
@@ -540,11 +545,19 @@ class Progress:
 
 
 class _FastPredictor:
-    """Per-run state of the fast path: key resolution and output suffixes."""
+    """Per-run state of the fast path: key resolution and output suffixes.
+
+    Two ways through a block: :meth:`feed_one_pass` (parse, look up and
+    format in one C pass, ``FlowScanner.run()``; the common case) and
+    :meth:`feed` (scan into arrays, bulk lookups per service, assemble;
+    used when another reading of the director is compared, see
+    :class:`PredictStats`).
+    """
 
     def __init__(
         self, director: Director, sink: _Sink, source: str, *,
         strict: bool = False, stats: PredictStats | None = None,
+        block_bytes: int = BLOCK_BYTES, threads: int = 1,
     ) -> None:  # fmt: skip
         assert _fastcsv is not None
         self.scanner = _fastcsv.FlowScanner()
@@ -572,6 +585,19 @@ class _FastPredictor:
         self.sports = np.empty(cap, np.uint16)
         self.families = np.empty(cap, np.uint8)
         self.count = 0
+        # the one pass: routes set per key id, an output buffer per thread
+        self.routed = 0
+        out_bytes = max(block_bytes, 1 << 16) + (1 << 12)
+        self.outs = [np.empty(out_bytes, np.uint8) for _ in range(max(threads, 1))]
+        self.pool: ThreadPoolExecutor | None = None
+        if threads > 1:
+            self.pool = ThreadPoolExecutor(threads - 1, "maglevx-predict")
+
+    def close(self) -> None:
+        """Stop the helper thread."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     def _resolve_keys(self) -> None:
         keys = self.scanner.keys
@@ -684,6 +710,117 @@ class _FastPredictor:
         self.stats.flows += 1
         self.stats.no_service += parsed.no_service
 
+    def _route_keys(self) -> None:
+        """Give run() a route for every key the scanner has seen."""
+        self._resolve_keys()
+        for k in range(self.routed, len(self.key_service)):
+            svc, snap = self.key_service[k], self.key_snapshot[k]
+            if svc is None or snap is None:
+                none = int(self.key_family[k]) == ANY_FAMILY
+                kind = _fastcsv.ROUTE_NONE if none else _fastcsv.ROUTE_SLOW
+                self.scanner.set_route(k, kind)
+                continue
+            self.scanner.set_route(
+                k, _fastcsv.ROUTE_MH, svc.family, self.key_hashes_port[k],
+                snap.scheduler,
+                [f",{rs.address},{rs.port}".encode() for rs in snap.servers],
+            )  # fmt: skip
+        self.routed = len(self.key_service)
+
+    def _emit(self, out: np.ndarray, result: tuple[int, ...]) -> None:
+        """Write what one run() put in *out*; count its flows."""
+        _, _, _, flows, none, written = result
+        if written:
+            self.sink.write(memoryview(out)[:written])
+        self.count += flows
+        self.stats.flows += flows
+        self.stats.no_service += none
+
+    def _drive(
+        self, buf: bytes, pos: int, end: int, final: bool, lineno: int,
+        result: tuple[int, ...] | None = None,
+    ) -> tuple[int, int]:  # fmt: skip
+        """run() over ``buf[pos:end]`` until it ends; (stop, lines consumed).
+
+        *result*: a run() from *pos* already made (by a thread) into
+        ``self.outs[-1]``, to write and carry on from.
+        """
+        lines = 0
+        out = self.outs[-1] if result is not None else self.outs[0]
+        while True:
+            if result is None:
+                out = self.outs[0]
+                result = self.scanner.run(buf, pos, end, final, out, MAX_LINE_BYTES)
+            self._emit(out, result)
+            status, pos, nl = result[0], result[1], result[2]
+            lines += nl
+            result = None
+            if status == _fastcsv.END:
+                return pos, lines
+            if status == _fastcsv.NEWKEY:
+                one = slice(0, 1)
+                self.scanner.scan(
+                    buf, pos, end, final, self.starts[one], self.ends[one],
+                    self.keys[one], self.folds[one], self.sports[one],
+                    self.families[one],
+                )  # fmt: skip
+                self._route_keys()
+            elif status == _fastcsv.SLOW:
+                le, nxt = _fastcsv.line_end(buf, pos, end)
+                lines += 1
+                if nxt - pos > MAX_LINE_BYTES:  # as text_lines() counts
+                    self.sink.flush()
+                    raise MaglevxError(
+                        f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+                        source=self.source, line=lineno + lines,
+                    )  # fmt: skip
+                self.slow_line(buf[pos:le], lineno + lines)
+                pos = nxt
+            elif status == _fastcsv.FULL and nl == 0:
+                # not even this line fits (a line padded with blanks)
+                le, _ = _fastcsv.line_end(buf, pos, end)
+                if le - pos + 4096 > self.outs[0].shape[0]:
+                    self.outs[0] = np.empty(le - pos + 4096, np.uint8)
+
+    def feed_one_pass(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
+        """Predict the complete lines of *buf* in one C pass; like :meth:`feed`.
+
+        A big block is cut after a newline near its middle; the second half
+        runs in the helper thread while this one runs the first half, and
+        each half's output is written in input order. A half that stops
+        early (a new destination, a line for the slow path, a full output
+        buffer) is carried on here, the first half before anything of the
+        second is written: errors and their line numbers are as in one pass.
+        """
+        end = len(buf)
+        if self.pool is not None and end >= PARALLEL_BYTES:
+            split = buf.find(b"\n", end // 2) + 1
+            if 0 < split < end:
+                second = self.pool.submit(
+                    self.scanner.run,
+                    buf,
+                    split,
+                    end,
+                    final,
+                    self.outs[-1],
+                    MAX_LINE_BYTES,
+                )
+                try:
+                    first = self.scanner.run(
+                        buf, 0, split, True, self.outs[0], MAX_LINE_BYTES
+                    )
+                finally:
+                    later = second.result()
+                # out[0] is free again once the first half's result is written
+                self._emit(self.outs[0], first)
+                pos, lines = first[1], first[2]
+                if first[0] != _fastcsv.END:
+                    pos, more = self._drive(buf, pos, split, True, lineno + lines)
+                    lines += more
+                pos, more = self._drive(buf, split, end, final, lineno + lines, later)
+                return pos, lines + more
+        return self._drive(buf, 0, end, final, lineno)
+
     def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
         """Predict the complete lines of *buf*; returns (bytes used, lines)."""
         pos, end, lines = 0, len(buf), 0
@@ -730,12 +867,14 @@ def predict_stream(
     progress: Progress | None = None,
     strict: bool = False,
     stats: PredictStats | None = None,
+    threads: int | None = None,
 ) -> int:
     """Like :func:`predict_lines`, for CSV bytes from *stream*, much faster.
 
     Reads *block_bytes* at a time (memory stays flat), writes to *out* (a
     text stream, written through its binary buffer when it has one, or a
-    binary stream). Returns the number of flows written.
+    binary stream). *threads*: 1 or 2 (default :data:`THREADS`) for blocks
+    of at least :data:`PARALLEL_BYTES`. Returns the number of flows written.
     """
     stats = stats if stats is not None else PredictStats()
     kw = dict(source=source, strict=strict, stats=stats)
@@ -749,13 +888,36 @@ def predict_stream(
     if pending is None:  # a header in another order: the slow path reads it
         sink.flush()
         return _predict_text(director, text_lines(stream, source), out, kw)
-    fast = _FastPredictor(director, sink, source, strict=strict, stats=stats)
+    one_pass = stats.alternative is None
+    fast = _FastPredictor(
+        director, sink, source, strict=strict, stats=stats,
+        block_bytes=block_bytes,
+        threads=(THREADS if threads is None else threads) if one_pass else 1,
+    )  # fmt: skip
+    try:
+        _predict_blocks(fast, stream, sink, source, pending, lineno,
+                        block_bytes, progress, one_pass)  # fmt: skip
+    finally:
+        fast.close()
+    sink.flush()
+    if progress is not None:
+        progress.close()
+    return fast.count
+
+
+def _predict_blocks(
+    fast: _FastPredictor, stream: BinaryIO, sink: _Sink, source: str,
+    pending: bytes, lineno: int, block_bytes: int, progress: Progress | None,
+    one_pass: bool,
+) -> None:  # fmt: skip
+    """Feed *stream* to *fast* block by block, carrying partial lines over."""
+    feed = fast.feed_one_pass if one_pass else fast.feed
     done = len(pending)
     while True:
         block = stream.read(block_bytes)
         final = not block
         buf = pending + block if pending else block
-        used, lines = fast.feed(buf, final, lineno)
+        used, lines = feed(buf, final, lineno)
         lineno += lines
         done += len(block)
         pending = buf[used:]
@@ -770,10 +932,6 @@ def predict_stream(
             progress.update(done, fast.count)
         if final:
             break
-    sink.flush()
-    if progress is not None:
-        progress.close()
-    return fast.count
 
 
 def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
