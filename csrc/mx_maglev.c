@@ -169,6 +169,52 @@ void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
 	ds->turns = turns ? turns : (weight != 0);
 }
 
+/*
+ * Slots probed at once by mx_populate(). A claim's next free slot is the
+ * first of perm + skip, perm + 2 * skip, ... (mod m) that is empty; those
+ * positions do not depend on the table, so MX_PROBES of them are read
+ * together (independent loads, one well-predicted branch) instead of one
+ * load and one hard-to-predict branch per step. The slot found is the
+ * same, so the table is the kernel's.
+ */
+#define MX_PROBES	4
+
+/* The lowest set bit of a 4-bit mask of empty slots (mask != 0). */
+static const u8 mx_first_empty[1 << MX_PROBES] = {
+	0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0
+};
+
+/*
+ * The first empty slot among c + step[0], c + step[1], ... and on, MX_PROBES
+ * a time (mod m); @work counts the steps, for mx_cond_resched().
+ */
+static u32 mx_next_empty(u32 m, const mx_slot_t *table, u32 c,
+			 const u32 *step, u32 *work)
+{
+	u32 at[MX_PROBES];
+	u32 k, mask;
+
+	for (;;) {
+		mask = 0;
+		for (k = 0; k < MX_PROBES; k++) {
+			at[k] = c + step[k];
+			if (at[k] >= m)
+				at[k] -= m;
+			mask |= (u32)(table[at[k]] == MX_SLOT_EMPTY) << k;
+		}
+		if (mask) {
+			*work += mx_first_empty[mask] + 1;
+			return at[mx_first_empty[mask]];
+		}
+		c = at[MX_PROBES - 1];
+		*work += MX_PROBES;
+		if (*work >= MX_RESCHED_INTERVAL) {
+			*work = 0;
+			mx_cond_resched();
+		}
+	}
+}
+
 /**
  * mx_populate() - ip_vs_mh_populate()
  * @p: table parameters
@@ -186,7 +232,8 @@ void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
  * addresses folding alike) share one permutation: each claim then steps
  * past all the slots the others took, about m * n steps for n of them
  * (kmod/README.md, "How long a rebuild takes", has the measured bound).
- * mx_cond_resched() is offered every MX_RESCHED_INTERVAL steps.
+ * Steps are taken MX_PROBES at a time (see there); mx_cond_resched() is
+ * offered after about every MX_RESCHED_INTERVAL steps.
  */
 void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 		 mx_slot_t *table)
@@ -194,7 +241,8 @@ void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 	u32 m = p->m;
 	u32 filled = 0;
 	u32 work = 0;
-	u32 i, c, t;
+	u32 step[MX_PROBES];
+	u32 i, c, t, k;
 	int any = 0;
 
 	for (c = 0; c < m; c++)
@@ -206,22 +254,30 @@ void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 
 	for (;;) {
 		for (i = 0; i < n; i++) {
-			for (t = 0; t < ds[i].turns; t++) {
-				c = ds[i].perm;
-				while (table[c] != MX_SLOT_EMPTY) {
-					c += ds[i].skip;
-					if (c >= m)
-						c -= m;
-					if (!(++work % MX_RESCHED_INTERVAL))
-						mx_cond_resched();
-				}
-				ds[i].perm = c;
-				table[c] = (mx_slot_t)i;
-				if (++filled == m)
-					return;
-				if (!(++work % MX_RESCHED_INTERVAL))
-					mx_cond_resched();
+			if (!ds[i].turns)
+				continue;
+			/* step[k] = (k + 1) * skip mod m */
+			step[0] = ds[i].skip;
+			for (k = 1; k < MX_PROBES; k++) {
+				step[k] = step[k - 1] + ds[i].skip;
+				if (step[k] >= m)
+					step[k] -= m;
 			}
+			c = ds[i].perm;
+			for (t = 0; t < ds[i].turns; t++) {
+				if (table[c] != MX_SLOT_EMPTY)
+					c = mx_next_empty(m, table, c, step, &work);
+				table[c] = (mx_slot_t)i;
+				if (++filled == m) {
+					ds[i].perm = c;
+					return;
+				}
+				if (++work >= MX_RESCHED_INTERVAL) {
+					work = 0;
+					mx_cond_resched();
+				}
+			}
+			ds[i].perm = c;
 		}
 	}
 }
