@@ -26,7 +26,7 @@ fastcsv = Extension(
         "csrc/mx_hsiphash.c",
         "csrc/mx_bulk.c",
     ],
-    include_dirs=["csrc"],
+    include_dirs=["csrc", "maglevx"],
     extra_compile_args=["-O3"],
 )
 

@@ -22,6 +22,10 @@ import numpy as np
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char *src, void *dst)
 
+cdef extern from "_fastcsv_split.h" nogil:
+    bint fc_split(const uint8_t *p, Py_ssize_t ls, Py_ssize_t le,
+                  Py_ssize_t *fs, Py_ssize_t *fe)
+
 cdef extern from "<sys/socket.h>" nogil:
     int AF_INET
     int AF_INET6
@@ -53,26 +57,6 @@ cdef struct KeyEntry:
 cdef inline bint _ws(uint8_t c) nogil:
     # the ASCII characters str.strip() removes
     return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
-
-
-# Byte classes for splitting a line: 0 a byte of a field (printable ASCII or
-# whitespace str.strip() removes), or one of these
-cdef enum:
-    _C_COMMA = 1
-    _C_COLON = 2
-    _C_REFUSED = 3  # not ASCII, or a control character that is not whitespace
-cdef uint8_t _CLASS[256]
-
-
-cdef void _init_classes() noexcept:
-    cdef int c
-    for c in range(256):
-        _CLASS[c] = _C_REFUSED if (c >= 127 or (c < 32 and not _ws(c))) else 0
-    _CLASS[44] = _C_COMMA
-    _CLASS[58] = _C_COLON
-
-
-_init_classes()
 
 
 cdef inline uint64_t _fnv(const uint8_t *p, Py_ssize_t n) nogil:
@@ -131,33 +115,16 @@ cdef bint _parse_line(const uint8_t *p, Py_ssize_t ls, Py_ssize_t le,
     cdef Py_ssize_t fs[5]
     cdef Py_ssize_t fe[5]
     cdef Py_ssize_t i, f, a, b
-    cdef int nf = 0, proto
-    cdef uint8_t c, k
+    cdef int proto
+    cdef uint8_t c
     cdef char addr[64]
     cdef uint8_t a6[16]
     cdef uint32_t port
     cdef bint v6
     # split into fields, refusing anything but printable ASCII
-    fs[0] = ls
-    v6 = False
-    for i in range(ls, le):
-        k = _CLASS[p[i]]
-        if k == 0:
-            continue
-        if k == _C_COMMA:
-            if nf == 4:
-                return 0
-            fe[nf] = i
-            nf += 1
-            fs[nf] = i + 1
-        elif k == _C_COLON:
-            if nf == 1:
-                v6 = True  # the client address is IPv6
-        else:
-            return 0
-    if nf != 4:
+    if not fc_split(p, ls, le, fs, fe):
         return 0
-    fe[4] = le
+    v6 = memchr(p + fs[1], 58, fe[1] - fs[1]) != NULL  # ':': an IPv6 client
     for f in range(5):
         a = fs[f]
         b = fe[f]

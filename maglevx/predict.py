@@ -731,7 +731,7 @@ class _FastPredictor:
         """Write what one run() put in *out*; count its flows."""
         _, _, _, flows, none, written = result
         if written:
-            self.sink.write(memoryview(out)[:written])
+            self.sink.write(out[:written].data)
         self.count += flows
         self.stats.flows += flows
         self.stats.no_service += none

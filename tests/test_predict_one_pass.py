@@ -319,3 +319,14 @@ def test_a_key_without_a_route_stops_run():
         fastcsv.NEWKEY,
         0,
     )
+
+
+@pytest.mark.parametrize("byte", [b for b in range(256) if b not in (10, 13)])
+def test_every_byte_value_is_split_like_the_slow_path(byte):
+    # the C splitter reads 16 bytes at a time (SSE2) and the rest one by one:
+    # the byte lands in the first block, in the second, and in the tail
+    line = b"tcp,192.0.2.123,40000,10.0.0.1,80"
+    data = b"".join(
+        line[:at] + bytes([byte]) + line[at:] + b"\n" for at in (2, 19, len(line))
+    )
+    check(data, 1, 1 << 16)
