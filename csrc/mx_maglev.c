@@ -174,8 +174,10 @@ void mx_permutate(const struct mx_params *p, struct mx_dest_setup *ds,
  * first of perm + skip, perm + 2 * skip, ... (mod m) that is empty; those
  * positions do not depend on the table, so MX_PROBES of them are read
  * together (independent loads, one well-predicted branch) instead of one
- * load and one hard-to-predict branch per step. The slot found is the
- * same, so the table is the kernel's.
+ * load and one hard-to-predict branch per step. A server with several
+ * turns in a round takes every empty slot of a batch in order, as the
+ * kernel's claims one after the other would (nobody else claims in
+ * between). The slots found are the same, so the table is the kernel's.
  */
 #define MX_PROBES	4
 
@@ -185,23 +187,35 @@ static const u8 mx_first_empty[1 << MX_PROBES] = {
 };
 
 /*
- * The first empty slot among c + step[0], c + step[1], ... and on, MX_PROBES
- * a time (mod m); @work counts the steps, for mx_cond_resched().
+ * Slots at s + step[0], s + step[1], ... (mod m) into @at; returns the mask
+ * of the empty ones.
+ */
+static u32 mx_probe(u32 m, const mx_slot_t *table, u32 s, const u32 *step,
+		    u32 *at)
+{
+	u32 k, mask = 0;
+
+	for (k = 0; k < MX_PROBES; k++) {
+		at[k] = s + step[k];
+		if (at[k] >= m)
+			at[k] -= m;
+		mask |= (u32)(table[at[k]] == MX_SLOT_EMPTY) << k;
+	}
+	return mask;
+}
+
+/*
+ * The first empty slot after @c on a permutation, MX_PROBES steps at a
+ * time; @work counts the steps, for mx_cond_resched().
  */
 static u32 mx_next_empty(u32 m, const mx_slot_t *table, u32 c,
 			 const u32 *step, u32 *work)
 {
 	u32 at[MX_PROBES];
-	u32 k, mask;
+	u32 mask;
 
 	for (;;) {
-		mask = 0;
-		for (k = 0; k < MX_PROBES; k++) {
-			at[k] = c + step[k];
-			if (at[k] >= m)
-				at[k] -= m;
-			mask |= (u32)(table[at[k]] == MX_SLOT_EMPTY) << k;
-		}
+		mask = mx_probe(m, table, c, step, at);
 		if (mask) {
 			*work += mx_first_empty[mask] + 1;
 			return at[mx_first_empty[mask]];
@@ -241,8 +255,8 @@ void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 	u32 m = p->m;
 	u32 filled = 0;
 	u32 work = 0;
-	u32 step[MX_PROBES];
-	u32 i, c, t, k;
+	u32 step[MX_PROBES], at[MX_PROBES];
+	u32 i, c, t, k, pos, mask;
 	int any = 0;
 
 	for (c = 0; c < m; c++)
@@ -264,15 +278,49 @@ void mx_populate(const struct mx_params *p, struct mx_dest_setup *ds, u32 n,
 					step[k] -= m;
 			}
 			c = ds[i].perm;
-			for (t = 0; t < ds[i].turns; t++) {
-				if (table[c] != MX_SLOT_EMPTY)
-					c = mx_next_empty(m, table, c, step, &work);
+			t = 0;
+			if (table[c] == MX_SLOT_EMPTY) {
+				/* only a server's first claim: perm = offset */
 				table[c] = (mx_slot_t)i;
-				if (++filled == m) {
-					ds[i].perm = c;
+				if (++filled == m)
 					return;
+				t++;
+			}
+			if (ds[i].turns == 1) {
+				/* one claim a round: the first empty slot */
+				if (!t) {
+					c = mx_next_empty(m, table, c, step,
+							  &work);
+					table[c] = (mx_slot_t)i;
+					if (++filled == m) {
+						ds[i].perm = c;
+						return;
+					}
 				}
-				if (++work >= MX_RESCHED_INTERVAL) {
+				ds[i].perm = c;
+				continue;
+			}
+			pos = c;
+			while (t < ds[i].turns) {
+				/*
+				 * Each empty slot of this batch is the server's
+				 * next claim in turn: nobody else claims before
+				 * its turns are done.
+				 */
+				mask = mx_probe(m, table, pos, step, at);
+				pos = at[MX_PROBES - 1];
+				work += MX_PROBES;
+				while (mask && t < ds[i].turns) {
+					c = at[mx_first_empty[mask]];
+					mask &= mask - 1;
+					table[c] = (mx_slot_t)i;
+					if (++filled == m) {
+						ds[i].perm = c;
+						return;
+					}
+					t++;
+				}
+				if (work >= MX_RESCHED_INTERVAL) {
 					work = 0;
 					mx_cond_resched();
 				}

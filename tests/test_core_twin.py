@@ -101,3 +101,29 @@ def test_more_servers_than_slots_is_refused(core):
 def test_bad_table_size_is_refused():
     with pytest.raises(ValueError):
         _core.build_table(4000, 64, [1], [1], [1])
+
+
+# mx_populate() probes MX_PROBES slots at once and lets a server with several
+# turns take every empty slot of a batch; the twin claims one slot at a time,
+# as ip_vs_mh_populate(). Each case ends the fill in another branch.
+POPULATE_CASES = {
+    # one permutation shared by all (equal fold + port): long scans
+    "shared permutation": ([1] * 50, [80] * 50, list(range(1, 51)), 1021),
+    # one turn each: the single-claim path
+    "one turn each": (list(range(300)), [80] * 300, [1] * 300, 1021),
+    # few servers, many turns: the fill ends inside a batch
+    "many turns": ([7, 8, 9], [1, 2, 3], [100, 50, 1], 251),
+    # as many servers as slots: the last slot can go to a first claim
+    "n = m": (list(range(251)), [0] * 251, [1] * 251, 251),
+    "n = m, mixed": (list(range(251)), [0] * 251, [1 + i % 3 for i in range(251)], 251),
+}
+
+
+@pytest.mark.parametrize("case", POPULATE_CASES)
+@pytest.mark.parametrize("word_size", [64, 32])
+def test_batched_populate_claims_as_the_kernel(case, word_size):
+    folds, ports, weights, m = POPULATE_CASES[case]
+    np.testing.assert_array_equal(
+        _core.build_table(m, word_size, folds, ports, weights),
+        _twin.build_table(m, word_size, folds, ports, weights),
+    )
