@@ -449,8 +449,10 @@ class ArrowPredictor:
         np.logical_and(valid, not_ftp, out=valid)
         texts: dict[int, str] = {}
         if decide_rows:
-            rows = decide_rows[0] if len(decide_rows) == 1 else np.sort(
-                np.concatenate(decide_rows)
+            rows = (
+                decide_rows[0]
+                if len(decide_rows) == 1
+                else np.sort(np.concatenate(decide_rows))
             )
             self._decide(cols, rows, rport, raddr, valid, texts)
         result = self._result(pa, cols, n, rport, raddr, valid, groups, texts)

@@ -270,8 +270,10 @@ def test_arrow_batches_equal_csv_predict(theme, family, history_path, tmp_path):
         got += _arrow_answers(p.predict(batch))
     assert got == want
     # the test can fail: these flows depend on templates
-    fresh = [_arrow_answers(arrow.predict_arrow(Director.from_history(
-        THEMES[theme][0]), b)) for b in table.to_batches(max_chunksize=BATCH)]
+    fresh = [
+        _arrow_answers(arrow.predict_arrow(Director.from_history(THEMES[theme][0]), b))
+        for b in table.to_batches(max_chunksize=BATCH)
+    ]
     if theme != "toggle" or family == 4:
         assert sum(fresh, []) != want, "no flow followed a template of an earlier batch"
 
