@@ -350,6 +350,10 @@ class ArrowPredictor:
         self._codes = np.empty(0, np.uint8)
         self._intp = np.empty(0, np.intp)
         self._eq = np.empty(0, np.bool_)
+        self._unrouted = np.empty(0, np.bool_)
+        # of the last batch: rows no mh service took, and the address family
+        self.unrouted: npt.NDArray[np.bool_] = self._unrouted
+        self.family = 4
 
     def _grow(self, n: int) -> None:
         if n <= self._cap and self.reuse:
@@ -367,6 +371,7 @@ class ArrowPredictor:
         self._intp = np.empty(cap, np.intp)
         self._eq = np.empty(cap, np.bool_)
         self._ftp = np.empty(cap, np.bool_)
+        self._unrouted = np.empty(cap, np.bool_)
         self._cap = cap
 
     def _servers(self, snap: TableSnapshot, family: int) -> _ServerTable:
@@ -406,6 +411,8 @@ class ArrowPredictor:
         rport = self._rport[:n]
         valid = self._valid[:n]
         raddr = self._raddr4[:n] if cols.family == 4 else self._raddr6[:n]
+        unrouted = self._unrouted[:n]
+        unrouted.fill(False)
         # every route first: a bad row raises before any template changes
         groups = self._groups(cols)
         decisions = self.director.needs_decisions()
@@ -419,6 +426,7 @@ class ArrowPredictor:
                 self._fill_none(rows, idx, rport, raddr, valid)
                 if kind == _NO_SERVICE:
                     self.no_service += n if rows is None else len(rows)
+                    unrouted[slice(None) if rows is None else rows] = True
                 continue
             st = self._servers(snap, cols.family)
             self._lookup(cols, rows, snap, idx)
@@ -456,6 +464,7 @@ class ArrowPredictor:
             )
             self._decide(cols, rows, rport, raddr, valid, texts)
         result = self._result(pa, cols, n, rport, raddr, valid, groups, texts)
+        self.unrouted, self.family = unrouted, cols.family
         self.rows += n
         return result
 
