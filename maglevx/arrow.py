@@ -20,15 +20,26 @@ The result has two columns, ``raddr`` (the type of ``saddr``) and ``rport``
 *strict*, where no ``mh`` service takes the flow, as
 :meth:`Director.lookup_many` does).
 
+The answer is the kernel's whole decision (``docs/decision-path.md``), equal
+to ``maglevx predict`` over the same flows as CSV: fwmark services first (the
+``mark`` column), the FTP and port-zero catch-alls, client port 20 never
+scheduled. Flows of persistent services (``-p``) are decided one by one, in
+input order, by :func:`maglevx.decision.decide` against the director's
+templates (``director.templates``): a template made by one flow decides the
+later flows of its client network, in the same batch and in every later
+batch given to any predictor of that director, as in one ``predict`` run
+(``director.reset_templates()`` forgets them). Every other destination stays
+vectorised: without persistence no state decides a flow. A batch with a bad
+row raises before any template changes, naming the first bad row. A
+director with persistent services must not be predicted from several
+threads at once (the templates are shared state).
+
 :class:`ArrowPredictor` keeps its output buffers between batches: with
 ``reuse=True`` a stream of batches of at most the largest size seen
 allocates no new output memory; each result then aliases the predictor's
 buffers and is valid until its next call (write or copy it first).
 
 pyarrow is imported lazily (``pip install maglevx[arrow]``).
-
-Persistence templates (``-p``) are not modelled here: each flow is
-scheduled as a new connection without a template.
 """
 
 from __future__ import annotations
