@@ -515,8 +515,9 @@ def verify_flow_log(
     from maglevx import arrow
 
     pa = arrow.require_pyarrow()
-    kw = {} if batch_rows is None else {"batch_rows": batch_rows}
-    schema, batches = arrow.read_batches(stream, fmt, source=source, **kw)
+    schema, batches = arrow.read_batches(
+        stream, fmt, source=source, batch_rows=batch_rows or arrow.BATCH_ROWS
+    )
     missing = [c for c in observed if c not in schema.names]
     if missing:
         raise MaglevxError(
@@ -586,8 +587,8 @@ def _addresses(
     if pa.types.is_uint32(t) and family == 4:
         return arrow._numpy(pa, arr.fill_null(0)), ok
     if pa.types.is_fixed_size_binary(t) and t.byte_width == 16 and family == 6:
-        raw = np.frombuffer(arr.buffers()[1], np.uint8)
-        return raw[arr.offset * 16 : (arr.offset + len(arr)) * 16].reshape(-1, 16), ok
+        buf = np.frombuffer(arr.buffers()[1], np.uint8)
+        return buf[arr.offset * 16 : (arr.offset + len(arr)) * 16].reshape(-1, 16), ok
     if (pa.types.is_binary(t) or pa.types.is_large_binary(t)) and family == 6:
         raw = [b if b is not None else bytes(16) for b in arr.to_pylist()]
         bad = next((i for i, b in enumerate(raw) if len(b) != 16), None)
