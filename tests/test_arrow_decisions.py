@@ -412,4 +412,13 @@ def test_kernel_decision_vectors_through_arrow(path, index):
                     kernel = (ipaddress.ip_address(seen[0]), seen[1])
             if kernel != model:
                 bad.append((j, flow, kernel, model))
+        # the templates the Arrow path left are the kernel's (ip_vs_conn)
+        ip = ipaddress.ip_address
+        want = {(pr, ip(c), ip(v), vp, ip(da), dp)
+                for pr, c, v, vp, da, dp in got["templates"]}  # fmt: skip
+        have = {(t.protocol, t.client, t.vaddr, t.vport, t.daddr, t.dport)
+                for t in d.templates}  # fmt: skip
+        assert have == want, (
+            f"phase {j}: kernel only {want - have}, maglevx only {have - want}"
+        )
     assert not bad, f"{len(bad)} flows differ, e.g. {bad[:3]}"
