@@ -47,6 +47,8 @@ def predict_scenarios(
     """maglevx's choices for every phase of every scenario, and the seconds taken.
 
     Needs only the histories and flows, so it can run while the guest boots.
+    Decision scenarios get none here: their director carries templates across
+    phases, so :func:`.compare.compare_results` decides them in flow order.
     """
     t0 = time.monotonic()
     out = [
@@ -54,7 +56,7 @@ def predict_scenarios(
             predict.predict(
                 sc.history_upto(j), ph.flows, variant=variant, extra_args=model_args
             )
-            if ph.flows
+            if ph.flows and not sc.meta.get("decision")
             else []
             for j, ph in enumerate(sc.phases)
         ]
@@ -108,9 +110,11 @@ def run(
             kernel,
             results,
             report,
+            variant=variant,
             keep_results=keep_results,
             predictions=predictions,
             tag=tag,
+            model_args=args,
         )
     report.wall_seconds = time.monotonic() - t0
     return report
