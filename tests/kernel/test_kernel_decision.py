@@ -38,40 +38,13 @@ def test_decision_scenario_matches_maglevx(campaign, key, seed):
     assert not tbad, f"templates differ in {name} on {key}: {tbad[:3]} {replay}"
 
 
-# branch -> flows (or templates) that must have taken it in each kernel's run
-REQUIRED = {
-    "ftp-data tcp": 2,  # client port 20, TCP, IPv4 and IPv6
-    "ftp-data udp": 2,
-    "FTP lookup": 20,  # TCP to a :21 service's VIP, port 20 or >= 1024
-    "ftp-pass tcp": 10,  # ... non-persistent: passes
-    "no-service tcp": 5,
-    "port-zero catch-all": 100,
-    "fwmark service": 100,
-    "fwmark over exact service": 10,
-    "mark without fwmark service": 10,
-    "masked client IPv4": 100,
-    "masked client IPv6": 100,
-    "template tcp": 100,  # a template decided
-    "template udp": 100,
-    "template replaced": 3,  # its real server was gone (or quiescent + sysctl)
-    "template to weight 0": 5,  # quiescent, followed
-    "one-packet": 50,
-    "one-packet seen by nft": 50,
-    "template ip IPv4": 1,  # fwmark templates (protocol IP) in ip_vs_conn
-    "template ip IPv6": 1,
-    "template vport 0": 20,  # port-zero / FTP / fwmark templates
-    "client port < 1024": 2000,
-    "no-destination tcp": 1,
-}
-
-
-@pytest.mark.parametrize("branch", list(REQUIRED))
+@pytest.mark.parametrize("branch", list(decision.BRANCHES))
 @pytest.mark.parametrize("key", list(DECISION_SEEDS))
 def test_every_branch_is_hit(campaign, key, branch):
     rep = campaign[key]
-    assert rep.branches[branch] >= REQUIRED[branch], (
+    assert rep.branches[branch] >= decision.BRANCHES[branch], (
         f"{branch!r} taken {rep.branches[branch]} times on {key} "
-        f"(need {REQUIRED[branch]}); all: {dict(rep.branches)}"
+        f"(need {decision.BRANCHES[branch]}); all: {dict(rep.branches)}"
     )
 
 
@@ -158,9 +131,8 @@ def test_kernel_keys_cover_both():
     assert set(DECISION_SEEDS) <= set(kernels.KERNEL_KEYS)
 
 
-# -- the same edges on kmod/ (backport semantics) and on i386 ----------------------
+# -- the same edges on kmod/ (backport semantics); i386: test_arch_kernels.py -----
 KMOD_FLOWS = int(os.environ.get("MAGLEVX_KMOD_DECISION_FLOWS", "1000"))
-NO_NFT_THEMES = [i for i, t in enumerate(decision.THEMES) if t not in ("fwmark", "ops")]
 
 
 @pytest.fixture(scope="module")

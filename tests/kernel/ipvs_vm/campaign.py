@@ -129,6 +129,16 @@ def disagreement(report: Report, *, variant: str, model_args=()) -> tuple[int, i
     flows = differ = 0
     for res in report.results:
         sc = res.scenario
+        if sc.meta.get("decision"):  # one director across phases, templates kept
+            decided = predict.predict_scenario(
+                sc, variant=variant, model_args=model_args
+            )
+            for pr, pd in zip(res.phases, decided):
+                for r, want, ops in zip(pr.results, pd.choices, pd.one_packet):
+                    if not ops:  # -o datagrams are never in ip_vs_conn
+                        flows += 1
+                        differ += not predict.same_choice(r.choice, want)
+            continue
         for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
             if not ph.flows:
                 continue
