@@ -41,12 +41,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
 from ipvs_vm import ExtraModule, campaign, decision, kmod_build, predict, scenarios
+from ipvs_vm.edges import KMOD_M
+from ipvs_vm.edges import Mode as RobustMode
+from ipvs_vm.edges import build_scenarios as robust_scenarios
 from ipvs_vm.kernels import KERNELS, PrerequisiteError
-from test_kernel_robustness import KMOD_M
-from test_kernel_robustness import Mode as RobustMode
-from test_kernel_robustness import build_scenarios as robust_scenarios
+from ipvs_vm.suite import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
 
 pytestmark = pytest.mark.kernel
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import DECISION_SEEDS, fail_or_skip
 from ipvs_vm import compare, decision, kernels, qemu
+from ipvs_vm.suite import DECISION_SEEDS
 
 pytestmark = pytest.mark.kernel
 
@@ -136,19 +136,14 @@ KMOD_FLOWS = int(os.environ.get("MAGLEVX_KMOD_DECISION_FLOWS", "1000"))
 
 
 @pytest.fixture(scope="module")
-def kmod_decision(kernel_env, tmp_path_factory):
+def kmod_decision(kernel_env, kmod_build_of):
     """Every decision theme with kmod/'s ip_vs_mh.ko replacing the in-tree one."""
-    from ipvs_vm import kmod_build
-
     plan = []
     for key in DECISION_SEEDS:
-        k = kernel_env[key]
-        try:
-            kmod_build.check_prerequisites(k.headers_dir)
-        except kmod_build.BuildError as exc:
-            fail_or_skip(str(exc))
-        ko = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")).ko
-        plan.append((k, [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko))
+        ko = kmod_build_of(key).ko
+        plan.append(
+            (kernel_env[key], [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko)
+        )
     reports = {}
     for k, scs, ko in plan:  # one boot per kernel
         reports[k.key] = compare.run(

@@ -117,7 +117,7 @@ def write_replay(
     (d / "README").write_text(
         f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
         f"replay offline (bash):\n" + "\n".join(cmds) + "\n"
-        f"re-run in the VM: python tests/kernel/run.py --kernel {kernel.key} "
+        f"re-run in the VM: PYTHONPATH=tests/kernel python -m ipvs_vm --kernel {kernel.key} "
         f"--seeds {sc.seed}\n"
     )
     return d
@@ -260,7 +260,7 @@ def _write_decision_replay(kernel: Kernel, res, bad) -> Path:
             (d / f"phase{j}.{name}").write_text(text)
     (d / "README").write_text(
         f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
-        "re-run in the VM: python tests/kernel/run.py replay "
+        "re-run in the VM: PYTHONPATH=tests/kernel python -m ipvs_vm replay "
         f"{d} -k {kernel.key}\n"
     )
     return d
