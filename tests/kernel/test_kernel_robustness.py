@@ -32,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from ipvs_vm import ExtraModule, compare, predict, run_scenarios
 from ipvs_vm import scenarios as scen
 from ipvs_vm.edges import KMOD_M, RANDOM_FLOWS, Mode, build_scenarios
 from ipvs_vm.kmod_check import SPLAT
+from ipvs_vm.suite import LazyBoots
 
 pytestmark = pytest.mark.kernel
 
@@ -105,23 +105,16 @@ def _boot(mode: Mode, kernel, ko) -> Run:
 @pytest.fixture(scope="module")
 def robust_runs(kernel_env, kmod_build_of):
     """All boots, two at a time (one vCPU each on a 2-core host), started on first use."""
-    futures: dict = {}
-    pool = ThreadPoolExecutor(max_workers=2)
-
-    def start() -> None:
-        kos = {key: kmod_build_of(key).ko for key in KMOD_KERNELS}
-        # the kmod boot first: it is the shortest, the in-tree ones then overlap
-        for mode in sorted(MODES, key=lambda m: not m.kmod):
-            ko = kos[mode.key] if mode.kmod else None
-            futures[mode] = pool.submit(_boot, mode, kernel_env[mode.key], ko)
-
-    def get(mode: Mode) -> Run:
-        if not futures:
-            start()
-        return futures[mode].result()
-
-    yield get
-    pool.shutdown(wait=True)
+    boots = LazyBoots(
+        lambda: {
+            # the kmod boot first: it is the shortest, the in-tree ones then overlap
+            mode: (_boot, mode, kernel_env[mode.key],
+                   kmod_build_of(mode.key).ko if mode.kmod else None)
+            for mode in sorted(MODES, key=lambda m: not m.kmod)
+        }
+    )  # fmt: skip
+    yield boots
+    boots.close()
 
 
 # -- checks ----------------------------------------------------------------------

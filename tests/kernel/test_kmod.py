@@ -20,13 +20,12 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 from ipvs_vm import kernels, kmod_build, kmod_check, kmod_vm
-from ipvs_vm.kernels import PrerequisiteError
-from ipvs_vm.suite import fail_or_skip
+from ipvs_vm.suite import LazyBoots, fail_or_skip
 
 pytestmark = pytest.mark.kernel
 
@@ -180,30 +179,15 @@ def _configs(key: str) -> list[kmod_vm.Config]:
 @pytest.fixture(scope="session")
 def kmod_runs(kmod_build_of, kernel_env):
     """One boot per kernel; both boots run at once (one vCPU each, 2 host cores)."""
-    futures: dict = {}
-    pool = ThreadPoolExecutor(max_workers=len(KERNELS))
-
-    def start() -> None:
-        for key in KERNELS:
-            b = kmod_build_of(key)
-            futures[key] = pool.submit(
-                kmod_vm.run,
-                kernel_env[key],
-                b.ko,
-                _configs(key),
-                churn_seconds=CHURN_SECONDS,
-            )
-
-    def get(key: str) -> kmod_vm.KmodRun:
-        if not futures:
-            start()
-        try:
-            return futures[key].result()
-        except PrerequisiteError as exc:
-            fail_or_skip(str(exc))
-
-    yield get
-    pool.shutdown(wait=True)
+    boots = LazyBoots(
+        lambda: {
+            key: (partial(kmod_vm.run, churn_seconds=CHURN_SECONDS), kernel_env[key],
+                  kmod_build_of(key).ko, _configs(key))
+            for key in KERNELS
+        }
+    )  # fmt: skip
+    yield boots
+    boots.close()
 
 
 @pytest.mark.parametrize("key", KERNELS)

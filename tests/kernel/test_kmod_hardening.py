@@ -14,13 +14,12 @@ import os
 import re
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from ipvs_vm import kmod_build, kmod_check, kmod_dump, kmod_keyed, kmod_selftest_kat
 from ipvs_vm import kmod_hardening as hv
-from ipvs_vm.kernels import PrerequisiteError
-from ipvs_vm.suite import fail_or_skip
+from ipvs_vm.suite import LazyBoots
 
 KERNELS = ("6.1", "6.12")
 NEGATIVE_CONTROL = "6.1"  # the kernel that also boots the -DMX_NO_RESCHED build
@@ -131,31 +130,18 @@ def test_dkms_conf_has_build_exclusive_kernel():
 @pytest.fixture(scope="session")
 def hardening_runs(hardening_builds, kernel_env):
     """One boot per kernel; both boots run at once (one vCPU each, 2 host cores)."""
-    futures: dict = {}
-    pool = ThreadPoolExecutor(max_workers=len(KERNELS))
 
-    def start() -> None:
+    def plan() -> dict:
+        out = {}
         for key in KERNELS:
             normal, debug, nr = hardening_builds(key)
-            futures[key] = pool.submit(
-                hv.run,
-                kernel_env[key],
-                normal.ko,
-                debug.ko,
-                nr.ko if nr else None,
-                twins=TWINS,
-            )
+            out[key] = (partial(hv.run, twins=TWINS), kernel_env[key], normal.ko,
+                        debug.ko, nr.ko if nr else None)  # fmt: skip
+        return out
 
-    def get(key: str) -> hv.HardeningRun:
-        if not futures:
-            start()
-        try:
-            return futures[key].result()
-        except PrerequisiteError as exc:
-            fail_or_skip(str(exc))
-
-    yield get
-    pool.shutdown(wait=True)
+    boots = LazyBoots(plan)
+    yield boots
+    boots.close()
 
 
 def _compare(

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from .common import PrerequisiteError
 
 RANDOM_SEED = int(
     os.environ.get("MAGLEVX_SEED") or random.SystemRandom().randrange(10**6, 10**7)
@@ -36,3 +39,30 @@ def fail_or_skip(msg: str):
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true, so this is a failure: {msg}", pytrace=False)
     pytest.skip(msg)
+
+
+class LazyBoots:
+    """Boots that start together on first use, ``workers`` at a time (one vCPU
+    each on a 2-core host); calling it with a key waits for that boot's result.
+
+    ``plan()`` returns ``{key: (function, *args)}`` in the order to start them; a
+    :class:`~.common.PrerequisiteError` from a boot skips (fails under CI) the
+    test that asked for it.
+    """
+
+    def __init__(self, plan, workers: int = 2):
+        self._plan = plan
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._futures: dict = {}
+
+    def __call__(self, key):
+        if not self._futures:
+            for k, (fn, *args) in self._plan().items():
+                self._futures[k] = self._pool.submit(fn, *args)
+        try:
+            return self._futures[key].result()
+        except PrerequisiteError as exc:
+            fail_or_skip(str(exc))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
