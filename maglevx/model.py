@@ -513,6 +513,16 @@ def bulk_ports(sports: Any, n: int) -> npt.NDArray[np.uint16]:
     return np.ascontiguousarray(_integers(a, 65535, "sports"), np.uint16)
 
 
+def bulk_marks(fwmarks: Any, n: int) -> npt.NDArray[np.uint32]:
+    """Packet marks 0..2^32-1, one per flow, checked."""
+    a = np.asarray(fwmarks)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise MaglevxError(
+            f"expected {n} marks in a 1-d array, got shape {a.shape}", field="fwmarks"
+        )
+    return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "fwmarks"), np.uint32)
+
+
 def _bulk_out(out: Any, n: int) -> npt.NDArray[np.uint32]:
     if out is None:
         return np.empty(n, np.uint32)
@@ -862,7 +872,11 @@ class VirtualService:
     def schedule(
         self, saddr: IPAddress | str, sport: int, protocol: str
     ) -> RealServer | None:
-        """The real server the mh scheduler picks for a new flow, or None."""
+        """The real server the mh scheduler picks for a new flow, or None.
+
+        The scheduler's pick only: no persistence template and no client
+        port 20 rule (see :func:`lookup` for the kernel's whole decision).
+        """
         self.require_mh()
         sa = parse_address(saddr, "saddr")
         if sa.version != self.family:
@@ -896,6 +910,11 @@ class VirtualService:
         Returns, per flow, an index into ``snapshot.servers`` or -1 for no
         destination. To pair indices with servers across concurrent edits,
         take ``snap = svc.snapshot`` once and call ``snap.lookup_many``.
+
+        These are the scheduler's picks, as :meth:`schedule`'s: persistence
+        templates and the client port 20 rule are the director's, so for
+        the kernel's whole decision over columns use
+        :meth:`Director.lookup_many`.
         """
         self.require_mh()
         return self.snapshot.lookup_many(
@@ -1347,16 +1366,19 @@ class Director:
         daddrs: Sequence[object],
         dports: Any,
         *,
+        fwmarks: Any = None,
         strict: bool = False,
     ) -> npt.NDArray[np.object_]:
         """Schedule whole 5-tuple columns (e.g. a DataFrame's), across services.
 
         Returns, per flow, the RealServer or None (no destination, or with
         *strict* False a flow that no mh service takes, which the kernel
-        does not schedule). Addresses may be strings or ipaddress objects.
+        does not schedule). Addresses may be strings or ipaddress objects;
+        *fwmarks*, if given, is each packet's mark (0: none).
         The whole decision, as :func:`lookup`: client port 20 is never
         scheduled, and a director with persistent, port-zero, FTP or fwmark
-        services is decided flow by flow in input order (templates).
+        services is decided flow by flow in input order, following and
+        making the persistence templates in ``self.templates``.
         """
         n = len(protocols)
         cols = {"saddrs": saddrs, "sports": sports, "daddrs": daddrs, "dports": dports}
@@ -1365,13 +1387,14 @@ class Director:
                 raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
+        marks = [0] * n if fwmarks is None else bulk_marks(fwmarks, n).tolist()
         out = np.full(n, None, dtype=object)
-        if self.needs_decisions():
+        if self.needs_decisions() or any(marks):
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
                 proto = _bulk_protocol(protocols[i])
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
-                svc = self.resolve(proto, daddrs[i], dp[i])
+                svc = self.resolve(proto, daddrs[i], dp[i], marks[i] or None)
                 if svc is None or svc.scheduler != "mh":
                     if strict:
                         raise MaglevxError(
@@ -1380,7 +1403,7 @@ class Director:
                             field="daddrs",
                         )
                     continue
-                out[i] = decision.decide(self, flow).server
+                out[i] = decision.decide(self, flow, fwmark=marks[i]).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):

@@ -419,6 +419,18 @@ def test_director_bulk_over_columns_equals_scalar_lookups():
         d.lookup_many(protos, saddrs, sports, daddrs, dports, strict=True)
     with pytest.raises(MaglevxError, match="sports"):
         d.lookup_many(protos, saddrs, sports[:3], daddrs, dports)
+    for marks, what in (
+        ([-1] * n, "-1 is outside"),
+        ([2**33] * n, "is outside 0..4294967295"),
+        ([0.5] * n, "expected integers"),
+        ([0] * 3, "expected 400 marks"),
+    ):
+        with pytest.raises(MaglevxError, match=what) as e:
+            d.lookup_many(protos, saddrs, sports, daddrs, dports, fwmarks=marks)
+        assert e.value.field == "fwmarks"
+    # marks that match no fwmark service change nothing
+    again = d.lookup_many(protos, saddrs, sports, daddrs, dports, fwmarks=[7] * n)
+    assert list(again) == list(got)
 
 
 @pytest.mark.parametrize(
