@@ -27,12 +27,8 @@ def _name(seed: int) -> str:
 
 @pytest.mark.parametrize("key,seed", CASES, ids=[f"{k}-{_name(s)}" for k, s in CASES])
 def test_decision_scenario_matches_maglevx(campaign, key, seed):
-    rep = campaign[key]
     name = _name(seed)
-    bad = [m for m in rep.mismatches if m.scenario == name]
-    tbad = [t for t in rep.template_mismatches if t.startswith(name + " ")]
-    problems = [p for p in rep.problems if p.startswith(name + " ")]
-    replay = [str(d) for d in rep.replay_dirs if f"-{name}-" in d.name]
+    bad, tbad, problems, replay = campaign[key].faults(name)
     assert not problems, f"harness problems in {name}: {problems[:5]} {replay}"
     assert not bad, f"{len(bad)} mismatches in {name} on {key}: {bad[:3]} {replay}"
     assert not tbad, f"templates differ in {name} on {key}: {tbad[:3]} {replay}"

@@ -59,6 +59,16 @@ class Report:
             f"total {boot.total_seconds:.1f}s, backlog drops {softnet_dropped(boot)}"
         )
 
+    def faults(self, name: str) -> tuple[list, list, list, list[str]]:
+        """Scenario ``name``'s (mismatches, template differences, harness
+        problems, replay directories)."""
+        return (
+            [m for m in self.mismatches if m.scenario == name],
+            [t for t in self.template_mismatches if t.startswith(name + " ")],
+            [p for p in self.problems if p.startswith(name + " ")],
+            [str(d) for d in self.replay_dirs if f"-{name}-" in d.name],
+        )
+
     def summary(self) -> str:
         boots = ", ".join(
             f"{b:.1f}/{g:.1f}s" for b, g in zip(self.boot_seconds, self.guest_seconds)
