@@ -157,7 +157,9 @@ def fetch(arch: Arch, *, offline_ok: bool = True) -> Userland:
         if shutil.which("nft"):
             host["nft"] = "host"  # (in the image's cache key)
         return Userland(arch, None, host)
-    udir = cache_dir() / f"userland-{arch.name}"
+    # the package list in the name: checkouts with other lists keep their own
+    names_digest = hashlib.sha256(" ".join(PACKAGES).encode()).hexdigest()[:8]
+    udir = cache_dir() / f"userland-{arch.name}-{names_digest}"
     meta = udir / "userland.json"
     src = apt.ports(arch.name)
     names = [f"{p}:{arch.name}" for p in PACKAGES]
