@@ -304,7 +304,13 @@ def test_decision_themes(key, kmod, arch_runs):
     assert len(names) == len(decision.THEMES) + 1, names
     assert rep.templates_compared >= 100, rep.summary()
     assert rep.template_mismatches == [], rep.template_mismatches[:3]
-    missed = [b for b in decision.BRANCHES if rep.branches[b] == 0]
+    # our module builds its table from live weights: a scheduled flow lands on an
+    # available server, so no theme ends in "no destination" there (in-tree, a
+    # weight-0 server keeps its slots and the flow gets none)
+    unreachable = {"no-destination tcp"} if kmod else set()
+    missed = [
+        b for b in decision.BRANCHES if b not in unreachable and not rep.branches[b]
+    ]
     assert not missed, f"not taken on {key}: {missed}; all: {dict(rep.branches)}"
 
 
