@@ -20,15 +20,26 @@ The result has two columns, ``raddr`` (the type of ``saddr``) and ``rport``
 *strict*, where no ``mh`` service takes the flow, as
 :meth:`Director.lookup_many` does).
 
+The answer is the kernel's whole decision (``docs/decision-path.md``), equal
+to ``maglevx predict`` over the same flows as CSV: fwmark services first (the
+``mark`` column), the FTP and port-zero catch-alls, client port 20 never
+scheduled. Flows of persistent services (``-p``) are decided one by one, in
+input order, by :func:`maglevx.decision.decide` against the director's
+templates (``director.templates``): a template made by one flow decides the
+later flows of its client network, in the same batch and in every later
+batch given to any predictor of that director, as in one ``predict`` run
+(``director.reset_templates()`` forgets them). Every other destination stays
+vectorised: without persistence no state decides a flow. A batch with a bad
+row raises before any template changes, naming the first bad row. A
+director with persistent services must not be predicted from several
+threads at once (the templates are shared state).
+
 :class:`ArrowPredictor` keeps its output buffers between batches: with
 ``reuse=True`` a stream of batches of at most the largest size seen
 allocates no new output memory; each result then aliases the predictor's
 buffers and is valid until its next call (write or copy it first).
 
 pyarrow is imported lazily (``pip install maglevx[arrow]``).
-
-Persistence templates (``-p``) are not modelled here: each flow is
-scheduled as a new connection without a template.
 """
 
 from __future__ import annotations
@@ -39,8 +50,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from maglevx import decision
 from maglevx.backend import core
-from maglevx.decision import FTPDATA, persistent
+from maglevx.decision import FTPDATA
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
 from maglevx.model import Director, TableSnapshot
@@ -49,6 +61,20 @@ COLUMNS = ("proto", "saddr", "sport", "daddr", "dport")
 MARK = "mark"
 _PROTO_CODE = {p: i + 1 for i, p in enumerate(PROTOCOLS)}  # 0: not a protocol
 _CODE_PROTO = {v: k for k, v in _PROTO_CODE.items()}
+
+# How the flows to one destination are decided (ArrowPredictor._route):
+_NO_SERVICE = 0  # no (mh) virtual service: null, counted in no_service
+_NEVER = 1  # a catch-all service without -p: never scheduled, null
+_TABLE = 2  # the scheduler's pick, vectorised: no state decides it
+_DECIDE = 3  # a persistent service: maglevx.decision, flow by flow (templates)
+_Route = tuple[int, "TableSnapshot | None"]
+
+
+def _address(values: npt.NDArray[Any], row: int, family: int) -> Any:
+    """One address of a uint32 or (n, 16) uint8 column as an ipaddress."""
+    if family == 4:
+        return ipaddress.IPv4Address(int(values[row]))
+    return ipaddress.IPv6Address(bytes(values[row]))
 
 
 def require_pyarrow() -> Any:
@@ -103,24 +129,41 @@ class _Columns:
         self.n = batch.num_rows
         self.offset = offset
         col = {name: _one_chunk(pa, batch.column(name)) for name in COLUMNS}
-        self.proto = self._protocols(pa, col["proto"])
-        self.kind, self.family, self.saddr = self._addresses(pa, col["saddr"], "saddr")
-        kind, family, self.daddr = self._addresses(pa, col["daddr"], "daddr")
-        if (kind, family) != (self.kind, self.family):
-            raise MaglevxError(
-                f"daddr is {_kind_name(kind, family)} but saddr is "
-                f"{_kind_name(self.kind, self.family)}",
-                field="daddr",
-            )
-        self.sport = self._integers(pa, col["sport"], "sport", 0xFFFF, np.uint16)
-        self.dport = self._integers(pa, col["dport"], "dport", 0xFFFF, np.uint16)
+        # a bad row of each column is kept, the first in input order raised
+        # (rows before it are good: predict_columnar writes them)
+        errors: list[_RowError] = []
+
+        def checked(fn: Any, *args: Any) -> Any:
+            try:
+                return fn(*args)
+            except _RowError as exc:
+                errors.append(exc)
+                return None
+
+        self.proto = checked(self._protocols, pa, col["proto"])
+        sa = checked(self._addresses, pa, col["saddr"], "saddr")
+        da = checked(self._addresses, pa, col["daddr"], "daddr")
+        if sa is not None and da is not None:
+            self.kind, self.family, self.saddr = sa
+            kind, family, self.daddr = da
+            if (kind, family) != (self.kind, self.family):
+                raise MaglevxError(
+                    f"daddr is {_kind_name(kind, family)} but saddr is "
+                    f"{_kind_name(self.kind, self.family)}",
+                    field="daddr",
+                )
+        self.sport = checked(self._integers, pa, col["sport"], "sport", 0xFFFF,
+                             np.uint16)  # fmt: skip
+        self.dport = checked(self._integers, pa, col["dport"], "dport", 0xFFFF,
+                             np.uint16)  # fmt: skip
         self.mark = None
         if MARK in names:
-            m = self._integers(
-                pa, _one_chunk(pa, batch.column(MARK)), MARK, 0xFFFFFFFF, np.uint32
-            )
-            if m.any():
+            m = checked(self._integers, pa, _one_chunk(pa, batch.column(MARK)), MARK,
+                        0xFFFFFFFF, np.uint32)  # fmt: skip
+            if m is not None and m.any():
                 self.mark = m
+        if errors:
+            raise min(errors, key=lambda e: e.row if e.row is not None else -1)
 
     def _no_nulls(self, arr: Any, name: str) -> None:
         if arr.null_count:
@@ -283,6 +326,8 @@ class _ServerTable:
                 b"".join(rs.address.packed for rs in servers) + bytes(16), np.uint8
             ).reshape(-1, 16)
         self.texts = np.array([str(rs.address) for rs in servers] + [None], object)
+        # a real server without a port (fwmark -g/-i) takes the flow's port
+        self.portless = any(rs.port == 0 for rs in servers)
 
 
 class ArrowPredictor:
@@ -316,6 +361,10 @@ class ArrowPredictor:
         self._codes = np.empty(0, np.uint8)
         self._intp = np.empty(0, np.intp)
         self._eq = np.empty(0, np.bool_)
+        self._unrouted = np.empty(0, np.bool_)
+        # of the last batch: rows no mh service took, and the address family
+        self.unrouted: npt.NDArray[np.bool_] = self._unrouted
+        self.family = 4
 
     def _grow(self, n: int) -> None:
         if n <= self._cap and self.reuse:
@@ -333,6 +382,7 @@ class ArrowPredictor:
         self._intp = np.empty(cap, np.intp)
         self._eq = np.empty(cap, np.bool_)
         self._ftp = np.empty(cap, np.bool_)
+        self._unrouted = np.empty(cap, np.bool_)
         self._cap = cap
 
     def _servers(self, snap: TableSnapshot, family: int) -> _ServerTable:
@@ -365,13 +415,6 @@ class ArrowPredictor:
             raise MaglevxError(
                 f"expected a pyarrow RecordBatch or Table, got {type(batch).__name__}"
             )
-        if any(persistent(s) for s in self.director.services):
-            # persistence templates are decided flow by flow, in input order
-            # (maglevx.decision); this columnar path has the scheduler only
-            raise MaglevxError(
-                "this director has persistent services, whose templates the "
-                "Arrow path does not follow yet: give the flows as CSV"
-            )
         n = batch.num_rows
         self._grow(n)
         cols = _Columns(batch, self.rows, self._codes, self._intp)
@@ -379,11 +422,22 @@ class ArrowPredictor:
         rport = self._rport[:n]
         valid = self._valid[:n]
         raddr = self._raddr4[:n] if cols.family == 4 else self._raddr6[:n]
+        unrouted = self._unrouted[:n]
+        unrouted.fill(False)
+        # every route first: a bad row raises before any template changes
         groups = self._groups(cols)
-        for rows, snap in groups:
+        decisions = self.director.needs_decisions()
+        decide_rows: list[Any] = []
+        for rows, route in groups:
+            kind, snap = route
+            if kind == _DECIDE:
+                decide_rows.append(np.arange(n) if rows is None else rows)
+                continue
             if snap is None:
                 self._fill_none(rows, idx, rport, raddr, valid)
-                self.no_service += n if rows is None else len(rows)
+                if kind == _NO_SERVICE:
+                    self.no_service += n if rows is None else len(rows)
+                    unrouted[slice(None) if rows is None else rows] = True
                 continue
             st = self._servers(snap, cols.family)
             self._lookup(cols, rows, snap, idx)
@@ -400,13 +454,70 @@ class ArrowPredictor:
                 rport[rows] = st.ports[sel]
                 raddr[rows] = st.addrs[sel]
                 valid[rows] = sel != -1
+            if decisions and st.portless:
+                # decision.decide(): a real server without a port (fwmark -g)
+                # gets the flow's destination port (ip_vs_schedule, 6.1:549)
+                if rows is None:
+                    np.copyto(rport, cols.dport, where=rport == 0)
+                else:
+                    got = rport[rows]
+                    rport[rows] = np.where(got == 0, cols.dport[rows], got)
         # FTP data (client port 20) is never scheduled (ip_vs_schedule())
         not_ftp = self._ftp[:n]
         np.not_equal(cols.sport, FTPDATA, out=not_ftp)
         np.logical_and(valid, not_ftp, out=valid)
-        result = self._result(pa, cols, n, rport, raddr, valid, groups)
+        texts: dict[int, str] = {}
+        if decide_rows:
+            rows = (
+                decide_rows[0]
+                if len(decide_rows) == 1
+                else np.sort(np.concatenate(decide_rows))
+            )
+            self._decide(cols, rows, rport, raddr, valid, texts)
+        result = self._result(pa, cols, n, rport, raddr, valid, groups, texts)
+        self.unrouted, self.family = unrouted, cols.family
         self.rows += n
         return result
+
+    def _decide(
+        self, cols: _Columns, rows: Any, rport: Any, raddr: Any, valid: Any,
+        texts: dict[int, str],
+    ) -> None:  # fmt: skip
+        """Rows of persistent services, flow by flow in input order.
+
+        ``maglevx.decision`` decides them against the director's templates
+        (``director.templates``), which it reads and updates: the first
+        connection of a client network makes the template the later ones
+        follow, in this batch and the next ones.
+        """
+        director = self.director
+        templates = director.templates
+        family = cols.family
+        mark = cols.mark
+        for r in rows.tolist():
+            flow = (
+                _CODE_PROTO[int(cols.proto[r])],
+                _address(cols.saddr, r, family),
+                int(cols.sport[r]),
+                _address(cols.daddr, r, family),
+                int(cols.dport[r]),
+            )
+            fwmark = 0 if mark is None else int(mark[r])
+            dec = decision.decide(director, flow, fwmark=fwmark, templates=templates)
+            rs = dec.server
+            if rs is None:
+                valid[r] = False
+                rport[r] = 0
+                raddr[r] = 0
+                continue
+            valid[r] = True
+            rport[r] = dec.port
+            if family == 4:
+                raddr[r] = int(rs.address)
+            else:
+                raddr[r] = np.frombuffer(rs.address.packed, np.uint8)
+            if cols.kind == "string":
+                texts[r] = str(rs.address)
 
     def _fill_none(
         self, rows: Any, idx: Any, rport: Any, raddr: Any, valid: Any
@@ -416,13 +527,17 @@ class ArrowPredictor:
         raddr[sl] = 0
         valid[sl] = False
 
-    def _groups(self, cols: _Columns) -> list[tuple[Any, TableSnapshot | None]]:
-        """(rows or None for all, snapshot or None) per destination."""
+    def _groups(self, cols: _Columns) -> list[tuple[Any, _Route]]:
+        """(rows or None for all, route) per destination.
+
+        Every destination is routed before any is decided; the error of the
+        first bad row (in input order) is raised.
+        """
         n = cols.n
         if n == 0:
             return []
         if self._one_destination(cols):
-            return [(None, self._snapshot(cols, 0))]
+            return [(None, self._route(cols, 0))]
         if cols.family == 4:
             key = cols.daddr.astype(np.uint64) << np.uint64(24)
             key |= cols.dport.astype(np.uint64) << np.uint64(8)
@@ -444,9 +559,15 @@ class ArrowPredictor:
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
         out = []
+        errors: list[_RowError] = []
         for g, row in enumerate(first.tolist()):
             rows = order[bounds[g] : bounds[g + 1]]
-            out.append((rows, self._snapshot(cols, row)))
+            try:
+                out.append((rows, self._route(cols, row)))
+            except _RowError as exc:
+                errors.append(exc)
+        if errors:
+            raise min(errors, key=lambda e: e.row if e.row is not None else -1)
         return out
 
     def _one_destination(self, cols: _Columns) -> bool:
@@ -466,7 +587,8 @@ class ArrowPredictor:
                 return False
         return True
 
-    def _snapshot(self, cols: _Columns, row: int) -> TableSnapshot | None:
+    def _route(self, cols: _Columns, row: int) -> _Route:
+        """How the flows to *row*'s destination are decided (see _Route)."""
         proto = _CODE_PROTO[int(cols.proto[row])]
         if cols.family == 4:
             daddr: Any = ipaddress.IPv4Address(int(cols.daddr[row]))
@@ -485,18 +607,20 @@ class ArrowPredictor:
                     row=at,
                     field="daddr",
                 )
-            return None
-        if not svc.fwmark and svc.port != dport:
-            # found through the FTP or port-zero catch-all lookup, without
-            # persistence: ip_vs_schedule() never schedules such a packet
-            return None
+            return (_NO_SERVICE, None)
         if svc.family != cols.family:
             raise _RowError(
                 f"{svc.name} is IPv{svc.family}, the flow IPv{cols.family}",
                 row=at,
                 field="saddr",
             )
-        return svc.snapshot
+        if decision.persistent(svc):
+            return (_DECIDE, None)  # templates: flow by flow, in input order
+        if not svc.fwmark and svc.port != dport:
+            # found through the FTP or port-zero catch-all lookup, without
+            # persistence: ip_vs_schedule() never schedules such a packet
+            return (_NEVER, None)
+        return (_TABLE, svc.snapshot)
 
     def _lookup(self, cols: _Columns, rows: Any, snap: TableSnapshot, idx: Any) -> None:
         sched = snap.scheduler
@@ -532,7 +656,7 @@ class ArrowPredictor:
 
     def _result(
         self, pa: Any, cols: _Columns, n: int, rport: Any, raddr: Any, valid: Any,
-        groups: list[tuple[Any, TableSnapshot | None]],
+        groups: list[tuple[Any, _Route]], decided: dict[int, str],
     ) -> Any:  # fmt: skip
         nulls = n - int(np.count_nonzero(valid))
         if not self.reuse:
@@ -543,13 +667,16 @@ class ArrowPredictor:
             vbuf = pa.py_buffer(bits if self.reuse else bits.copy())
         if cols.kind == "string":
             texts = np.full(n, None, object)
-            for rows, snap in groups:
+            for rows, (_, snap) in groups:
                 if snap is None:
                     continue
                 st = self._servers(snap, cols.family)
                 i32 = self._idx[:n].view(np.int32)
                 sel = slice(None) if rows is None else rows
                 texts[sel] = st.texts[i32[sel]]
+            for r, text in decided.items():
+                texts[r] = text
+            texts[~valid] = None  # FTP data
             addr_arr = pa.array(texts, pa.string())
         elif cols.family == 4:
             addr_arr = pa.Array.from_buffers(

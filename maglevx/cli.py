@@ -607,6 +607,12 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
         director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
                              kind="snapshot", params=params,
                              listing=listing_from(args))  # fmt: skip
+    fmt = args.format
+    if fmt == "auto":
+        with open_input(args.conn, "rb") as f:
+            fmt = _detect_columnar(f) or "capture"
+    if fmt in COLUMNAR_FORMATS:
+        return _verify_flow_log(director, fmt, args, stdout)
     conns = read_conns(args.conn)
     rep = verify.verify(
         director,
@@ -625,6 +631,35 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
             f"nothing verified: none of the {len(conns)} connections is to an mh "
             "service of the configuration (see 'skipped'); capture while clients "
             "connect, on the director whose configuration you give",
+            source=args.conn,
+        )
+    return EXIT_OK
+
+
+def _verify_flow_log(
+    director: Director, fmt: str, args: argparse.Namespace, stdout: TextIO
+) -> int:
+    """Verify a Parquet / Arrow IPC flow log (tools.verify.verify_flow_log)."""
+    from maglevx.tools import verify
+
+    observed = tuple(c.strip() for c in args.observed.split(","))
+    if len(observed) != 2 or not all(observed):
+        raise MaglevxError(
+            f"expected two column names ADDRESS,PORT, got {args.observed!r}",
+            field="--observed",
+        )
+    with open_input(args.conn, "rb") as f:
+        rep = verify.verify_flow_log(
+            director, f, fmt, source=args.conn,
+            observed=(observed[0], observed[1]),
+        )  # fmt: skip
+    _emit(args, stdout, rep.to_json(), verify.render_flow_log(rep, args.conn))
+    if rep.different:
+        return EXIT_DIFFERENT
+    if rep.checked == 0:
+        raise MaglevxError(
+            f"nothing verified: none of the {rep.flows} flows is to an mh service "
+            "of the configuration",
             source=args.conn,
         )
     return EXIT_OK
@@ -874,7 +909,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=PROC_CONN,
         metavar="FILE",
         help=f"connections: {PROC_CONN} (default), `ipvsadm -Lnc` or "
-        "`conntrack -L` output (detected)",
+        "`conntrack -L` output (detected), or a flow log as Parquet or Arrow "
+        "IPC (see --format)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "capture", *COLUMNAR_FORMATS),
+        default="auto",
+        help="--conn's format: a capture (ip_vs_conn, ipvsadm -Lnc, conntrack), "
+        "or a flow log as parquet or arrow (IPC file or stream), read one row "
+        "group at a time: the flow columns of `predict` plus the real server "
+        "the director chose (--observed); flows are new connections in log "
+        "order (default: detected)",
+    )
+    p.add_argument(
+        "--observed",
+        default="raddr,rport",
+        metavar="ADDRESS,PORT",
+        help="a flow log's columns of the chosen real server: its address (the "
+        "type of saddr, or text; null for none) and port (default: raddr,rport)",
     )
     p.add_argument(
         "--kmod-tables",

@@ -7,6 +7,16 @@ director travels to the workers as its pickle (a :class:`Director` pickles
 by value: its parameters and state) and each worker process rebuilds it once
 and keeps it. Results are those of one process, row for row.
 
+Persistence templates (``-p``) are the director's state and need the flows
+in input order (``docs/decision-path.md``). Templates never cross directors:
+each director's frame carries its own. Within one director, the partitions
+of a director with persistent services are decided one after another, in
+partition order: each partition's task gets the director (with its
+templates) from the previous partition's task, so the answers are those of
+one ``maglevx predict`` run over the whole log; only different directors'
+frames run in parallel. Directors without persistent services have no such
+state and their partitions run in parallel.
+
 A bad row raises MaglevxError naming the partition and the row within it,
 e.g. ``partition 3: field 'sport': row 17: 70000 is outside 0..65535``.
 dask and pyarrow are imported lazily (``pip install 'maglevx[dask]'``).
@@ -19,6 +29,7 @@ import pickle
 from typing import Any
 
 from maglevx.arrow import COLUMNS, MARK, ArrowPredictor, require_pyarrow
+from maglevx.decision import persistent
 from maglevx.errors import MaglevxError
 from maglevx.model import Director
 
@@ -35,10 +46,27 @@ def _director(blob: bytes) -> Director:
 def _predict_partition(
     part: Any, blob: bytes, strict: bool, partition_info: Any = None
 ) -> Any:
+    number = partition_info["number"] if partition_info else 0
+    return _predict_frame(part, _director(blob), strict, number)
+
+
+def _predict_in_order(
+    part: Any, blob: bytes, strict: bool, number: int
+) -> tuple[Any, bytes]:
+    """One partition of a persistent director: (frame, director after it).
+
+    The director (and its templates) comes pickled from the previous
+    partition's task and goes on to the next one.
+    """
+    director = pickle.loads(blob)
+    out = _predict_frame(part, director, strict, number)
+    return out, pickle.dumps(director)
+
+
+def _predict_frame(part: Any, director: Director, strict: bool, number: int) -> Any:
     import pandas as pd
 
     pa = require_pyarrow()
-    number = partition_info["number"] if partition_info else 0
     cols = [c for c in (*COLUMNS, MARK) if c in part.columns]
     table = pa.Table.from_pandas(part[cols], preserve_index=False)
     try:
@@ -52,7 +80,7 @@ def _predict_partition(
                     raise MaglevxError(
                         "IPv6 addresses must be 16 bytes each", field=name
                     ) from None
-        result = ArrowPredictor(_director(blob), strict=strict).predict(table)
+        result = ArrowPredictor(director, strict=strict).predict(table)
     except MaglevxError as exc:
         raise MaglevxError(f"partition {number}: {exc}") from None
     out = part.copy(deep=False)
@@ -105,7 +133,25 @@ def predict(ddf: Any, director: Director, *, strict: bool = True) -> Any:
     meta = ddf._meta.copy()
     meta["raddr"] = pd.Series([], dtype=pd.ArrowDtype(_address_type(pa, meta["saddr"])))
     meta["rport"] = pd.Series([], dtype=pd.ArrowDtype(pa.uint16()))
+    if any(persistent(s) for s in director.services):
+        return _predict_chain(ddf, blob, strict, meta)
     return ddf.map_partitions(_predict_partition, blob, strict, meta=meta)
+
+
+def _predict_chain(ddf: Any, blob: bytes, strict: bool, meta: Any) -> Any:
+    """Partitions one after another, the director passed along (templates)."""
+    import dask
+    import dask.dataframe as dd
+
+    outs = []
+    state: Any = blob
+    for number, part in enumerate(ddf.to_delayed()):
+        task = dask.delayed(_predict_in_order, nout=2, pure=True)(
+            part, state, strict, number
+        )
+        outs.append(task[0])
+        state = task[1]
+    return dd.from_delayed(outs, meta=meta, divisions=ddf.divisions, verify_meta=False)
 
 
 def _verify_partition(

@@ -10,6 +10,12 @@
 Both feed each batch to :class:`maglevx.arrow.ArrowPredictor`, so the
 answers are those of :meth:`Director.lookup_many` (a flow no mh service
 takes gives NULL unless *strict*). duckdb and polars are imported lazily.
+
+Both engines call the function on batches in any order and from several
+threads, so a director with persistent services (``-p``), whose templates
+need the flows in input order, is refused: use ``ArrowPredictor`` over the
+batches in order, ``maglevx predict --format parquet`` or
+:func:`maglevx.dask.predict`.
 """
 
 from __future__ import annotations
@@ -17,10 +23,25 @@ from __future__ import annotations
 from typing import Any
 
 from maglevx.arrow import COLUMNS, ArrowPredictor, require_pyarrow
+from maglevx.decision import persistent
 from maglevx.errors import MaglevxError
 from maglevx.model import Director
 
 ADDRESS_TYPES = ("uint32", "varchar", "blob")
+
+
+def _require_no_templates(director: Director, engine: str) -> None:
+    """Refuse a director whose answers depend on the order of the batches."""
+    if not isinstance(director, Director):
+        raise MaglevxError(f"expected a Director, got {type(director).__name__}")
+    names = [s.name for s in director.services if persistent(s)]
+    if names:
+        raise MaglevxError(
+            f"{engine} calls maglevx on batches in any order, but persistent "
+            f"services ({', '.join(names)}) need the flows in input order "
+            "(templates): use maglevx.arrow.ArrowPredictor over the batches in "
+            "order, maglevx predict --format parquet, or maglevx.dask.predict"
+        )
 
 
 def _predict_struct(
@@ -69,6 +90,7 @@ def register_duckdb(
     """
     import duckdb
 
+    _require_no_templates(director, "DuckDB")
     if address not in ADDRESS_TYPES:
         raise MaglevxError(
             f"address type {address!r} is not one of {', '.join(ADDRESS_TYPES)}",
@@ -113,6 +135,7 @@ def polars_expr(
     """
     import polars as pl
 
+    _require_no_templates(director, "Polars")
     dtypes = {"uint32": pl.UInt32, "binary": pl.Binary, "string": pl.String}
     if address not in dtypes:
         raise MaglevxError(

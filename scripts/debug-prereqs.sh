@@ -26,6 +26,11 @@ else
     echo "debug-prereqs: not root or no apt-get: installing nothing" >&2
 fi
 
+if [ "${MAGLEVX_DEBUG_KERNEL:-}" = later ]; then
+    # scripts/test.sh builds it in the background, next to the tests
+    echo "debug-prereqs: the debug kernel is built later (scripts/test.sh)"
+    exit 0
+fi
 start=$(date +%s)
 if bash scripts/debug-kernel.sh >/dev/null; then
     echo "debug-prereqs: debug kernel ready ($(( $(date +%s) - start )) s)"

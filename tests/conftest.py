@@ -38,3 +38,13 @@ def pytest_runtest_makereport(item, call):
 def pytest_collectreport(report):
     if _ci() and report.skipped and "bench" not in report.nodeid:
         report.outcome = "failed"
+
+
+# The debug kernel is built once per machine (scripts/debug-kernel.sh), and on a
+# first run scripts/test.sh builds it in the background while the rest runs:
+# its tests go last, so that they are the only ones that may wait for it.
+LAST = {"test_debug_kernel.py"}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.path.name in LAST)  # stable: order kept

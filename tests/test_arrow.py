@@ -172,7 +172,10 @@ def test_mark_selects_the_fwmark_service(director):
             rs = svc.schedule(
                 str(ipaddress.IPv4Address(int(saddr[i]))), int(sport[i]), "tcp"
             )
-            assert got[i] == (str(rs.address), rs.port)
+            # a real server without a port takes the flow's (ip_vs_schedule(),
+            # 6.1:549-551; kernel theme fwmark in docs/decision-path.md)
+            assert rs.port == 0
+            assert got[i] == (str(rs.address), int(dport[i]))
         else:
             assert got[i] is None
 

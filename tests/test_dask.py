@@ -105,6 +105,43 @@ def test_bad_row_names_partition_and_row(client, director):
         mdask.predict(ddf.drop(columns=["dport"]), director)
 
 
+def test_persistent_director_partitions_in_order_equal_one_process(client):
+    """Templates made in one partition decide flows of the later ones."""
+    from test_arrow_decisions import PERSIST, _flows
+
+    n = 600 if PURE_PYTHON else 4000
+    _, table = _flows("persist", 4, n, seed=26)
+    df = table.to_pandas()
+    df["proto"] = df["proto"].astype(str)
+    ddf = dd.from_pandas(df, npartitions=6, sort=False)
+    director = Director.from_history(PERSIST)
+    got = mdask.predict(ddf, director, strict=False).compute()
+    assert len(director.templates) == 0  # the caller's director is untouched
+    ref = predict_arrow(
+        Director.from_history(PERSIST), pa.Table.from_pandas(df, preserve_index=False)
+    )
+    assert _na(got["raddr"]) == ref["raddr"].to_pylist()
+    assert _na(got["rport"]) == ref["rport"].to_pylist()
+    assert list(got.index) == list(df.index)
+    # the test can fail: fresh templates per partition give other answers
+    fresh = []
+    for part in np.array_split(np.arange(n), 6):
+        t = pa.Table.from_pandas(df.iloc[part], preserve_index=False)
+        fresh += predict_arrow(Director.from_history(PERSIST), t)["rport"].to_pylist()
+    assert fresh != ref["rport"].to_pylist()
+    # a bad row still names its partition and row
+    df.loc[n - 5, "sport"] = 0
+    df["sport"] = df["sport"].astype(np.int64)
+    df.loc[n - 5, "sport"] = 70000
+    last = len(np.array_split(np.arange(n), 6)[-1])
+    with pytest.raises(
+        MaglevxError,
+        match=rf"partition 5: field 'sport': row {last - 5}: 70000 is outside",
+    ):
+        mdask.predict(dd.from_pandas(df, npartitions=6, sort=False), director,
+                      strict=False).compute()  # fmt: skip
+
+
 def test_verify_counts_mismatches_per_partition(client, director):
     df = _frame(2000, seed=25)
     truth = predict_arrow(director, pa.Table.from_pandas(df, preserve_index=False))

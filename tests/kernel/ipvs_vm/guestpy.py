@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from . import initramfs, qemu
+from .common import cache_dir
 from .kernels import Kernel
 
 MOUNT_TAG = "hostroot"
@@ -89,12 +90,14 @@ def module_files(kernel: Kernel, net: bool = False, more=()) -> dict:
 def _host_tmp_paths(python: str) -> list[str]:
     """What the guest needs from the host's /tmp (relative, shell-quoted).
 
-    The checkout (guest_driver.py, an editable maglevx) and the Python
-    environment, when they live there: the chroot's /tmp is the guest's.
+    The checkout (guest_driver.py, an editable maglevx), the Python
+    environment and the cache (flowgen, built modules), when they live
+    there: the chroot's /tmp is the guest's.
     """
     tmp = Path("/tmp")
     need = {Path(__file__).resolve().parents[3], Path(sys.prefix).resolve()}
     need.add(Path(python).resolve().parent.parent)
+    need.add(cache_dir().resolve())
     return sorted(
         shlex.quote(str(p.relative_to(tmp)))
         for p in need
