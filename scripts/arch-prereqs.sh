@@ -4,7 +4,7 @@
 # Debian 12 packages; installed only as root (like kernel-prereqs.sh).
 # Not installed, on purpose: the cross compilers (gcc-aarch64-linux-gnu,
 # gcc-s390x-linux-gnu). Debian 12's gcc-multilib, which the -m32 builds need,
-# conflicts with every cross gcc package; `python3 tests/kernel/run.py fetch --all`
+# conflicts with every cross gcc package; `PYTHONPATH=tests/kernel python3 -m ipvs_vm fetch --all`
 # unpacks them into $MAGLEVX_CACHE instead (tests/kernel/ipvs_vm/toolchain.py),
 # with the guests' kernels, headers and userland (private apt roots under
 # $MAGLEVX_CACHE/apt, tests/kernel/ipvs_vm/apt.py).

@@ -35,14 +35,14 @@ fi
 
 # --- other kernels and architectures (tests/kernel/test_arch_kernels.py) ------------
 # gcc-multilib and qemu-system-i386; qemu-system-arm/-misc. (The arm64/s390x cross
-# compilers conflict with gcc-multilib: `run.py fetch --all` unpacks them.)
+# compilers conflict with gcc-multilib: `python3 -m ipvs_vm fetch --all` unpacks them.)
 bash scripts/i386-prereqs.sh \
     || echo "kernel-prereqs: i386 prerequisites incomplete (the tests will say why)" >&2
 bash scripts/arch-prereqs.sh \
     || echo "kernel-prereqs: arm64/s390x prerequisites incomplete (the tests will say why)" >&2
 
 if command -v apt-get >/dev/null 2>&1; then
-    python3 tests/kernel/run.py fetch --all \
+    PYTHONPATH=tests/kernel python3 -m ipvs_vm fetch --all \
         || echo "kernel-prereqs: could not fetch every kernel (the kernel tests will say why)" >&2
 fi
 

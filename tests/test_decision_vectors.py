@@ -1,7 +1,7 @@
 """Replay what Debian's real kernels decided in the decision scenarios, without a VM.
 
 tests/vectors/decision-*.json.gz were captured by
-tests/kernel/capture_decision_vectors.py (header fields name kernel, ipvsadm, date
+tests/kernel/ipvs_vm/capture_decision_vectors.py (header fields name kernel, ipvsadm, date
 and command): one scenario of every theme of tests/kernel/ipvs_vm/decision.py.
 One director is carried across a scenario's phases, as the kernel's network
 namespace was; every flow's real server (or none, and for UDP whether the packet

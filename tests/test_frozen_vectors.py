@@ -1,7 +1,7 @@
 """Frozen vectors: what Debian's real amd64 kernels chose, replayed without a VM.
 
 tests/vectors/kernel-6.1-amd64.txt.gz and kernel-6.12-amd64.txt.gz were captured by
-tests/kernel/capture_vectors.py (each file's header names the kernel package and
+tests/kernel/ipvs_vm/capture_vectors.py (each file's header names the kernel package and
 ``uname -r``, ipvsadm, the date and the command). Every flow of every case must
 come out of maglevx (upstream variant, 64-bit, M = 4093) as the kernel chose it.
 One test per case, so a failure names the scenario and its history.

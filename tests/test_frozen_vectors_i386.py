@@ -1,7 +1,7 @@
 """Frozen 32-bit vectors: what Debian's real i386 kernel chose, replayed without a VM.
 
 tests/vectors/kernel-6.1-686-pae.txt.gz was captured by
-tests/kernel/capture_vectors_i386.py (its header says from which kernel, ipvsadm,
+tests/kernel/ipvs_vm/capture_vectors_i386.py (its header says from which kernel, ipvsadm,
 date and command). Every flow must come out the same from maglevx with
 ``word_size=32``; the 64-bit model must not (a 32-bit director is different).
 """

@@ -115,10 +115,36 @@ def test_kmod_tables_slot_by_slot():
     assert bad.slots_differ == 1 and bad.first_differences[0].startswith("slot 7:")
 
 
+README_DUMP = (
+    """version 1
+service TCP [fd00::1]:80 af inet6 netns 4026531840
+params table_size 251 tab_bits 4 word_size 32 hash_port 0 byte_order little hash_key 1a2b3c4d
+dests 2
+dest 0 [2001:db8::3]:80 weight 0 overload 1
+dest 1 [2001:db8::2]:80 weight 2 overload 0
+table """
+    + " ".join(["1", "-"] * 125 + ["0"])
+    + "\nend\n"
+)
+
+
+def test_kmod_dump_keeps_every_field():
+    """The kernel tests read dumps with this parser only: nothing is dropped."""
+    (svc,) = parse_kmod_tables(README_DUMP)
+    assert (svc.service, svc.family, svc.netns) == ("TCP [fd00::1]:80", 6, 4026531840)
+    assert (svc.table_size, svc.word_size, svc.hash_port) == (251, 32, False)
+    assert svc.params["tab_bits"] == "4" and svc.params["hash_key"] == "1a2b3c4d"
+    assert svc.params["byte_order"] == "little"
+    assert svc.dests == ["[2001:db8::3]:80", "[2001:db8::2]:80"]
+    assert svc.weights == [0, 2] and svc.overloaded == [True, False]
+    assert svc.slots[:3] == [1, None, 1] and svc.slots[-1] == 0
+
+
 @pytest.mark.parametrize(
     "text,where",
     [("version 2\n", "t:1: field 'version'"),
-     ("version 1\nservice TCP 1.2.3.4:80 af inet\nparams x\n", "t:3: field 'params'")],
+     ("version 1\nservice TCP 1.2.3.4:80 af inet\nparams x\n", "t:3: field 'params'"),
+     (README_DUMP.replace(" weight 2", ""), "t:6: field 'dest'")],
 )  # fmt: skip
 def test_bad_kmod_dump(text, where):
     with pytest.raises(MaglevxError, match=where):

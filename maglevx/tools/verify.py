@@ -72,6 +72,10 @@ class KmodService:
     dests: list[str]
     slots: list[int | None]  # index into dests, None: empty
     line: int
+    netns: int | None = None  # the network namespace's inode number
+    params: dict[str, str] = field(default_factory=dict)  # every params field
+    weights: list[int] = field(default_factory=list)  # per dest, live weight
+    overloaded: list[bool] = field(default_factory=list)  # per dest
 
 
 @dataclass
@@ -326,19 +330,26 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
                     )
             elif f[0] == "service":
                 i = f.index("af")
+                attrs = dict(zip(f[i::2], f[i + 1 :: 2]))
                 cur = {
                     "service": " ".join(f[1:i]),
                     "line": lineno,
-                    "family": 6 if f[i + 1] == "inet6" else 4,
+                    "family": 6 if attrs["af"] == "inet6" else 4,
+                    "netns": int(attrs["netns"]) if "netns" in attrs else None,
                     "dests": [],
+                    "weights": [],
+                    "overloaded": [],
                 }
             elif f[0] == "params":
                 kv = dict(zip(f[1::2], f[2::2]))
-                cur.update(table_size=int(kv["table_size"]),
+                cur.update(params=kv, table_size=int(kv["table_size"]),
                            word_size=int(kv["word_size"]),
                            hash_port=kv["hash_port"] == "1")  # fmt: skip
             elif f[0] == "dest":
+                attrs = dict(zip(f[3::2], f[4::2]))
                 cur["dests"].append(f[2])
+                cur["weights"].append(int(attrs["weight"]))
+                cur["overloaded"].append(attrs["overload"] == "1")
             elif f[0] == "table":
                 cur["slots"] = [None if x == "-" else int(x) for x in f[1:]]
             elif f[0] == "dests":

@@ -10,9 +10,6 @@ scenario (default 2500).
 
 from __future__ import annotations
 
-import os
-import random
-import sys
 import time
 
 import pytest
@@ -20,45 +17,16 @@ import pytest
 # pytest's default "prepend" import mode puts this directory (no __init__.py) on
 # sys.path before importing this file and the tests: the ipvs_vm package is found
 # there, without any sys.path manipulation.
-from ipvs_vm import (
-    compare,
-    decision,
-    kernels,
-    kmod_build,
-    kmod_vm,
-    predict,
-    prereqs,
-    scenarios,
+from ipvs_vm import compare, decision, kernels, kmod_build, predict, prereqs, scenarios
+from ipvs_vm.suite import (
+    DECISION_FLOWS,
+    DECISION_SEEDS,
+    FLOWS_PER_SCENARIO,
+    RANDOM_SEED,
+    SEEDS,
+    SUMMARY,
+    fail_or_skip,
 )
-
-# Compatibility: the kmod helpers were top-level modules of tests/kernel before
-# they moved into ipvs_vm; ``import kmod_build`` (kmod_vm, kmod_dump) still gets
-# the same module objects. New code: ``from ipvs_vm import kmod_build``.
-sys.modules.setdefault("kmod_build", kmod_build)
-sys.modules.setdefault("kmod_vm", kmod_vm)
-try:
-    from ipvs_vm import kmod_dump
-except ImportError:  # maglevx itself missing: kernel_env says so
-    pass
-else:
-    sys.modules.setdefault("kmod_dump", kmod_dump)
-
-RANDOM_SEED = int(
-    os.environ.get("MAGLEVX_SEED") or random.SystemRandom().randrange(10**6, 10**7)
-)
-FLOWS_PER_SCENARIO = int(os.environ.get("MAGLEVX_KERNEL_FLOWS", "2500"))
-# Seeds 1-3 run on both kernels (and the random one): their decisions must agree.
-# 6.1 gives 9 random seeds' worth of flows to the decision scenarios below.
-SEEDS = {
-    "6.1": list(range(1, 39)) + [RANDOM_SEED],
-    "6.12": [1, 2, 3] + list(range(1001, 1007)) + [RANDOM_SEED],
-}
-# Decision scenarios (ipvs_vm/decision.py): seeds 0..8 are one of each theme, so
-# every branch of docs/decision-path.md is hit in every run on both kernels; the
-# random one varies addresses, weights, masks and flags.
-DECISION_FLOWS = int(os.environ.get("MAGLEVX_DECISION_FLOWS", "2000"))
-DECISION_SEEDS = {key: list(range(9)) + [RANDOM_SEED] for key in SEEDS}
-SUMMARY: list[str] = []
 
 
 def pytest_report_header(config):
@@ -73,12 +41,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("maglevx kernel parity")
         for line in SUMMARY:
             terminalreporter.write_line(line)
-
-
-def fail_or_skip(msg: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so this is a failure: {msg}", pytrace=False)
-    pytest.skip(msg)
 
 
 class KernelEnv(dict):
@@ -135,3 +97,34 @@ def campaign(kernel_env):
     SUMMARY.append(f"campaign wall time {wall:.1f}s; random seed {RANDOM_SEED}")
     print("\n" + "\n".join(SUMMARY))
     return reports
+
+
+@pytest.fixture(scope="session")
+def maglevx_cli():
+    """``python -m maglevx predict`` runs (or the test skips/fails saying why)."""
+    why = predict.maglevx_available()
+    if why:
+        fail_or_skip(f"python -m maglevx predict: {why}")
+
+
+@pytest.fixture(scope="session")
+def kmod_build_of(kernel_env, tmp_path_factory):
+    """``get(key, target="module", kcflags="")``: kmod/ built (W=1) against kernel ``key``'s
+    headers, once per session and build, shared by every test file that boots it."""
+    cache: dict = {}
+
+    def get(key: str, target: str = "module", kcflags: str = "") -> kmod_build.Build:
+        if (key, target, kcflags) not in cache:
+            k = kernel_env[key]
+            try:
+                kmod_build.check_prerequisites(k.headers_dir)
+            except kmod_build.BuildError as exc:
+                fail_or_skip(str(exc))
+            out = tmp_path_factory.mktemp(f"kmod-{key}-{target}")
+            cache[(key, target, kcflags)] = kmod_build.build(
+                k.headers_dir, out, target=target, kcflags=kcflags,
+                make_args=k.make_args,
+            )  # fmt: skip
+        return cache[(key, target, kcflags)]
+
+    return get

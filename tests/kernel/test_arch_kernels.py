@@ -12,6 +12,11 @@ lists at run time), two kinds of boot under qemu (TCG), one architecture harness
   ``ip_vs_mh``, against ``--variant backport``: seeded histories at the default
   M = 4093 and the edge cases at ``table_size=251``.
 
+On i386 both boots also run every theme of the kernel's whole decision
+(``ipvs_vm.decision``: FTP-data, port zero, fwmark marks set by the guest's i386
+nft, persistence with masks, ``-E``, ``-o``), decided by the model with
+``--word-size 32`` (issue 11: "the kmod and i386 campaigns get the same edges").
+
 Kernels: Debian 12's i386 ``686-pae`` (32-bit: ``--word-size 32``), Debian 11's
 5.10 LTS, Debian 13's 6.12 (trixie), Debian 12's arm64 (must predict exactly as
 amd64) and s390x (big-endian: ``--byte-order big``). Each kernel's model options
@@ -36,12 +41,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
-from ipvs_vm import ExtraModule, campaign, kmod_build, predict, scenarios
+from ipvs_vm import ExtraModule, campaign, decision, kmod_build, predict, scenarios
+from ipvs_vm.edges import KMOD_M
+from ipvs_vm.edges import Mode as RobustMode
+from ipvs_vm.edges import build_scenarios as robust_scenarios
 from ipvs_vm.kernels import KERNELS, PrerequisiteError
-from test_kernel_robustness import KMOD_M
-from test_kernel_robustness import Mode as RobustMode
-from test_kernel_robustness import build_scenarios as robust_scenarios
+from ipvs_vm.suite import FLOWS_PER_SCENARIO, RANDOM_SEED, SUMMARY, fail_or_skip
 
 pytestmark = pytest.mark.kernel
 
@@ -62,6 +67,7 @@ class Plan:
     kmod_flows: int
     min_intree: int  # flows (seeded + edge cases) a full run must reach
     min_kmod: int
+    decision_flows: int = 0  # per decision theme, in-tree and module (0: none)
 
 
 # Seeds 1-3 are also in the main 6.1 campaign (and the run's random seed in both).
@@ -70,7 +76,7 @@ class Plan:
 # ~4k each.
 PLANS = {
     "6.1-686-pae": Plan(tuple(range(1, 11)), 2500, tuple(range(3001, 3011)), 1000,
-                        27_000, 13_000),
+                        27_000, 13_000, decision_flows=800),
     "5.10": Plan((1, 2, 3, 501), 1800, (3101, 3102, 3103), 1000, 10_000, 5_000),
     "6.12-trixie": Plan((1, 2, 3, 502), 1800, (3201, 3202, 3203), 1000, 10_000,
                         5_000),
@@ -115,6 +121,9 @@ def _seeded(plan: Plan, kmod: bool) -> list:
     scs = [scenarios.generate(s, n) for s in seeds]
     if not kmod:
         scs.append(scenarios.generate(RANDOM_SEED, n))
+    if plan.decision_flows:  # one scenario of each theme, + the run's random seed
+        themes = [*range(len(decision.THEMES)), RANDOM_SEED]
+        scs += [decision.generate(s, _flows(plan.decision_flows)) for s in themes]
     return scs
 
 
@@ -274,6 +283,35 @@ def test_edge_cases_behave(key, kmod, arch_runs):
     for j, vip in zero.scenario.meta["all_none"]:
         got = [r.choice for r in zero.phases[j].results if r.flow.daddr == vip]
         assert got and all(c is None for c in got), (j, vip)
+
+
+DECIDED = [(key, kmod) for key, kmod in CASES if PLANS[key].decision_flows]
+
+
+@pytest.mark.parametrize(
+    "key,kmod", DECIDED, ids=[f"{k}-{'kmod' if m else 'intree'}" for k, m in DECIDED]
+)
+def test_decision_themes(key, kmod, arch_runs):
+    """Every branch of docs/decision-path.md taken, templates equal to the model's.
+
+    Each flow's choice is checked by test_every_flow_matches_maglevx; here: the
+    persistence templates in /proc/net/ip_vs_conn after every phase, and every
+    branch (ftp-data, port zero, fwmark marked by nft, masks, -E, -o) hit at least
+    once, so a theme that stopped running on this kernel fails.
+    """
+    rep = arch_runs(key, kmod).seeded
+    names = {r.scenario.name for r in rep.results if r.scenario.meta.get("decision")}
+    assert len(names) == len(decision.THEMES) + 1, names
+    assert rep.templates_compared >= 100, rep.summary()
+    assert rep.template_mismatches == [], rep.template_mismatches[:3]
+    # our module builds its table from live weights: a scheduled flow lands on an
+    # available server, so no theme ends in "no destination" there (in-tree, a
+    # weight-0 server keeps its slots and the flow gets none)
+    unreachable = {"no-destination tcp"} if kmod else set()
+    missed = [
+        b for b in decision.BRANCHES if b not in unreachable and not rep.branches[b]
+    ]
+    assert not missed, f"not taken on {key}: {missed}; all: {dict(rep.branches)}"
 
 
 # What the wrong model gets wrong: the check has teeth on every architecture where

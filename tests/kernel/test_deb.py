@@ -27,11 +27,17 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import kmod_check
 import pytest
-from ipvs_vm import kernels, predict, prereqs, scenarios
+from ipvs_vm import (
+    kernels,
+    kmod_build,
+    kmod_check,
+    kmod_vm,
+    prereqs,
+    scenarios,
+)
 from ipvs_vm.kernels import PrerequisiteError
-from kmod_check import kmod_build, kmod_vm
+from ipvs_vm.suite import fail_or_skip
 
 pytestmark = pytest.mark.kernel
 
@@ -50,13 +56,6 @@ TOOLS = {
 }
 
 
-def missing(why: str):
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing: {why}")
-    pytest.skip(why)
-
-
 def project_version() -> str:
     """The project's single version: maglevx/_version.py (pyproject.toml reads it)."""
     text = (REPO / "maglevx" / "_version.py").read_text()
@@ -71,7 +70,7 @@ def deb(tmp_path_factory) -> Path:
         f"{tool} ({pkg})" for tool, pkg in TOOLS.items() if not shutil.which(tool)
     ]
     if absent:
-        missing(f"not installed: {', '.join(absent)} (scripts/debug-prereqs.sh)")
+        fail_or_skip(f"not installed: {', '.join(absent)} (scripts/debug-prereqs.sh)")
     out = tmp_path_factory.mktemp("deb")
     r = subprocess.run(
         ["make", "-s", "-C", str(REPO / "kmod"), "deb", f"DEBDIR={out}"],
@@ -203,14 +202,14 @@ def _dkms_status() -> str:
 @pytest.fixture(scope="module")
 def lifecycle(deb, tmp_path_factory) -> Lifecycle:
     if os.geteuid() != 0:
-        missing("apt-get install of the .deb needs root")
+        fail_or_skip("apt-get install of the .deb needs root")
     still = prereqs.ensure()
     if still:
-        missing(prereqs.explain(still))
+        fail_or_skip(prereqs.explain(still))
     try:
         kernel = kernels.fetch_kernel(KERNEL)
     except PrerequisiteError as exc:
-        missing(str(exc))
+        fail_or_skip(str(exc))
     version = project_version()
     # dkms signs modules with a key it creates on first use: keep the machine as found
     mok = [p for p in (Path("/var/lib/dkms/mok.key"), Path("/var/lib/dkms/mok.pub"))
@@ -286,10 +285,7 @@ def dkms_run(lifecycle) -> kmod_vm.KmodRun:
     return kmod_vm.run(lifecycle.kernel, lifecycle.ko, configs, churn_seconds=0)
 
 
-def test_dkms_built_module_passes_campaign(dkms_run):
-    why = predict.maglevx_available()
-    if why:
-        missing(f"python -m maglevx predict: {why}")
+def test_dkms_built_module_passes_campaign(dkms_run, maglevx_cli):
     assert kmod_check.load_problems(dkms_run) == []
     assert "[mh] scheduler registered" in dkms_run.boot.dmesg
     rep = kmod_check.compare_flows(dkms_run)

@@ -8,8 +8,8 @@ for debug_kernel.PROBE.
 
 from __future__ import annotations
 
-import debug_kernel
 import pytest
+from ipvs_vm import debug_kernel
 
 REPORTS = (
     "[   12.3] BUG: KASAN: slab-out-of-bounds in mx_table_fill+0x1d2/0x3c0 [ip_vs_mh]",

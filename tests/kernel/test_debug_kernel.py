@@ -27,12 +27,10 @@ import os
 import re
 import subprocess
 
-import debug_kernel
-import kmod_check
 import pytest
-from ipvs_vm import predict, prereqs, scenarios
+from ipvs_vm import debug_kernel, kmod_build, kmod_check, kmod_vm, prereqs, qemu
 from ipvs_vm.kernels import PrerequisiteError
-from kmod_check import kmod_build, kmod_dump, kmod_vm
+from ipvs_vm.suite import fail_or_skip
 
 pytestmark = pytest.mark.kernel
 
@@ -45,22 +43,15 @@ CPUS = 2
 TIMEOUT = 3600
 
 
-def missing(why: str):
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def dk() -> debug_kernel.DebugKernel:
     still = prereqs.ensure()
     if still:
-        missing(prereqs.explain(still))
+        fail_or_skip(prereqs.explain(still))
     try:
         return debug_kernel.build()
     except PrerequisiteError as exc:
-        missing(str(exc))
+        fail_or_skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -71,29 +62,19 @@ def ko_build(dk, tmp_path_factory) -> kmod_build.Build:
             dk.kernel.headers_dir, tmp_path_factory.mktemp("kmod"), target="debug"
         )
     except kmod_build.BuildError as exc:
-        missing(str(exc))
-
-
-def _configs() -> list[kmod_vm.Config]:
-    n_scen = -(-FLOWS * 104 // 100 // FLOWS_PER_SCENARIO)
-    scs = [scenarios.generate(3000 + i, FLOWS_PER_SCENARIO + 60) for i in range(n_scen)]
-    scenarios.pack(scs, 10**9)  # one boot: no client twice
-    configs = [kmod_vm.Config(m, hp, []) for m, hp in CONFIGS]
-    for i, sc in enumerate(scs):
-        configs[i % len(configs)].scenarios.append(sc)
-    return configs
+        fail_or_skip(str(exc))
 
 
 @pytest.fixture(scope="module")
 def run(dk, ko_build) -> kmod_vm.KmodRun:
-    configs = _configs()
+    configs = kmod_check.configs(FLOWS, FLOWS_PER_SCENARIO, 3000, CONFIGS)
     files = debug_kernel.wrap_job(
         kmod_vm.guest_job(ko_build.ko, configs, churn_seconds=CHURN_SECONDS)
     )
     try:
-        boot = kmod_check.boot(dk.kernel, files, cpus=CPUS, timeout=TIMEOUT)
+        boot = qemu.boot(dk.kernel, files, cpus=CPUS, timeout=TIMEOUT)
     except PrerequisiteError as exc:
-        missing(str(exc))
+        fail_or_skip(str(exc))
     print(
         f"\ndebug kernel {dk.kernel.release} (config {dk.config_hash}, cold build "
         f"{dk.build_seconds} s): boot {boot.boot_seconds:.0f} s, "
@@ -171,13 +152,6 @@ def test_module_loads_and_refuses_bad_parameters(run):
     assert "self-test failed" not in run.boot.dmesg
 
 
-@pytest.fixture(scope="module")
-def maglevx_cli():
-    why = predict.maglevx_available()
-    if why:
-        missing(f"python -m maglevx predict: {why}")
-
-
 def test_flows_match_maglevx(run, maglevx_cli):
     rep = kmod_check.compare_flows(run)
     print(f"\ndebug kernel: {rep.summary()}")
@@ -196,21 +170,10 @@ def test_table_dumps_match_maglevx(run, maglevx_cli):
 
 
 def test_churn_then_clear_and_rmmod(run, maglevx_cli):
-    from maglevx import Director
-
-    ops, seconds = map(int, run.text("churn.ops").split())
-    scheduled = sum(int(x) for x in run.text("churn.scheduled").split())
-    print(
-        f"\ndebug kernel churn: {ops} ipvsadm operations in {seconds} s guest time, "
-        f"{run.text('churn.flowruns').strip()} flowgen runs, {scheduled} flows scheduled"
-    )
-    assert seconds >= CHURN_SECONDS
+    ch = kmod_check.churn(run)
+    print(f"\ndebug kernel {ch.summary()}")
+    assert ch.seconds >= CHURN_SECONDS
     # KASAN + lockdep under TCG on a busy host: an ipvsadm call can take seconds
     # (measured: 25 in 65 s with the host's load at 11); flows kept arriving
-    assert ops >= CHURN_SECONDS // 6 and scheduled > 0
-    director = Director.from_snapshot(run.text("churn.ln"), variant="backport")
-    dump = kmod_dump.parse(run.text("churn.tables"))
-    assert kmod_dump.compare_with_model(dump, director) == []
-    assert run.text("churn.clear").strip() == "0"
-    assert run.text("churn.rmmod").strip() == "0"
-    assert run.text("churn.after").strip() == ""
+    assert ch.ops >= CHURN_SECONDS // 6 and ch.scheduled > 0
+    assert ch.problems == [], ch.problems

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import DECISION_SEEDS, fail_or_skip
 from ipvs_vm import compare, decision, kernels, qemu
+from ipvs_vm.suite import DECISION_SEEDS
 
 pytestmark = pytest.mark.kernel
 
@@ -27,51 +27,20 @@ def _name(seed: int) -> str:
 
 @pytest.mark.parametrize("key,seed", CASES, ids=[f"{k}-{_name(s)}" for k, s in CASES])
 def test_decision_scenario_matches_maglevx(campaign, key, seed):
-    rep = campaign[key]
     name = _name(seed)
-    bad = [m for m in rep.mismatches if m.scenario == name]
-    tbad = [t for t in rep.template_mismatches if t.startswith(name + " ")]
-    problems = [p for p in rep.problems if p.startswith(name + " ")]
-    replay = [str(d) for d in rep.replay_dirs if f"-{name}-" in d.name]
+    bad, tbad, problems, replay = campaign[key].faults(name)
     assert not problems, f"harness problems in {name}: {problems[:5]} {replay}"
     assert not bad, f"{len(bad)} mismatches in {name} on {key}: {bad[:3]} {replay}"
     assert not tbad, f"templates differ in {name} on {key}: {tbad[:3]} {replay}"
 
 
-# branch -> flows (or templates) that must have taken it in each kernel's run
-REQUIRED = {
-    "ftp-data tcp": 2,  # client port 20, TCP, IPv4 and IPv6
-    "ftp-data udp": 2,
-    "FTP lookup": 20,  # TCP to a :21 service's VIP, port 20 or >= 1024
-    "ftp-pass tcp": 10,  # ... non-persistent: passes
-    "no-service tcp": 5,
-    "port-zero catch-all": 100,
-    "fwmark service": 100,
-    "fwmark over exact service": 10,
-    "mark without fwmark service": 10,
-    "masked client IPv4": 100,
-    "masked client IPv6": 100,
-    "template tcp": 100,  # a template decided
-    "template udp": 100,
-    "template replaced": 3,  # its real server was gone (or quiescent + sysctl)
-    "template to weight 0": 5,  # quiescent, followed
-    "one-packet": 50,
-    "one-packet seen by nft": 50,
-    "template ip IPv4": 1,  # fwmark templates (protocol IP) in ip_vs_conn
-    "template ip IPv6": 1,
-    "template vport 0": 20,  # port-zero / FTP / fwmark templates
-    "client port < 1024": 2000,
-    "no-destination tcp": 1,
-}
-
-
-@pytest.mark.parametrize("branch", list(REQUIRED))
+@pytest.mark.parametrize("branch", list(decision.BRANCHES))
 @pytest.mark.parametrize("key", list(DECISION_SEEDS))
 def test_every_branch_is_hit(campaign, key, branch):
     rep = campaign[key]
-    assert rep.branches[branch] >= REQUIRED[branch], (
+    assert rep.branches[branch] >= decision.BRANCHES[branch], (
         f"{branch!r} taken {rep.branches[branch]} times on {key} "
-        f"(need {REQUIRED[branch]}); all: {dict(rep.branches)}"
+        f"(need {decision.BRANCHES[branch]}); all: {dict(rep.branches)}"
     )
 
 
@@ -158,25 +127,19 @@ def test_kernel_keys_cover_both():
     assert set(DECISION_SEEDS) <= set(kernels.KERNEL_KEYS)
 
 
-# -- the same edges on kmod/ (backport semantics) and on i386 ----------------------
+# -- the same edges on kmod/ (backport semantics); i386: test_arch_kernels.py -----
 KMOD_FLOWS = int(os.environ.get("MAGLEVX_KMOD_DECISION_FLOWS", "1000"))
-NO_NFT_THEMES = [i for i, t in enumerate(decision.THEMES) if t not in ("fwmark", "ops")]
 
 
 @pytest.fixture(scope="module")
-def kmod_decision(kernel_env, tmp_path_factory):
+def kmod_decision(kernel_env, kmod_build_of):
     """Every decision theme with kmod/'s ip_vs_mh.ko replacing the in-tree one."""
-    from ipvs_vm import kmod_build
-
     plan = []
     for key in DECISION_SEEDS:
-        k = kernel_env[key]
-        try:
-            kmod_build.check_prerequisites(k.headers_dir)
-        except kmod_build.BuildError as exc:
-            fail_or_skip(str(exc))
-        ko = kmod_build.build(k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")).ko
-        plan.append((k, [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko))
+        ko = kmod_build_of(key).ko
+        plan.append(
+            (kernel_env[key], [decision.generate(s, KMOD_FLOWS) for s in range(9)], ko)
+        )
     reports = {}
     for k, scs, ko in plan:  # one boot per kernel
         reports[k.key] = compare.run(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from conftest import FLOWS_PER_SCENARIO, RANDOM_SEED, SEEDS
 from ipvs_vm import scenarios
+from ipvs_vm.suite import FLOWS_PER_SCENARIO, RANDOM_SEED, SEEDS
 
 pytestmark = pytest.mark.kernel
 
@@ -19,13 +19,10 @@ def _name(seed: int) -> str:
 
 @pytest.mark.parametrize("key,seed", CASES, ids=[f"{k}-{_name(s)}" for k, s in CASES])
 def test_scenario_matches_maglevx(campaign, key, seed):
-    rep = campaign[key]
     name = _name(seed)
-    bad = [m for m in rep.mismatches if m.scenario == name]
-    problems = [p for p in rep.problems if p.startswith(name + " ")]
-    replay = [str(d) for d in rep.replay_dirs if f"-{name}-" in d.name]
+    bad, _, problems, replay = campaign[key].faults(name)
     how = (
-        f"replay offline: see {replay[0]}/README; in the VM: python tests/kernel/run.py "
+        f"replay offline: see {replay[0]}/README; in the VM: PYTHONPATH=tests/kernel python -m ipvs_vm "
         f"run -k {key} --seeds {seed} --flows {FLOWS_PER_SCENARIO}"
         if replay
         else ""

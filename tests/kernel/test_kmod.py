@@ -20,12 +20,12 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
-from ipvs_vm import kernels, kmod_build, kmod_dump, kmod_vm, predict, prereqs, scenarios
-from ipvs_vm.kernels import PrerequisiteError
+from ipvs_vm import kernels, kmod_build, kmod_check, kmod_vm
+from ipvs_vm.suite import LazyBoots, fail_or_skip
 
 pytestmark = pytest.mark.kernel
 
@@ -35,79 +35,29 @@ CHURN_SECONDS = int(os.environ.get("MAGLEVX_KMOD_CHURN_SECONDS", "30"))
 # (table_size, hash_port): two sizes, with and without the port opt-out
 CONFIGS = ((4093, True), (251, False), (251, True), (4093, False))
 FLOWS_PER_SCENARIO = 2500
-BAD_LOG = re.compile(
-    r"WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
-    r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
-    r"KASAN|UBSAN|list_add corruption|list_del corruption|"
-    r"Call Trace|kernel BUG"
-)
-
-
-def missing(why: str):
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing: {why}")
-    pytest.skip(why)
 
 
 # -- builds --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def kmod_kernel():
-    cache: dict = {}
-    still = prereqs.ensure()
-    if still:
-        missing(prereqs.explain(still))
-
-    def get(key: str) -> kernels.Kernel:
-        if key not in cache:
-            try:
-                cache[key] = kernels.fetch_kernel(key)
-            except PrerequisiteError as exc:
-                missing(str(exc))
-        return cache[key]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def kmod_builds(kmod_kernel, tmp_path_factory):
-    cache: dict = {}
-
-    def get(key: str) -> kmod_build.Build:
-        if key not in cache:
-            k = kmod_kernel(key)
-            try:
-                kmod_build.check_prerequisites(k.headers_dir)
-            except kmod_build.BuildError as exc:
-                missing(str(exc))
-            cache[key] = kmod_build.build(
-                k.headers_dir, tmp_path_factory.mktemp(f"kmod-{key}")
-            )
-        return cache[key]
-
-    return get
-
-
 @pytest.mark.parametrize("key", KERNELS)
-def test_builds_without_warnings(key, kmod_builds, kmod_kernel):
-    b = kmod_builds(key)
+def test_builds_without_warnings(key, kmod_build_of, kernel_env):
+    b = kmod_build_of(key)
     assert b.warnings == [], "\n".join(b.warnings)
     info = subprocess.run(
         ["modinfo", "-F", "vermagic", str(b.ko)], capture_output=True, text=True
     ).stdout
-    assert info.split()[0] == kmod_kernel(key).release
+    assert info.split()[0] == kernel_env[key].release
 
 
 @pytest.mark.parametrize("key", KERNELS)
-def test_dkms_source_tree_builds(key, kmod_kernel, tmp_path):
+def test_dkms_source_tree_builds(key, kernel_env, tmp_path):
     """`make dkms-install` lays out a tree with csrc/ inside that dkms.conf builds."""
-    k = kmod_kernel(key)
+    k = kernel_env[key]
     try:
         kmod_build.check_prerequisites(k.headers_dir)
     except kmod_build.BuildError as exc:
-        missing(str(exc))
+        fail_or_skip(str(exc))
     b = kmod_build.build_dkms_layout(k.headers_dir, tmp_path / "dkms")
     assert b.warnings == [], "\n".join(b.warnings)
     # the core compiles through kmod's one-line units; nothing lands in csrc/
@@ -119,15 +69,17 @@ def test_dkms_source_tree_builds(key, kmod_kernel, tmp_path):
 
 
 @pytest.mark.parametrize("key", KERNELS)
-def test_real_dkms_add_and_build(key, kmod_kernel, tmp_path):
+def test_real_dkms_add_and_build(key, kernel_env, tmp_path):
     """The real dkms program adds and builds `make dkms-install`'s tree.
 
     Private --sourcetree/--dkmstree, so nothing lands in /usr/src or /var/lib/dkms.
     """
     dkms = shutil.which("dkms")
     if dkms is None:
-        missing("dkms is not installed (apt-get install --no-install-recommends dkms)")
-    k = kmod_kernel(key)
+        fail_or_skip(
+            "dkms is not installed (apt-get install --no-install-recommends dkms)"
+        )
+    k = kernel_env[key]
     src, tree = tmp_path / "src", tmp_path / "dkms"
     tree.mkdir()
     version = re.search(
@@ -177,7 +129,7 @@ def checkpatch():
     try:
         return kmod_build.checkpatch_script(kernels.cache_dir())
     except (kmod_build.BuildError, subprocess.CalledProcessError) as exc:
-        missing(f"checkpatch.pl: {exc}")
+        fail_or_skip(f"checkpatch.pl: {exc}")
 
 
 def _checkpatch(script: Path, path: Path, *extra: str) -> list[tuple[str, str, str]]:
@@ -220,65 +172,29 @@ def test_checkpatch_csrc(name, checkpatch):
 
 def _configs(key: str) -> list[kmod_vm.Config]:
     """Scenarios for the four configurations, about FLOWS_PER_KERNEL flows in all."""
-    # 4% spare: scenarios lose clients to pack(), flows to unobserved entries
-    n_scen = -(-FLOWS_PER_KERNEL * 104 // 100 // FLOWS_PER_SCENARIO)
     base = 1000 if key == "6.1" else 2000  # different histories per kernel
-    scs = [scenarios.generate(base + i, FLOWS_PER_SCENARIO + 60) for i in range(n_scen)]
-    scenarios.pack(scs, 10**9)  # one boot: drop clients an earlier scenario used
-    configs = [kmod_vm.Config(m, hp, []) for m, hp in CONFIGS]
-    for i, sc in enumerate(scs):
-        configs[i % len(configs)].scenarios.append(sc)
-    return configs
+    return kmod_check.configs(FLOWS_PER_KERNEL, FLOWS_PER_SCENARIO, base, CONFIGS)
 
 
 @pytest.fixture(scope="session")
-def kmod_runs(kmod_builds, kmod_kernel):
+def kmod_runs(kmod_build_of, kernel_env):
     """One boot per kernel; both boots run at once (one vCPU each, 2 host cores)."""
-    futures: dict = {}
-    pool = ThreadPoolExecutor(max_workers=len(KERNELS))
-
-    def start() -> None:
-        for key in KERNELS:
-            b = kmod_builds(key)
-            futures[key] = pool.submit(
-                kmod_vm.run,
-                kmod_kernel(key),
-                b.ko,
-                _configs(key),
-                churn_seconds=CHURN_SECONDS,
-            )
-
-    def get(key: str) -> kmod_vm.KmodRun:
-        if not futures:
-            start()
-        try:
-            return futures[key].result()
-        except PrerequisiteError as exc:
-            missing(str(exc))
-
-    yield get
-    pool.shutdown(wait=True)
-
-
-@pytest.fixture(scope="session")
-def maglevx_cli():
-    why = predict.maglevx_available()
-    if why:
-        missing(f"python -m maglevx predict: {why}")
+    boots = LazyBoots(
+        lambda: {
+            key: (partial(kmod_vm.run, churn_seconds=CHURN_SECONDS), kernel_env[key],
+                  kmod_build_of(key).ko, _configs(key))
+            for key in KERNELS
+        }
+    )  # fmt: skip
+    yield boots
+    boots.close()
 
 
 @pytest.mark.parametrize("key", KERNELS)
 def test_loads_in_booted_kernel(key, kmod_runs):
     run = kmod_runs(key)
     assert f"@@BOOTED {run.boot.kernel.release}" in run.boot.console
-    for c, cfg in enumerate(run.configs):
-        insmod = run.text(f"c{c}.insmod").strip()
-        assert insmod.splitlines()[-1:] == ["0"], insmod
-        assert run.text(f"c{c}.params").split() == [
-            str(cfg.table_size),
-            "Y" if cfg.hash_port else "N",
-        ]
-        assert run.text(f"c{c}.rmmod").strip() == "0"
+    assert kmod_check.load_problems(run) == []
     assert "[mh] scheduler registered" in run.boot.dmesg
 
 
@@ -295,127 +211,33 @@ def test_bad_parameters_refused(key, kmod_runs):
             assert f"invalid table_size={value}: must be one of 251," in run.boot.dmesg
 
 
-def _predictions(run: kmod_vm.KmodRun):
-    """maglevx's choices per (config, scenario, phase), through the CLI."""
-    jobs = []
-    for c, cfg in enumerate(run.configs):
-        args = ["--table-size", str(cfg.table_size)] + (
-            [] if cfg.hash_port else ["--no-port-hash"]
-        )
-        for s, sc in enumerate(cfg.scenarios):
-            for p, ph in enumerate(sc.phases):
-                jobs.append(((c, s, p), sc.history_upto(p), ph.flows, args))
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        futs = {
-            k: ex.submit(predict.predict, h, fl, variant="backport", extra_args=a)
-            for k, h, fl, a in jobs
-        }
-        return {k: f.result() for k, f in futs.items()}
-
-
 @pytest.mark.parametrize("key", KERNELS)
 def test_flows_match_maglevx(key, kmod_runs, maglevx_cli):
-    run = kmod_runs(key)
-    preds = _predictions(run)
-    total = mismatches = none = unobserved = 0
-    examples, problems = [], []
-    for (c, s, p), model in preds.items():
-        out = run.phase(c, s, p)
-        sc = run.configs[c].scenarios[s]
-        assert out.restore_rc == 0, (
-            f"{sc.name} phase {p}: ipvsadm -R: {out.restore_log}"
-        )
-        problems += [f"{sc.name} phase {p}: {x}" for x in out.problems]
-        for f, got, st, want in zip(sc.phases[p].flows, out.choices, out.status, model):
-            if got is None and st in "sh":
-                # the kernel scheduled it (the client's packet left) but its
-                # entry was not seen: only "has a destination" can be compared
-                unobserved += 1
-                if want is None:
-                    mismatches += 1
-                    examples.append(
-                        f"c{c} {sc.name} p{p} {f.csv()}: kernel scheduled "
-                        "(entry unobserved), maglevx: no destination"
-                    )
-                continue
-            total += 1
-            none += got is None
-            if not predict.same_choice(got, want):
-                mismatches += 1
-                if len(examples) < 10:
-                    examples.append(
-                        f"c{c} {sc.name} p{p} {f.csv()}: kernel {got} maglevx {want}"
-                    )
-    print(
-        f"\n{key}: {total} flows compared, {mismatches} mismatches, {none} without "
-        f"destination; {unobserved} more scheduled with the entry unobserved"
-    )
-    assert problems == [], "\n".join(problems[:20])
-    assert mismatches == 0, "\n".join(examples[:20])
-    assert total >= FLOWS_PER_KERNEL
-    assert unobserved < 0.02 * total
-    assert 0 < none < total  # both outcomes were exercised
+    rep = kmod_check.compare_flows(kmod_runs(key))
+    print(f"\n{key}: {rep.summary()}")
+    assert rep.problems == [], "\n".join(rep.problems[:20])
+    assert rep.mismatches == 0, "\n".join(rep.examples[:20])
+    assert rep.total >= FLOWS_PER_KERNEL
+    assert rep.unobserved < 0.02 * rep.total
+    assert 0 < rep.none < rep.total  # both outcomes were exercised
 
 
 @pytest.mark.parametrize("key", KERNELS)
 def test_table_dump_matches_maglevx(key, kmod_runs, maglevx_cli):
-    from maglevx import Director
-
-    run = kmod_runs(key)
-    problems, dumped = [], 0
-    for c, cfg in enumerate(run.configs):
-        for s, sc in enumerate(cfg.scenarios):
-            for p in range(len(sc.phases)):
-                dump = kmod_dump.parse(run.phase(c, s, p).tables)
-                for ds in dump:
-                    assert ds.params == {
-                        "table_size": cfg.table_size,
-                        "tab_bits": kmod_vm_tab_bits(cfg.table_size),
-                        "word_size": 64,
-                        "hash_port": int(cfg.hash_port),
-                        "byte_order": "little",
-                        "hash_key": "kernel",
-                    }
-                director = Director.from_history(
-                    sc.history_upto(p),
-                    variant="backport",
-                    table_size=cfg.table_size,
-                    backport_hash_port=cfg.hash_port,
-                )
-                problems += [
-                    f"c{c} {sc.name} p{p}: {x}"
-                    for x in kmod_dump.compare_with_model(dump, director)
-                ]
-                dumped += len(dump)
+    """Every debugfs dump, read by maglevx's own parser, equals maglevx's table."""
+    dumped, problems = kmod_check.compare_tables(kmod_runs(key))
     print(f"\n{key}: {dumped} table dumps compared")
     assert problems == [], "\n".join(problems[:20])
     assert dumped > 0
 
 
-def kmod_vm_tab_bits(m: int) -> int:
-    primes = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
-    return (primes.index(m) + 8) // 2
-
-
 @pytest.mark.parametrize("key", KERNELS)
 def test_churn_leaves_clean_kernel(key, kmod_runs, maglevx_cli):
-    from maglevx import Director
-
     run = kmod_runs(key)
-    ops, seconds = map(int, run.text("churn.ops").split())
-    scheduled = sum(int(x) for x in run.text("churn.scheduled").split())
-    print(
-        f"\n{key}: {run.boot.total_seconds:.0f} s in qemu; churn {ops} ipvsadm operations in {seconds} s guest time, "
-        f"{run.text('churn.flowruns').strip()} flowgen runs, {scheduled} flows scheduled"
-    )
-    assert seconds >= CHURN_SECONDS
-    assert ops >= CHURN_SECONDS and scheduled > 0  # TCG on a busy host: slow
-    # the last table still equals maglevx's for the kernel's own listing
-    director = Director.from_snapshot(run.text("churn.ln"), variant="backport")
-    dump = kmod_dump.parse(run.text("churn.tables"))
-    assert kmod_dump.compare_with_model(dump, director) == []
-    assert run.text("churn.clear").strip() == "0"
-    assert run.text("churn.rmmod").strip() == "0"
-    assert run.text("churn.after").strip() == ""
-    bad = [ln for ln in run.boot.dmesg.splitlines() if BAD_LOG.search(ln)]
+    ch = kmod_check.churn(run)
+    print(f"\n{key}: {run.boot.total_seconds:.0f} s in qemu; {ch.summary()}")
+    assert ch.seconds >= CHURN_SECONDS
+    assert ch.ops >= CHURN_SECONDS and ch.scheduled > 0  # TCG on a busy host: slow
+    assert ch.problems == [], ch.problems
+    bad = kmod_check.splats(run.boot.dmesg)
     assert bad == [], "\n".join(bad[:40])

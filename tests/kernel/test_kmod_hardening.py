@@ -14,30 +14,16 @@ import os
 import re
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
-import kmod_hardening_vm as hv
-import kmod_keyed
-import kmod_selftest_kat
 import pytest
-from ipvs_vm import kernels, kmod_build, kmod_dump, prereqs
-from ipvs_vm.kernels import PrerequisiteError
+from ipvs_vm import kmod_build, kmod_check, kmod_dump, kmod_keyed, kmod_selftest_kat
+from ipvs_vm import kmod_hardening as hv
+from ipvs_vm.suite import LazyBoots
 
 KERNELS = ("6.1", "6.12")
 NEGATIVE_CONTROL = "6.1"  # the kernel that also boots the -DMX_NO_RESCHED build
 TWINS = int(os.environ.get("MAGLEVX_KMOD_TWINS", "6000"))
-SPLAT = re.compile(
-    r"soft lockup|WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
-    r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
-    r"KASAN|UBSAN|list_add corruption|list_del corruption|Call Trace|kernel BUG"
-)
-
-
-def missing(why: str):
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing: {why}")
-    pytest.skip(why)
 
 
 # -- without a VM ----------------------------------------------------------------
@@ -86,45 +72,16 @@ def test_rebuild_bound_userspace():
 
 
 @pytest.fixture(scope="session")
-def hardening_kernel():
-    still = prereqs.ensure()
-    if still:
-        missing(prereqs.explain(still))
-    cache: dict = {}
-
-    def get(key: str) -> kernels.Kernel:
-        if key not in cache:
-            try:
-                cache[key] = kernels.fetch_kernel(key)
-            except PrerequisiteError as exc:
-                missing(str(exc))
-        return cache[key]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def hardening_builds(hardening_kernel, tmp_path_factory):
+def hardening_builds(kmod_build_of):
     """(normal, debug, noresched or None) builds per kernel, each with W=1."""
-    cache: dict = {}
 
     def get(key: str):
-        if key not in cache:
-            k = hardening_kernel(key)
-            try:
-                kmod_build.check_prerequisites(k.headers_dir)
-            except kmod_build.BuildError as exc:
-                missing(str(exc))
-            out = tmp_path_factory.mktemp(f"hard-{key}")
-            normal = kmod_build.build(k.headers_dir, out / "normal")
-            debug = kmod_build.build(k.headers_dir, out / "debug", target="debug")
-            nr = None
-            if key == NEGATIVE_CONTROL:
-                nr = kmod_build.build(
-                    k.headers_dir, out / "nr", kcflags="-DMX_NO_RESCHED"
-                )
-            cache[key] = (normal, debug, nr)
-        return cache[key]
+        nr = (
+            kmod_build_of(key, kcflags="-DMX_NO_RESCHED")
+            if key == NEGATIVE_CONTROL
+            else None
+        )
+        return (kmod_build_of(key), kmod_build_of(key, "debug"), nr)
 
     return get
 
@@ -171,33 +128,20 @@ def test_dkms_conf_has_build_exclusive_kernel():
 
 
 @pytest.fixture(scope="session")
-def hardening_runs(hardening_builds, hardening_kernel):
+def hardening_runs(hardening_builds, kernel_env):
     """One boot per kernel; both boots run at once (one vCPU each, 2 host cores)."""
-    futures: dict = {}
-    pool = ThreadPoolExecutor(max_workers=len(KERNELS))
 
-    def start() -> None:
+    def plan() -> dict:
+        out = {}
         for key in KERNELS:
             normal, debug, nr = hardening_builds(key)
-            futures[key] = pool.submit(
-                hv.run,
-                hardening_kernel(key),
-                normal.ko,
-                debug.ko,
-                nr.ko if nr else None,
-                twins=TWINS,
-            )
+            out[key] = (partial(hv.run, twins=TWINS), kernel_env[key], normal.ko,
+                        debug.ko, nr.ko if nr else None)  # fmt: skip
+        return out
 
-    def get(key: str) -> hv.HardeningRun:
-        if not futures:
-            start()
-        try:
-            return futures[key].result()
-        except PrerequisiteError as exc:
-            missing(str(exc))
-
-    yield get
-    pool.shutdown(wait=True)
+    boots = LazyBoots(plan)
+    yield boots
+    boots.close()
 
 
 def _compare(
@@ -388,7 +332,7 @@ def test_adversarial_rebuild_yields_under_watchdog(key, hardening_runs):
         f"{delete:.2f} s (guest clock); longest gap between 0.1 s ticks {gap:.2f} s"
     )
     assert rc_c == 0 and rc_d == 0
-    bad = [ln for ln in run.text("dmesg.main").splitlines() if SPLAT.search(ln)]
+    bad = kmod_check.splats(run.text("dmesg.main"))
     assert bad == [], "\n".join(bad[:40])
     # The CPU was given away: the loop ticked all along. (Relative, not the 2 s
     # threshold: a loaded host that stops the whole guest stretches both.)

@@ -32,6 +32,7 @@ from ipvs_vm import guestpy, initramfs, jobs, kernels, prereqs, scenarios
 from ipvs_vm.jobs import Flow
 from ipvs_vm.kernels import PrerequisiteError
 from ipvs_vm.qemu import ExtraModule
+from ipvs_vm.suite import fail_or_skip
 
 from maglevx import netlink
 
@@ -42,12 +43,6 @@ MODULES = ("in-tree", "kmod")
 SEEDS_PER_BOOT = int(os.environ.get("MAGLEVX_LIVE_SEEDS", "3"))
 KMOD_PARAMS = "table_size=251 hash_port=0"
 TIMINGS: list[str] = []
-
-
-def missing(why: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true, so this is a failure: {why}", pytrace=False)
-    pytest.skip(why)
 
 
 def extra_history(rng: random.Random) -> list[str]:
@@ -269,13 +264,13 @@ def boot_live(key: str, module: str, kmod_dir: Path):
     try:
         k = kernels.fetch_kernel(key)
     except PrerequisiteError as exc:
-        missing(str(exc))
+        fail_or_skip(str(exc))
     extra = ()
     if module == "kmod":
         try:
             kmod_build.check_prerequisites(k.headers_dir)
         except kmod_build.BuildError as exc:
-            missing(str(exc))
+            fail_or_skip(str(exc))
         b = kmod_build.build(k.headers_dir, kmod_dir)
         extra = (ExtraModule(b.ko, KMOD_PARAMS, replaces="ip_vs_mh"),)
     port = _free_port()
@@ -315,7 +310,7 @@ def live_boots(tmp_path_factory):
     """(key, module) -> boot_live(key, module), booted once on demand."""
     still = prereqs.ensure()
     if still:
-        missing(prereqs.explain(still))
+        fail_or_skip(prereqs.explain(still))
     cache: dict = {}
 
     def get(key: str, module: str):

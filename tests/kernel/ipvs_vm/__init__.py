@@ -1,7 +1,10 @@
 """ipvs_vm: boot Debian's real kernels under qemu and ask their IPVS what it does.
 
-A package under tests/kernel (pytest puts that directory on ``sys.path``; so does
-running ``python tests/kernel/run.py``)::
+The one kernel harness, a package under tests/kernel (pytest puts that directory
+on ``sys.path``; elsewhere ``PYTHONPATH=tests/kernel python -m ipvs_vm ...``), with
+an architecture parameter (:class:`Arch`) and the module's helpers inside it
+(``kmod_build``, ``kmod_vm``, ``kmod_check``, ``kmod_dump``: debugfs dumps read
+with maglevx's own parser, ``kmod_hardening``, ``debug_kernel``)::
 
     from ipvs_vm import fetch_kernel, boot, ExtraModule, campaign
     from ipvs_vm import Flow, Phase, Scenario, run_scenarios

@@ -1,5 +1,5 @@
-"""Command line: ``python tests/kernel/run.py SUBCOMMAND`` (or ``python -m ipvs_vm``
-with tests/kernel on PYTHONPATH).
+"""Command line, from the repository's root:
+``PYTHONPATH=tests/kernel python -m ipvs_vm SUBCOMMAND``.
 
   prereqs                 install missing apt packages (root) and report
   fetch [-k KEY | --all]  download + unpack kernels and headers into the cache

@@ -47,6 +47,8 @@ def predict_scenarios(
     """maglevx's choices for every phase of every scenario, and the seconds taken.
 
     Needs only the histories and flows, so it can run while the guest boots.
+    Decision scenarios get none here: their director carries templates across
+    phases, so :func:`.compare.compare_results` decides them in flow order.
     """
     t0 = time.monotonic()
     out = [
@@ -54,7 +56,7 @@ def predict_scenarios(
             predict.predict(
                 sc.history_upto(j), ph.flows, variant=variant, extra_args=model_args
             )
-            if ph.flows
+            if ph.flows and not sc.meta.get("decision")
             else []
             for j, ph in enumerate(sc.phases)
         ]
@@ -108,9 +110,11 @@ def run(
             kernel,
             results,
             report,
+            variant=variant,
             keep_results=keep_results,
             predictions=predictions,
             tag=tag,
+            model_args=args,
         )
     report.wall_seconds = time.monotonic() - t0
     return report
@@ -125,6 +129,16 @@ def disagreement(report: Report, *, variant: str, model_args=()) -> tuple[int, i
     flows = differ = 0
     for res in report.results:
         sc = res.scenario
+        if sc.meta.get("decision"):  # one director across phases, templates kept
+            decided = predict.predict_scenario(
+                sc, variant=variant, model_args=model_args
+            )
+            for pr, pd in zip(res.phases, decided):
+                for r, want, ops in zip(pr.results, pd.choices, pd.one_packet):
+                    if not ops:  # -o datagrams are never in ip_vs_conn
+                        flows += 1
+                        differ += not predict.same_choice(r.choice, want)
+            continue
         for j, (ph, pr) in enumerate(zip(sc.phases, res.phases)):
             if not ph.flows:
                 continue

@@ -59,6 +59,16 @@ class Report:
             f"total {boot.total_seconds:.1f}s, backlog drops {softnet_dropped(boot)}"
         )
 
+    def faults(self, name: str) -> tuple[list, list, list, list[str]]:
+        """Scenario ``name``'s (mismatches, template differences, harness
+        problems, replay directories)."""
+        return (
+            [m for m in self.mismatches if m.scenario == name],
+            [t for t in self.template_mismatches if t.startswith(name + " ")],
+            [p for p in self.problems if p.startswith(name + " ")],
+            [str(d) for d in self.replay_dirs if f"-{name}-" in d.name],
+        )
+
     def summary(self) -> str:
         boots = ", ".join(
             f"{b:.1f}/{g:.1f}s" for b, g in zip(self.boot_seconds, self.guest_seconds)
@@ -117,7 +127,7 @@ def write_replay(
     (d / "README").write_text(
         f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
         f"replay offline (bash):\n" + "\n".join(cmds) + "\n"
-        f"re-run in the VM: python tests/kernel/run.py --kernel {kernel.key} "
+        f"re-run in the VM: PYTHONPATH=tests/kernel python -m ipvs_vm --kernel {kernel.key} "
         f"--seeds {sc.seed}\n"
     )
     return d
@@ -132,18 +142,23 @@ def compare_results(
     *,
     predictions=None,
     tag: str = "mismatch",
-    word_size: int = 64,
+    model_args=None,
 ) -> None:
     """Compare every flow of ``results`` with maglevx and add it up in ``report``.
 
     ``predictions``: per scenario, per phase, maglevx's choices if already
     computed (e.g. with other maglevx options); otherwise ``variant`` is predicted
     here. ``tag`` names the replay directory of a scenario that went wrong.
+    Decision scenarios are always decided here, with one director across phases
+    described by ``variant`` and ``model_args`` (default: the kernel's
+    architecture's, e.g. ``--word-size 32`` on i386).
     """
+    if model_args is None:
+        model_args = predict.model_args(kernel.arch)
     for k, res in enumerate(results):
         sc = res.scenario
         if sc.meta.get("decision"):
-            _compare_decisions(kernel, res, report, variant, word_size, keep_results)
+            _compare_decisions(kernel, res, report, variant, model_args, keep_results)
             continue
         preds = []
         bad = []
@@ -181,14 +196,14 @@ def compare_results(
 
 
 def _compare_decisions(
-    kernel: Kernel, res, report: Report, variant: str, word_size: int, keep: bool
+    kernel: Kernel, res, report: Report, variant: str, model_args, keep: bool
 ) -> None:
     """A decision scenario: one director across phases (templates persist), every
     flow's choice, pass-vs-drop for UDP, one-packet datagrams seen by nft, and the
     templates in /proc/net/ip_vs_conn after each phase."""
     sc = res.scenario
     t0 = time.monotonic()
-    decs = predict.predict_scenario(sc, variant=variant, word_size=word_size)
+    decs = predict.predict_scenario(sc, variant=variant, model_args=model_args)
     report.predict_seconds += time.monotonic() - t0
     bad = []
     for j, (pr, pd) in enumerate(zip(res.phases, decs)):
@@ -255,7 +270,7 @@ def _write_decision_replay(kernel: Kernel, res, bad) -> Path:
             (d / f"phase{j}.{name}").write_text(text)
     (d / "README").write_text(
         f"kernel {kernel.describe()}\nscenario {sc.name} (seed {sc.seed})\n"
-        "re-run in the VM: python tests/kernel/run.py replay "
+        "re-run in the VM: PYTHONPATH=tests/kernel python -m ipvs_vm replay "
         f"{d} -k {kernel.key}\n"
     )
     return d

@@ -59,6 +59,34 @@ OPS_AFTER = [
 ]
 
 
+# branch -> flows (or templates) that must have taken it in each kernel's run of
+# the main campaign (2000 flows per theme); smaller runs need each at least once.
+BRANCHES = {
+    "ftp-data tcp": 2,  # client port 20, TCP, IPv4 and IPv6
+    "ftp-data udp": 2,
+    "FTP lookup": 20,  # TCP to a :21 service's VIP, port 20 or >= 1024
+    "ftp-pass tcp": 10,  # ... non-persistent: passes
+    "no-service tcp": 5,
+    "port-zero catch-all": 100,
+    "fwmark service": 100,
+    "fwmark over exact service": 10,
+    "mark without fwmark service": 10,
+    "masked client IPv4": 100,
+    "masked client IPv6": 100,
+    "template tcp": 100,  # a template decided
+    "template udp": 100,
+    "template replaced": 3,  # its real server was gone (or quiescent + sysctl)
+    "template to weight 0": 5,  # quiescent, followed
+    "one-packet": 50,
+    "one-packet seen by nft": 50,
+    "template ip IPv4": 1,  # fwmark templates (protocol IP) in ip_vs_conn
+    "template ip IPv6": 1,
+    "template vport 0": 20,  # port-zero / FTP / fwmark templates
+    "client port < 1024": 2000,
+    "no-destination tcp": 1,
+}
+
+
 def _ep(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 

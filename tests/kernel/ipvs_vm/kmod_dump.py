@@ -1,14 +1,13 @@
 """The module's debugfs table dump (/sys/kernel/debug/ip_vs_mh/tables, format:
-kmod/README.md), read with maglevx's own parser.
+kmod/README.md), read with maglevx's own parser only.
 
 Every dump a real kernel produces in the tests goes through
 ``maglevx.tools.verify.parse_kmod_tables`` (what ``maglevx verify --kmod-tables``
-runs), which validates it and gives each service's name, family, table size,
-word size, port hashing, real servers and slots. The tests also look at what
-the product has no use for - the other ``params`` (``tab_bits``, ``byte_order``,
-``hash_key``), each real server's live weight and overload flag, the netns -
-so :func:`parse` adds those from the same records to the product's answer, and
-checks that both read the same services in the same order.
+runs), which validates it and keeps every field of every record: service name,
+family, netns, all ``params``, each real server's endpoint, live weight and
+overload flag, and the slots. :class:`DumpService` only gives the tests a
+handier view of that record (split service name, ints for numeric params,
+normalized addresses).
 """
 
 from __future__ import annotations
@@ -21,10 +20,6 @@ from maglevx.tools.verify import compare_kmod, parse_kmod_tables
 
 EMPTY = 0xFFFF
 SOURCE = "/sys/kernel/debug/ip_vs_mh/tables"
-
-
-class DumpFormatError(ValueError):
-    pass
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -71,69 +66,30 @@ class DumpService:
         return f"{self.protocol} {a}:{self.port}"
 
 
-def _extras(text: str) -> list[dict]:
-    """Per service record, in order: the fields the product's parser skips."""
-    out: list[dict] = []
-    cur: dict = {}
-    for line in text.splitlines():
-        f = line.split()
-        if not f:
-            continue
-        if f[0] == "service":
-            if f[1] == "FWM":
-                proto, addr, port, mark, rest = "FWM", None, None, int(f[2]), f[3:]
-            else:
-                proto, mark, rest = f[1], None, f[3:]
-                addr, port = parse_endpoint(f[2])
-            attrs = dict(zip(rest[::2], rest[1::2]))
-            cur = {
-                "protocol": proto,
-                "address": addr,
-                "port": port,
-                "fwmark": mark,
-                "af": attrs["af"],
-                "netns": int(attrs["netns"]) if "netns" in attrs else None,
-                "params": {},
-                "dests": [],
-            }
-        elif f[0] == "params":
-            cur["params"] = {
-                k: int(v) if v.isdigit() else v for k, v in zip(f[1::2], f[2::2])
-            }
-        elif f[0] == "dest":
-            a, p = parse_endpoint(f[2])
-            attrs = dict(zip(f[3::2], f[4::2]))
-            cur["dests"].append(
-                DumpDest(
-                    int(f[1]), a, p, int(attrs["weight"]), attrs["overload"] == "1"
-                )
-            )
-        elif f[0] == "end":
-            out.append(cur)
-            cur = {}
-    return out
+def _view(p: ProductService) -> DumpService:
+    proto, _, rest = p.service.partition(" ")
+    if proto == "FWM":
+        addr, port, mark = None, None, int(rest)
+    else:
+        (addr, port), mark = parse_endpoint(rest), None
+    dests = [
+        DumpDest(i, *parse_endpoint(d), w, o)
+        for i, (d, w, o) in enumerate(zip(p.dests, p.weights, p.overloaded))
+    ]
+    # numbers as ints; hash_key (a hex id, or "kernel") and byte_order as text
+    params = {
+        k: v if k in ("hash_key", "byte_order") else int(v) for k, v in p.params.items()
+    }
+    af = "inet6" if p.family == 6 else "inet"
+    return DumpService(p, proto, addr, port, mark, af, p.netns, params, dests)
 
 
 def parse(text: str, source: str = SOURCE) -> list[DumpService]:
-    """Every service record of a dump, in file order.
+    """Every service record of a dump, in file order (maglevx's parser).
 
     A malformed dump raises the product's ``MaglevxError`` naming the line.
     """
-    product = parse_kmod_tables(text, source)
-    extras = _extras(text)
-    if len(extras) != len(product):
-        raise DumpFormatError(
-            f"maglevx read {len(product)} services, the harness {len(extras)}"
-        )
-    out = []
-    for p, e in zip(product, extras):
-        ds = DumpService(product=p, **e)
-        if [f"{d.address}:{d.port}" for d in ds.dests] != [
-            "{}:{}".format(*parse_endpoint(x)) for x in p.dests
-        ]:
-            raise DumpFormatError(f"{ds.name}: dests read differently")
-        out.append(ds)
-    return out
+    return [_view(p) for p in parse_kmod_tables(text, source)]
 
 
 def compare_with_model(dump: list[DumpService], director) -> list[str]:

@@ -225,7 +225,7 @@ class PhaseDecisions:
 
 
 def predict_scenario(
-    sc, *, variant: str = "upstream", word_size: int = 64, table_size: int = 4093
+    sc, *, variant: str = "upstream", model_args=()
 ) -> list[PhaseDecisions]:
     """Decide every flow of ``sc`` with one director carried across phases.
 
@@ -238,11 +238,13 @@ def predict_scenario(
     from maglevx import decision
 
     sysctl = sc.meta.get("sysctl", {})
+    params = _api_kwargs(model_args)
+    if params is None:
+        raise PredictError(f"decision scenarios take no maglevx options {model_args}")
     d = maglevx.Director(
         variant=variant,
-        word_size=word_size,
-        table_size=table_size,
         expire_quiescent_template=bool(sysctl.get("expire_quiescent_template")),
+        **params,
     )
     out = []
     for ph in sc.phases:

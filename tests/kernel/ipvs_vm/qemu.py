@@ -298,9 +298,3 @@ def parse_console(kernel: Kernel, console: str, accel: str, ready, total) -> Boo
         total_seconds=total,
         job_exit=job_exit,
     )
-
-
-# Old private names (kmod_vm.py's _boot_smp patches _qemu_cmd): kept until callers
-# pass ``cpus=`` to boot() instead.
-_qemu_cmd = qemu_cmd
-_job_archive = job_archive

@@ -4,7 +4,9 @@ the static flow generator built from ``tests/kernel/flowgen.c``.
 * amd64: the host's own ``busybox`` (busybox-static) and ``ipvsadm`` with the
   libraries ``ldd`` names;
 * any other architecture: Debian 12's ``busybox-static``, ``ipvsadm`` and its
-  libraries (libnl-3, libnl-genl-3, libpopt0, libc6) for that architecture, fetched
+  libraries (libnl-3, libnl-genl-3, libpopt0, libc6), and ``nftables`` with its
+  libraries (the decision scenarios mark packets for fwmark services and watch
+  one-packet datagrams with nft, as on amd64) for that architecture, fetched
   with ``apt-get download`` from a private apt root (:mod:`.apt`) and unpacked into
   ``<cache>/userland-<arch>/root`` - never installed. The library closure is read
   from the ELF ``NEEDED`` entries with readelf (the host's ldd cannot run a
@@ -38,6 +40,18 @@ PACKAGES = (
     "libnl-genl-3-200",
     "libpopt0",
     "libc6",
+    # nft and its Depends closure (Debian 12: nftables -> libnftables1, libedit2)
+    "nftables",
+    "libnftables1",
+    "libnftnl11",
+    "libmnl0",
+    "libxtables12",
+    "libjansson4",
+    "libgmp10",
+    "libedit2",
+    "libbsd0",
+    "libmd0",
+    "libtinfo6",
 )
 
 
@@ -70,20 +84,29 @@ class Userland:
     def ipvsadm(self) -> Path:
         return self.root / "sbin" / "ipvsadm" if self.root else _tool("ipvsadm")
 
+    @property
+    def nft(self) -> Path | None:
+        """nft (package nftables), or None where the host has none."""
+        if self.root:
+            return self.root / "usr" / "sbin" / "nft"
+        found = shutil.which("nft")
+        return Path(found) if found else None
+
     def files(self) -> dict[str, Path]:
-        """{path in the guest: host file} for busybox, ipvsadm and its libraries."""
+        """{path in the guest: host file} for busybox, ipvsadm, nft and libraries."""
         out = {"bin/busybox": self.busybox, "bin/ipvsadm": self.ipvsadm}
-        if self.root is None and shutil.which("nft"):
-            # the host's nft (package nftables): the decision scenarios mark
-            # packets for fwmark services and watch one-packet datagrams
-            out["bin/nft"] = Path(shutil.which("nft"))
-            out.update(_ldd_closure(out["bin/nft"]))
-        libs = (
-            library_closure(self.root, self.ipvsadm, self.arch)
-            if self.root
-            else _ldd_closure(self.ipvsadm)
-        )
-        out.update(libs)
+        binaries = [self.ipvsadm]
+        if self.nft is not None:
+            # the decision scenarios mark packets for fwmark services and watch
+            # one-packet datagrams with nft
+            out["bin/nft"] = self.nft
+            binaries.append(self.nft)
+        for b in binaries:
+            out.update(
+                library_closure(self.root, b, self.arch)
+                if self.root
+                else _ldd_closure(b)
+            )
         return out
 
 
@@ -134,7 +157,9 @@ def fetch(arch: Arch, *, offline_ok: bool = True) -> Userland:
         if shutil.which("nft"):
             host["nft"] = "host"  # (in the image's cache key)
         return Userland(arch, None, host)
-    udir = cache_dir() / f"userland-{arch.name}"
+    # the package list in the name: checkouts with other lists keep their own
+    names_digest = hashlib.sha256(" ".join(PACKAGES).encode()).hexdigest()[:8]
+    udir = cache_dir() / f"userland-{arch.name}-{names_digest}"
     meta = udir / "userland.json"
     src = apt.ports(arch.name)
     names = [f"{p}:{arch.name}" for p in PACKAGES]

@@ -6,7 +6,7 @@ writes what the kernel chose for every flow, with a header saying which kernel,
 ipvsadm, date and command produced it. tests/test_frozen_vectors_i386.py replays
 the file through maglevx with ``--word-size 32`` without any VM.
 
-    python tests/kernel/capture_vectors_i386.py -o tests/vectors/kernel-6.1-686-pae.txt.gz
+    PYTHONPATH=tests/kernel python -m ipvs_vm.capture_vectors_i386 -o tests/vectors/kernel-6.1-686-pae.txt.gz
 
 File format (text, gzip-compressed when the name ends in .gz, one file per kernel;
 the same as the amd64 vectors of tests/kernel/capture_vectors.py):
@@ -28,13 +28,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from ipvs_vm import campaign, kernels, scenarios, userland
-from ipvs_vm.arch import I386
-from ipvs_vm.jobs import Flow, Phase, Scenario
+from . import campaign, kernels, scenarios, userland
+from .arch import I386
+from .jobs import Flow, Phase, Scenario
 
 KEY = "6.1-686-pae"
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULT_SEEDS = list(range(101, 117))  # two of each of the 8 themes
 DEFAULT_FLOWS = 400
 
@@ -116,7 +116,13 @@ def main(argv=None) -> int:
     argv_shown = [str(x) for x in (argv if argv is not None else sys.argv[1:])]
     argv_shown = [str(shown) if x == str(a.output) else x for x in argv_shown]
     command = shlex.join(
-        ["python", "tests/kernel/capture_vectors_i386.py", *argv_shown]
+        [
+            "PYTHONPATH=tests/kernel",
+            "python",
+            "-m",
+            "ipvs_vm.capture_vectors_i386",
+            *argv_shown,
+        ]
     )
     text = render(report, kernel, command).encode()
     if out.suffix == ".gz":

@@ -1,37 +1,49 @@
-"""Compare a :class:`kmod_vm.KmodRun` with maglevx --variant backport.
+"""Check a boot of our module (:class:`.kmod_vm.KmodRun`) against maglevx --variant backport.
 
-The same comparison as test_kmod.py's (every flow's real server from
-/proc/net/ip_vs_conn against ``python -m maglevx predict --variant backport``, every
-debugfs table dump against maglevx's table), packaged for the other boots of our
-module: the debug kernel (test_debug_kernel.py) and the dkms-built module of the
-Debian package (test_deb.py).
+Used by every boot of kmod/ that runs :func:`.kmod_vm.guest_job`: the stock
+kernels (test_kmod.py), the debug kernel (test_debug_kernel.py) and the
+dkms-built module of the Debian package (test_deb.py). Every flow's real server
+(from /proc/net/ip_vs_conn) against ``maglevx predict --variant backport``, every
+debugfs table dump read by maglevx's own parser (:mod:`.kmod_dump` wraps
+``maglevx.tools.verify.parse_kmod_tables``) against maglevx's table, the load and
+parameter checks, the churn's end state, and the kernel log.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import re
 from concurrent.futures import ThreadPoolExecutor
 
-from ipvs_vm import predict, qemu
+from . import kmod_dump, kmod_vm, predict, scenarios
 
-# The kmod helpers move into the harness package (branch "kernels"); until both
-# layouts are gone, the boots of this module's users import them from here.
-try:
-    from ipvs_vm import kmod_build, kmod_dump, kmod_vm
-except ImportError:
-    import kmod_build
-    import kmod_dump
-    import kmod_vm
-
-__all__ = ["kmod_build", "kmod_dump", "kmod_vm", "boot", "compare_flows"]
+# What a kernel prints when something went wrong (lockups, RCU stalls, oopses,
+# sanitizers, list corruption): no boot of our module may print any of it.
+SPLAT = re.compile(
+    r"soft lockup|WARNING:|\bBUG\b|Oops|rcu_sched self-detected stall|"
+    r"rcu: INFO: rcu_|detected stall|refcount_t:|general protection|"
+    r"KASAN|UBSAN|list_add corruption|list_del corruption|Call Trace|kernel BUG"
+)
 
 
-def boot(kernel, files: dict, *, cpus: int, timeout: float) -> qemu.BootResult:
-    """``qemu.boot`` of a job with ``cpus`` vCPUs (whichever harness layout)."""
-    if "cpus" in inspect.signature(qemu.boot).parameters:
-        return qemu.boot(kernel, files, timeout=timeout, cpus=cpus)
-    return kmod_vm._boot_smp(kernel, files, cpus, timeout)
+def splats(log: str) -> list[str]:
+    """The lines of ``log`` that :data:`SPLAT` matches."""
+    return [ln for ln in log.splitlines() if SPLAT.search(ln)]
+
+
+def configs(
+    flows: int, per_scenario: int, base_seed: int, sizes_and_hash_port
+) -> list[kmod_vm.Config]:
+    """Seeded scenarios for about ``flows`` flows, dealt to one configuration per
+    ``(table_size, hash_port)``, packed for one boot (no client used twice)."""
+    # 4% spare: scenarios lose clients to pack(), flows to unobserved entries
+    n_scen = -(-flows * 104 // 100 // per_scenario)
+    scs = [scenarios.generate(base_seed + i, per_scenario + 60) for i in range(n_scen)]
+    scenarios.pack(scs, 10**9)
+    out = [kmod_vm.Config(m, hp, []) for m, hp in sizes_and_hash_port]
+    for i, sc in enumerate(scs):
+        out[i % len(out)].scenarios.append(sc)
+    return out
 
 
 PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
@@ -60,6 +72,7 @@ class FlowReport:
 
 
 def _predictions(run: kmod_vm.KmodRun) -> dict:
+    """maglevx's choices per (config, scenario, phase), with each config's options."""
     jobs = []
     for c, cfg in enumerate(run.configs):
         args = ["--table-size", str(cfg.table_size)] + (
@@ -109,7 +122,7 @@ def compare_flows(run: kmod_vm.KmodRun) -> FlowReport:
 
 def compare_tables(run: kmod_vm.KmodRun) -> tuple[int, list[str]]:
     """(dumps compared, problems): every debugfs dump against maglevx's tables."""
-    from maglevx import Director
+    from maglevx import Director  # (the harness imports without maglevx)
 
     problems, dumped = [], 0
     for c, cfg in enumerate(run.configs):
@@ -160,3 +173,38 @@ def load_problems(run: kmod_vm.KmodRun) -> list[str]:
         if rc == 0 or stayed:
             out.append(f"insmod {param}: rc {rc}, loaded {stayed}: {text}")
     return out
+
+
+@dataclasses.dataclass
+class Churn:
+    ops: int  # ipvsadm operations done during the churn
+    seconds: int  # guest time it lasted
+    flowruns: str
+    scheduled: int  # flows scheduled meanwhile
+    problems: list
+
+    def summary(self) -> str:
+        return (
+            f"churn {self.ops} ipvsadm operations in {self.seconds} s guest time, "
+            f"{self.flowruns} flowgen runs, {self.scheduled} flows scheduled"
+        )
+
+
+def churn(run: kmod_vm.KmodRun) -> Churn:
+    """The churn's figures, and what is wrong after it: the last table against
+    maglevx's for the kernel's own listing, ``ipvsadm -C``, ``rmmod``, leftovers."""
+    from maglevx import Director  # (the harness imports without maglevx)
+
+    ops, seconds = map(int, run.text("churn.ops").split())
+    scheduled = sum(int(x) for x in run.text("churn.scheduled").split())
+    director = Director.from_snapshot(run.text("churn.ln"), variant="backport")
+    dump = kmod_dump.parse(run.text("churn.tables"))
+    problems = [
+        f"last table: {x}" for x in kmod_dump.compare_with_model(dump, director)
+    ]
+    for name, want in (("churn.clear", "0"), ("churn.rmmod", "0"), ("churn.after", "")):
+        got = run.text(name).strip()
+        if got != want:
+            problems.append(f"{name}: {got[:200]!r}, expected {want!r}")
+    flowruns = run.text("churn.flowruns").strip()
+    return Churn(ops, seconds, flowruns, scheduled, problems)

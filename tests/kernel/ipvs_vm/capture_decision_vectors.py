@@ -8,7 +8,7 @@ and what the client saw), the one-packet datagrams nft recorded, and the valid
 persistence templates in /proc/net/ip_vs_conn. tests/test_decision_vectors.py
 replays the file through maglevx without any VM.
 
-    python tests/kernel/capture_decision_vectors.py -k 6.1 \\
+    PYTHONPATH=tests/kernel python -m ipvs_vm.capture_decision_vectors -k 6.1 \\
         -o tests/vectors/decision-6.1-amd64.json.gz
 """
 
@@ -22,9 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ipvs_vm import decision, jobs, kernels  # noqa: E402
+from . import decision, jobs, kernels
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ hand-written typical services, and writes what the kernel chose for every flow, 
 a header naming the kernel, ipvsadm, date and command. tests/test_frozen_vectors.py
 replays the file through maglevx without any VM.
 
-    python tests/kernel/capture_vectors.py -k 6.1 -o tests/vectors/kernel-6.1-amd64.txt.gz
+    PYTHONPATH=tests/kernel python -m ipvs_vm.capture_vectors -k 6.1 -o tests/vectors/kernel-6.1-amd64.txt.gz
 
 Format: the one of tests/vectors/kernel-6.1-686-pae.txt (gzip-compressed here):
 
@@ -29,8 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ipvs_vm import jobs, kernels, predict, scenarios
-from ipvs_vm.jobs import Flow, Phase, Scenario
+from . import jobs, kernels, predict, scenarios
+from .jobs import Flow, Phase, Scenario
 
 
 def typical() -> list[Scenario]:
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                 lines.append(
                     f"{r.flow.csv()},{r.raddr or ''},{'' if r.rport is None else r.rport}"
                 )
-    cmd = f"python tests/kernel/capture_vectors.py -k {a.kernel} -o {a.output}"
+    cmd = f"PYTHONPATH=tests/kernel python -m ipvs_vm.capture_vectors -k {a.kernel} -o {a.output}"
     if a.seeds != list(range(2001, 2025)) or a.flows != 250:
         cmd += f" --seeds {' '.join(map(str, a.seeds))} --flows {a.flows}"
     header = [

@@ -20,9 +20,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from ipvs_vm.kernels import Kernel, PrerequisiteError
+from .kernels import Kernel, PrerequisiteError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "debug-kernel.sh"
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
 
