@@ -143,7 +143,7 @@ TWINS_SH = r"""
 insmod /job/KO table_size=131071 > /out/TAG.insmod 2>&1; echo $? >> /out/TAG.insmod
 # rr first (no table), all twins, then one switch to mh: one rebuild
 ipvsadm -A -t TWIN_VIP -s rr
-ipvsadm -R < twins.hist > /out/TAG.restore 2>&1; echo $? >> /out/TAG.restore
+ipvsadm -R < TWINS_HIST > /out/TAG.restore 2>&1; echo $? >> /out/TAG.restore
 rm -f /tmp/tick.stop /out/TAG.ticks
 ( while [ ! -e /tmp/tick.stop ]; do up >> /out/TAG.ticks; sleep 0.1; done ) &
 tick=$!
@@ -186,10 +186,13 @@ def guest_job(
     hist = [ln for svc in KEYED for ln in svc.history()]
     files["key.hist"] = "\n".join(hist) + "\n"
     files["key.flows"] = flow_file([f for fl in p.keyed_flows for f in fl])
-    files["twins.hist"] = "".join(
-        "-a -t {} -r {}:{} -m -w 1\n".format(TWIN_VIP, *twin(k))
-        for k in range(1, p.twins + 1)
-    )
+    # the negative control (no resched points) rebuilds twice as many twins: its
+    # rebuild must outlast the 2 s soft-lockup threshold by far on a fast host
+    for name, n in (("twins.hist", p.twins), ("twins.nr.hist", 2 * p.twins)):
+        files[name] = "".join(
+            "-a -t {} -r {}:{} -m -w 1\n".format(TWIN_VIP, *twin(k))
+            for k in range(1, n + 1)
+        )
     fv, fa, fp = FI_VIP
     V = f"{fa}:{fp}"
     sh = [
@@ -256,11 +259,19 @@ def guest_job(
         .replace("TWIN_DELETED", "{}:{}".format(*twin(1)))
         .replace("DEBUGFS", DEBUGFS)
     )
-    sh.append(twins_sh.replace("TAG", "tw").replace("KO", "ip_vs_mh.ko"))
+    sh.append(
+        twins_sh.replace("TAG", "tw")
+        .replace("KO", "ip_vs_mh.ko")
+        .replace("TWINS_HIST", "twins.hist")
+    )
     sh.append("dmesg > /out/dmesg.main")
     if noresched_ko is not None:
         sh.append("dmesg -c > /dev/null")
-        sh.append(twins_sh.replace("TAG", "nr").replace("KO", "noresched.ko"))
+        sh.append(
+            twins_sh.replace("TAG", "nr")
+            .replace("KO", "noresched.ko")
+            .replace("TWINS_HIST", "twins.nr.hist")
+        )
         sh.append("dmesg > /out/dmesg.noresched")
     files["run.sh"] = "\n".join(sh) + "\n"
     return files
