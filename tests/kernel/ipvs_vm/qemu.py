@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from . import initramfs
+from .apt import tmp_name
 from .common import PrerequisiteError
 from .kernels import Kernel
 
@@ -108,9 +109,10 @@ def vmlinux(kernel: Kernel) -> Path | None:
         return None
     if not elf.startswith(b"\x7fELF"):
         return None
-    tmp = out.with_suffix(".tmp")
+    # two boots of one kernel (in-tree and kmod/) may extract it at once
+    tmp = tmp_name(out)
     tmp.write_bytes(elf)
-    tmp.rename(out)
+    os.replace(tmp, out)
     return out
 
 
