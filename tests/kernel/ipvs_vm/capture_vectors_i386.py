@@ -9,7 +9,7 @@ the file through maglevx with ``--word-size 32`` without any VM.
     PYTHONPATH=tests/kernel python -m ipvs_vm.capture_vectors_i386 -o tests/vectors/kernel-6.1-686-pae.txt.gz
 
 File format (text, gzip-compressed when the name ends in .gz, one file per kernel;
-the same as the amd64 vectors of tests/kernel/capture_vectors.py):
+the same as the amd64 vectors of tests/kernel/ipvs_vm/capture_vectors.py):
 
 * ``#`` lines: the header (provenance) and comments;
 * ``== NAME``: starts a case;
