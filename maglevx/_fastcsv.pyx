@@ -68,6 +68,34 @@ cdef inline uint64_t _fnv(const uint8_t *p, Py_ssize_t n) nogil:
 
 
 
+cdef inline bint _next_line(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end,
+                            bint final, Py_ssize_t *le, Py_ssize_t *nxt) noexcept nogil:
+    """The line at *pos*: its content end (*le*) and the next line's start (*nxt*).
+
+    Lines end at "\\n", "\\r\\n" or "\\r". False: the line may go on in the
+    next block (no end yet, or a "\\r" last that a "\\n" may follow), unless
+    *final*.
+    """
+    cdef const uint8_t *hit = <const uint8_t *>memchr(p + pos, 10, end - pos)
+    cdef Py_ssize_t e = hit - p if hit != NULL else end
+    hit = <const uint8_t *>memchr(p + pos, 13, e - pos)
+    if hit != NULL:
+        e = hit - p
+    if e == end and not final:
+        return False
+    le[0] = e
+    nxt[0] = e
+    if e < end:
+        nxt[0] = e + 1
+        if p[e] == 13:
+            if e + 1 < end:
+                if p[e + 1] == 10:
+                    nxt[0] = e + 2
+            elif not final:
+                return False
+    return True
+
+
 cdef struct LineInfo:
     int proto  # 0 tcp, 1 udp, 2 sctp
     bint v6
@@ -343,21 +371,8 @@ cdef class FlowScanner:
         cdef int status = END
         cdef LineInfo L
         while pos < end:
-            # find the line end
-            le = pos
-            while le < end and p[le] != 10 and p[le] != 13:
-                le += 1
-            if le == end and not final:
+            if not _next_line(p, pos, end, final, &le, &nxt):
                 break  # incomplete line: wait for more input
-            nxt = le
-            if le < end:
-                nxt = le + 1
-                if p[le] == 13:
-                    if le + 1 < end:
-                        if p[le + 1] == 10:
-                            nxt = le + 2
-                    elif not final:
-                        break  # "\r" at the end: "\r\n" may follow
             ls = pos
             # strip the line
             while ls < le and _ws(p[ls]):
@@ -495,28 +510,13 @@ cdef class FlowScanner:
         cdef Route *r
         cdef uint32_t d, port
         cdef const uint8_t *suffix
-        cdef const uint8_t *hit
         cdef int32_t kid, last_kid = -1
         cdef uint8_t last_key[160]
         cdef Py_ssize_t last_klen = 0
         with nogil:
             while pos < end:
-                hit = <const uint8_t *>memchr(p + pos, 10, end - pos)
-                le = hit - p if hit != NULL else end
-                hit = <const uint8_t *>memchr(p + pos, 13, le - pos)
-                if hit != NULL:
-                    le = hit - p
-                if le == end and not final:
+                if not _next_line(p, pos, end, final, &le, &nxt):
                     break  # incomplete line: wait for more input
-                nxt = le
-                if le < end:
-                    nxt = le + 1
-                    if p[le] == 13:
-                        if le + 1 < end:
-                            if p[le + 1] == 10:
-                                nxt = le + 2
-                        elif not final:
-                            break  # "\r" at the end: "\n" may follow
                 if nxt - pos > max_line:
                     status = _SLOW
                     break
@@ -588,14 +588,12 @@ cdef class FlowScanner:
 
 def line_end(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end):
     """``(content_end, next_line)`` of the line starting at *pos*."""
-    cdef Py_ssize_t le = pos
+    cdef Py_ssize_t le = pos, nxt = pos
     if not 0 <= pos <= end <= buf.shape[0]:
         raise ValueError("line_end: pos and end must satisfy 0 <= pos <= end <= len(buf)")
-    while le < end and buf[le] != 10 and buf[le] != 13:
-        le += 1
-    if le < end and buf[le] == 13 and le + 1 < end and buf[le + 1] == 10:
-        return le, le + 2
-    return le, (le + 1 if le < end else le)
+    if pos < end:
+        _next_line(&buf[0], pos, end, True, &le, &nxt)
+    return le, nxt
 
 
 def assemble(const uint8_t[::1] buf, const int64_t[::1] starts,
