@@ -503,24 +503,24 @@ def bulk_addresses(saddrs: Any, family: int) -> npt.NDArray[Any]:
     return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "saddrs"), np.uint32)
 
 
-def bulk_ports(sports: Any, n: int) -> npt.NDArray[np.uint16]:
-    """Client ports 0..65535, one per flow, checked."""
-    a = np.asarray(sports)
+def _bulk_column(values: Any, n: int, dtype: Any, what: str, field: str) -> Any:
+    """One value per flow, a 1-d array checked to fit *dtype*."""
+    a = np.asarray(values)
     if a.ndim != 1 or a.shape[0] != n:
         raise MaglevxError(
-            f"expected {n} ports in a 1-d array, got shape {a.shape}", field="sports"
+            f"expected {n} {what} in a 1-d array, got shape {a.shape}", field=field
         )
-    return np.ascontiguousarray(_integers(a, 65535, "sports"), np.uint16)
+    return np.ascontiguousarray(_integers(a, np.iinfo(dtype).max, field), dtype)
+
+
+def bulk_ports(sports: Any, n: int) -> npt.NDArray[np.uint16]:
+    """Client ports 0..65535, one per flow, checked."""
+    return _bulk_column(sports, n, np.uint16, "ports", "sports")
 
 
 def bulk_marks(fwmarks: Any, n: int) -> npt.NDArray[np.uint32]:
     """Packet marks 0..2^32-1, one per flow, checked."""
-    a = np.asarray(fwmarks)
-    if a.ndim != 1 or a.shape[0] != n:
-        raise MaglevxError(
-            f"expected {n} marks in a 1-d array, got shape {a.shape}", field="fwmarks"
-        )
-    return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "fwmarks"), np.uint32)
+    return _bulk_column(fwmarks, n, np.uint32, "marks", "fwmarks")
 
 
 def _bulk_out(out: Any, n: int) -> npt.NDArray[np.uint32]:
@@ -1387,14 +1387,16 @@ class Director:
                 raise MaglevxError(f"{len(col)} values for {n} protocols", field=name)
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
-        marks = [0] * n if fwmarks is None else bulk_marks(fwmarks, n).tolist()
+        # a mark matters only to a fwmark service, and one makes decisions due
+        marks = None if fwmarks is None else bulk_marks(fwmarks, n).tolist()
         out = np.full(n, None, dtype=object)
-        if self.needs_decisions() or any(marks):
+        if self.needs_decisions():
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
                 proto = _bulk_protocol(protocols[i])
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
-                svc = self.resolve(proto, daddrs[i], dp[i], marks[i] or None)
+                mark = marks[i] if marks is not None else 0
+                svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
                 if svc is None or svc.scheduler != "mh":
                     if strict:
                         raise MaglevxError(
@@ -1403,7 +1405,7 @@ class Director:
                             field="daddrs",
                         )
                     continue
-                out[i] = decision.decide(self, flow, fwmark=marks[i]).server
+                out[i] = decision.decide(self, flow, fwmark=mark).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
