@@ -29,6 +29,14 @@ def _load(path: Path) -> dict:
         return json.load(f)
 
 
+def _director(scenario: dict) -> maglevx.Director:
+    """An empty director with the scenario's sysctl, as its network namespace was."""
+    sysctl = scenario["meta"].get("sysctl", {})
+    return maglevx.Director(
+        expire_quiescent_template=bool(sysctl.get("expire_quiescent_template"))
+    )
+
+
 CASES = [
     (p, i, s["scenario"]["name"])
     for p in VECTORS
@@ -51,11 +59,7 @@ def test_vectors_present():
 def test_scenario_replays(path, index):
     data = _load(path)["scenarios"][index]
     sc = data["scenario"]
-    d = maglevx.Director(
-        expire_quiescent_template=bool(
-            sc["meta"].get("sysctl", {}).get("expire_quiescent_template")
-        )
-    )
+    d = _director(sc)
     bad = []
     for j, (ph, got) in enumerate(zip(sc["phases"], data["phases"])):
         for line in ph["history"]:
@@ -122,11 +126,7 @@ def test_scenario_replays_in_bulk(path, index):
 
     data = _load(path)["scenarios"][index]
     sc = data["scenario"]
-    d = maglevx.Director(
-        expire_quiescent_template=bool(
-            sc["meta"].get("sysctl", {}).get("expire_quiescent_template")
-        )
-    )
+    d = _director(sc)
     bad = []
     for j, (ph, got) in enumerate(zip(sc["phases"], data["phases"])):
         for line in ph["history"]:
