@@ -96,6 +96,16 @@ cdef inline bint _next_line(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end,
     return True
 
 
+cdef inline Py_ssize_t _strip(const uint8_t *p, Py_ssize_t ls,
+                              Py_ssize_t *le) noexcept nogil:
+    """Strip ASCII whitespace from ``p[ls:le]``: the new start (*le* moves in)."""
+    while ls < le[0] and _ws(p[ls]):
+        ls += 1
+    while le[0] > ls and _ws(p[le[0] - 1]):
+        le[0] -= 1
+    return ls
+
+
 cdef struct LineInfo:
     int proto  # 0 tcp, 1 udp, 2 sctp
     bint v6
@@ -154,14 +164,7 @@ cdef bint _parse_line(const uint8_t *p, Py_ssize_t ls, Py_ssize_t le,
         return 0
     v6 = memchr(p + fs[1], 58, fe[1] - fs[1]) != NULL  # ':': an IPv6 client
     for f in range(5):
-        a = fs[f]
-        b = fe[f]
-        while a < b and _ws(p[a]):
-            a += 1
-        while b > a and _ws(p[b - 1]):
-            b -= 1
-        fs[f] = a
-        fe[f] = b
+        fs[f] = _strip(p, fs[f], &fe[f])
     # proto, case-insensitive
     a = fs[0]
     b = fe[0]
@@ -373,12 +376,7 @@ cdef class FlowScanner:
         while pos < end:
             if not _next_line(p, pos, end, final, &le, &nxt):
                 break  # incomplete line: wait for more input
-            ls = pos
-            # strip the line
-            while ls < le and _ws(p[ls]):
-                ls += 1
-            while le > ls and _ws(p[le - 1]):
-                le -= 1
+            ls = _strip(p, pos, &le)
             if ls == le:
                 # blank: only when every byte was ASCII whitespace
                 lines += 1
@@ -520,11 +518,7 @@ cdef class FlowScanner:
                 if nxt - pos > max_line:
                     status = _SLOW
                     break
-                ls = pos
-                while ls < le and _ws(p[ls]):
-                    ls += 1
-                while le > ls and _ws(p[le - 1]):
-                    le -= 1
+                ls = _strip(p, pos, &le)
                 if ls == le:
                     lines += 1
                     pos = nxt

@@ -16,6 +16,7 @@ import ipaddress
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import maglevx
@@ -122,8 +123,6 @@ def test_scenario_replays_in_bulk(path, index):
     UDP flows the kernel answered with one-packet datagrams only are left
     out of the comparison (no connection entry records them).
     """
-    import numpy as np
-
     data = _load(path)["scenarios"][index]
     sc = data["scenario"]
     d = _director(sc)
