@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from maglevx import arrow
 from maglevx._version import __version__
-from maglevx.addresses import quote
+from maglevx.addresses import parse_address, quote
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import BYTE_ORDERS, VARIANTS
 from maglevx.ipvsadm import split_lines
@@ -131,17 +132,13 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 def _table_size(text: str) -> int:
     s = text.strip()
-    if not (s.isascii() and s.isdigit()) or len(s.lstrip("0")) > 7:
-        raise argparse.ArgumentTypeError(
-            f"{quote(text)} is not one of the kernel's primes "
-            f"({', '.join(map(str, PRIMES))})"
-        )
-    m = int(s)
-    if m not in PRIMES:
-        raise argparse.ArgumentTypeError(
-            f"{m} is not one of the kernel's primes ({', '.join(map(str, PRIMES))})"
-        )
-    return m
+    number = s.isascii() and s.isdigit() and len(s.lstrip("0")) <= 7
+    if number and int(s) in PRIMES:
+        return int(s)
+    raise argparse.ArgumentTypeError(
+        f"{int(s) if number else quote(text)} is not one of the kernel's primes "
+        f"({', '.join(map(str, PRIMES))})"
+    )
 
 
 def _sample_size(text: str) -> int:
@@ -175,24 +172,46 @@ def params_from(args: argparse.Namespace) -> DirectorParams:
     )
 
 
+def _live_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given explicitly, which win over what --live reads."""
+    return {
+        "variant": args.variant,
+        "word_size": args.word_size,
+        "table_size": args.table_size,
+        "backport_hash_port": False if args.no_port_hash else None,
+    }
+
+
 def read_live(args: argparse.Namespace, *, warn: bool = True) -> Any:
     """Read this machine's director (``--live``); warnings go to stderr."""
     from maglevx import live
 
-    ld = live.read_live(
-        variant=args.variant,
-        word_size=args.word_size,
-        table_size=args.table_size,
-        backport_hash_port=False if args.no_port_hash else None,
-    )
+    ld = live.read_live(**_live_overrides(args))
     if warn:
         _warn(ld.warnings)
     return ld
 
 
+def _say(message: str, flush: TextIO | None = None) -> None:
+    """``maglevx: MESSAGE`` on stderr, after what *flush* holds."""
+    if flush is not None:
+        flush.flush()
+    print(f"maglevx: {message}", file=sys.stderr)
+
+
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
-        print(f"maglevx: warning: {w}", file=sys.stderr)
+        _say(f"warning: {w}")
+
+
+def _no_service(source: str, no_service: int, flows: int, stdout: TextIO) -> None:
+    if no_service:
+        _say(
+            f"{source}: {no_service} of {flows} flows go to no virtual service: "
+            "written with empty fields (the kernel does not schedule them; "
+            "--strict makes this an error)",
+            stdout,
+        )
 
 
 def listing_from(args: argparse.Namespace) -> ListingOptions:
@@ -240,26 +259,25 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
         from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
 
         for name in maybe_sorted(director):
-            print(f"maglevx: {args.snapshot}: {name}: {SORTED_NOTE}", file=sys.stderr)
+            _say(f"{args.snapshot}: {name}: {SORTED_NOTE}")
     elif args.history is not None:  # not --live
         from maglevx.tools.sources import saved_rule_file
 
         for note in saved_rule_file(read_text(args.history), director).values():
-            print(f"maglevx: {args.history}: {note}", file=sys.stderr)
+            _say(f"{args.history}: {note}")
     ambiguous = False
     for name, xs in listing_notes(args, director).items():
         unknown = [x for x in xs if x.last_weight is None]
         if unknown:
             ambiguous = True
             share = sum(x.share_if_drained for x in unknown)
-            print(
-                f"maglevx: {args.snapshot}: {name}: weight-0 real servers "
+            _say(
+                f"{args.snapshot}: {name}: weight-0 real servers "
                 f"{', '.join(x.endpoint for x in unknown)} read as added with "
                 "weight 0 (a listing cannot show last_weight); if an edit drained "
                 f"them, about {share:.1f}% of new flows to it get "
                 + ("other servers" if unknown[0].fallback else "no destination")
-                + " instead: --last-weight ADDR:PORT=W or --assume-drained-by-edit",
-                file=sys.stderr,
+                + " instead: --last-weight ADDR:PORT=W or --assume-drained-by-edit"
             )
     if args.flows == "-":
         stream, source = sys.stdin.buffer, "<stdin>"
@@ -270,7 +288,7 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
         fmt = args.format
         if fmt == "auto":
             fmt = _detect_columnar(stream) or predict.detect_format(stream)
-        if fmt in COLUMNAR_FORMATS or args.output_format != "csv":
+        if fmt in arrow.INPUT_FORMATS or args.output_format != "csv":
             return _predict_columnar(director, stream, stdout, fmt, args, source)
         progress = predict.Progress(predict.input_size(stream))
         if fmt == "csv":
@@ -283,21 +301,13 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
                 director, stream, stdout, source=source, progress=progress,
                 strict=args.strict, stats=stats,
             )  # fmt: skip
-            if stats.no_service:
-                stdout.flush()
-                print(
-                    f"maglevx: {source}: {stats.no_service} of {stats.flows} flows "
-                    "go to no virtual service: written with empty fields (the "
-                    "kernel does not schedule them; --strict makes this an error)",
-                    file=sys.stderr,
-                )
+            _no_service(source, stats.no_service, stats.flows, stdout)
             if stats.alternative is not None:
-                stdout.flush()
-                print(
-                    f"maglevx: {source}: {stats.differ} of {stats.flows} flows would "
-                    "go elsewhere if the listing's weight-0 real servers were drained "
+                _say(
+                    f"{source}: {stats.differ} of {stats.flows} flows would go "
+                    "elsewhere if the listing's weight-0 real servers were drained "
                     "by an edit (--assume-drained-by-edit shows which)",
-                    file=sys.stderr,
+                    stdout,
                 )
         else:
             predict.predict_capture(director, stream, stdout, fmt, source=source)
@@ -307,19 +317,10 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
-COLUMNAR_FORMATS = ("parquet", "arrow")
-OUTPUT_FORMATS = ("csv", "parquet", "arrow")
-
-
 def _detect_columnar(stream: Any) -> str | None:
     """``parquet``/``arrow`` from the first bytes, without importing pyarrow."""
     peek = getattr(stream, "peek", None)
-    head = bytes(peek(8)[:8]) if peek is not None else b""
-    if head[:4] == b"PAR1":
-        return "parquet"
-    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
-        return "arrow"
-    return None
+    return arrow.detect(bytes(peek(8)[:8]) if peek is not None else b"")
 
 
 def _predict_columnar(
@@ -327,9 +328,7 @@ def _predict_columnar(
     args: argparse.Namespace, source: str,
 ) -> int:  # fmt: skip
     """Predict with Parquet / Arrow IPC input or output (maglevx.arrow)."""
-    from maglevx import arrow
-
-    if fmt not in COLUMNAR_FORMATS:
+    if fmt not in arrow.INPUT_FORMATS:
         raise MaglevxError(
             f"--output-format {args.output_format} needs Parquet or Arrow input "
             f"(this input is {fmt})",
@@ -341,13 +340,7 @@ def _predict_columnar(
         director, stream, sink, fmt, output_format=args.output_format,
         source=source, strict=args.strict, stats=stats,
     )  # fmt: skip
-    if stats.get("no_service"):
-        print(
-            f"maglevx: {source}: {stats['no_service']} of {stats['flows']} flows "
-            "go to no virtual service: written with empty fields (the kernel "
-            "does not schedule them; --strict makes this an error)",
-            file=sys.stderr,
-        )
+    _no_service(source, stats.get("no_service", 0), stats.get("flows", 0), stdout)
     return EXIT_OK
 
 
@@ -404,11 +397,9 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import diff
-    from maglevx.tools.sources import load_spec, parse_spec
 
     defaults = params_from(args)
-    old_spec = parse_spec(args.old, defaults, listing_from(args))
-    old = load_spec(old_spec)
+    old_spec, old, old_unknown = _load_spec(args.old, defaults, args)
     edits = [
         diff.parse_edit(kind, text)
         for kind in diff.EDIT_KINDS
@@ -417,11 +408,11 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.new is None and not edits:
         raise MaglevxError("give NEW or a proposed edit (--remove/--drain/--add)")
     if args.new is not None:
-        new_spec = parse_spec(args.new, defaults, listing_from(args))
-        new, new_label = load_spec(new_spec), new_spec.label
-        new_label += f" ({new_spec.params.describe()})"
+        new_spec, new, new_unknown = _load_spec(args.new, defaults, args)
+        new_label = f"{new_spec.label} ({new_spec.params.describe()})"
     else:
-        new, new_label = old, old_spec.label
+        new, new_label, new_unknown = old, old_spec.label, old_unknown
+    base = new  # before the edits
     service = None
     if edits:
         if args.service is not None:
@@ -442,40 +433,34 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     )
     # a listing's weight-0 servers may have been drained by an edit: the
     # other outcome, where it differs
-    old_unknown = _unknown(old_spec, old)
-    new_base = load_spec(new_spec) if args.new is not None else old
-    new_unknown = _unknown(new_spec, new_base) if args.new is not None else old_unknown
     if old_unknown or new_unknown:
         from maglevx.tools.sources import drained_alternative
 
         alt_old = drained_alternative(old) if old_unknown else old
-        alt_new = drained_alternative(new_base) if new_unknown else new_base
+        alt_new = drained_alternative(base) if new_unknown else base
         if edits:
             alt_new = diff.apply_edits(alt_new, edits, service=service)
         alt = diff.diff_directors(
             alt_old, alt_new, samples=samples, sample_size=args.sample, seed=args.seed
         )
-        eps = ", ".join(sorted({x for x in old_unknown + new_unknown}))
+
+        def outcome(sd: Any) -> tuple:
+            refusals = (sd.refusals_old, sd.refusals_new)
+            return sd.flows_moved, *(r and r.refused_without_fallback for r in refusals)
+
         for sd in rep.services:
             other = next((x for x in alt.services if x.service == sd.service), None)
             if other is None or other.status in ("added", "removed"):
                 continue
-            ro, rn = other.refusals_old, other.refusals_new
-
-            def refused(r: Any) -> float | None:
-                return None if r is None else r.refused_without_fallback
-
-            if (other.flows_moved, refused(ro), refused(rn)) == (
-                sd.flows_moved, refused(sd.refusals_old), refused(sd.refusals_new)
-            ):  # fmt: skip
-                continue
-            sd.notes.append(
-                f"if {eps} (weight 0 in a listing, last_weight unknown) were "
-                f"drained by an edit: {other.flows_moved_pct:.2f}% of flows move; "
-                f"refused new flows OLD {diff.refusal_text(ro)}; NEW "
-                f"{diff.refusal_text(rn)} (--last-weight ADDR:PORT=W or "
-                "--assume-drained-by-edit decides)"
-            )
+            if outcome(other) != outcome(sd):
+                sd.notes.append(
+                    _if_drained(
+                        old_unknown + new_unknown,
+                        f"{other.flows_moved_pct:.2f}% of flows move; refused new "
+                        f"flows OLD {diff.refusal_text(other.refusals_old)}; NEW "
+                        f"{diff.refusal_text(other.refusals_new)}",
+                    )
+                )
     if args.plot:
         from maglevx.tools import plot
 
@@ -484,14 +469,27 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_DIFFERENT if rep.different else EXIT_OK
 
 
-def _unknown(spec: Any, director: Director) -> list[str]:
-    """Weight-0 real servers of a listing spec whose last_weight nobody gave."""
-    from maglevx.tools.sources import detect_kind, listing_assumptions
+def _load_spec(
+    text: str, defaults: DirectorParams, args: argparse.Namespace
+) -> tuple[Any, Director, list[str]]:
+    """A spec, its director, and the listing's unknown-last_weight servers."""
+    from maglevx.tools import sources
 
-    kind = spec.kind or detect_kind(read_text(spec.path))
-    if kind != "snapshot":
-        return []
-    return [x.endpoint for x in listing_assumptions(director, spec.listing).unknown]
+    spec = sources.parse_spec(text, defaults, listing_from(args))
+    director = sources.load_spec(spec)
+    if (spec.kind or sources.detect_kind(read_text(spec.path))) != "snapshot":
+        return spec, director, []
+    drained = sources.listing_assumptions(director, spec.listing).unknown
+    return spec, director, [x.endpoint for x in drained]
+
+
+def _if_drained(unknown: list[str], outcome: str) -> str:
+    """The other outcome, if a listing's weight-0 servers were drained."""
+    return (
+        f"if {', '.join(sorted(set(unknown)))} (weight 0 in a listing, last_weight "
+        f"unknown) were drained by an edit: {outcome} (--last-weight ADDR:PORT=W "
+        "or --assume-drained-by-edit decides)"
+    )
 
 
 def _samples(args: argparse.Namespace, director: Director) -> dict | None:
@@ -504,29 +502,24 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
         split_lines(read_text(args.flows)), source=args.flows, limit=args.sample
     )
     out: dict[str, Any] = {}
-    from maglevx.addresses import parse_address
-
     for (proto, daddr, dport), sample in by_dest.items():
         svc = director.service_for(proto, parse_address(daddr, "daddr"), dport)
         if svc is not None and svc.scheduler == "mh":
-            if svc.name in out:
-                prev = out[svc.name]
+            prev = out.setdefault(svc.name, sample)
+            if prev is not sample:
                 prev.folds = np.concatenate([prev.folds, sample.folds])
                 prev.sports = np.concatenate([prev.sports, sample.sports])
-            else:
-                out[svc.name] = sample
     return out
 
 
 def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import consistency
-    from maglevx.tools.sources import load_spec, parse_spec
 
     if len(args.configs) < 2:
         raise MaglevxError("give at least two configurations to compare")
     defaults = params_from(args)
-    directors = []
-    specs: list[Any] = []  # None for an exporter: its state is a read, not a listing
+    directors: list[tuple[str, Director]] = []
+    unknown: list[list[str]] = []  # per director
     for text in args.configs:
         if text.startswith(("http://", "https://")):  # a maglevx watch exporter
             from maglevx import live
@@ -534,18 +527,15 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
 
             d = live.from_state(watch.fetch_state(text), source=text).director
             directors.append((f"{text} ({d.params.describe()})", d))
-            specs.append(None)
+            unknown.append([])  # its state is a read, not a listing
         else:
-            s = parse_spec(text, defaults, listing_from(args))
-            directors.append((f"{s.label} ({s.params.describe()})", load_spec(s)))
-            specs.append(s)
+            spec, d, u = _load_spec(text, defaults, args)
+            directors.append((f"{spec.label} ({spec.params.describe()})", d))
+            unknown.append(u)
     samples = _samples(args, directors[0][1])
     rep = consistency.compare_directors(
         directors, samples=samples, sample_size=args.sample, seed=args.seed
     )
-    unknown = [
-        [] if s is None else _unknown(s, d) for s, (_, d) in zip(specs, directors)
-    ]
     if any(unknown):
         from maglevx.tools.sources import drained_alternative
 
@@ -554,16 +544,15 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
              for (label, d), u in zip(directors, unknown)],
             samples=samples, sample_size=args.sample, seed=args.seed,
         )  # fmt: skip
-        eps = ", ".join(sorted({e for u in unknown for e in u}))
         for r, a in zip(rep.results, alt.results):
             if (r.flows_differ, r.slots_differ) != (a.flows_differ, a.slots_differ):
                 r.notes.append(
-                    f"if {eps} (weight 0 in a listing, last_weight unknown) were "
-                    f"drained by an edit: {a.flows_differ_pct:.2f}% of flows and "
-                    f"{a.slots_differ_pct:.2f}% of slots differ"
-                    + (f" ({'; '.join(a.reasons)})" if a.reasons else "")
-                    + " (--last-weight ADDR:PORT=W or --assume-drained-by-edit "
-                    "decides)"
+                    _if_drained(
+                        sum(unknown, []),
+                        f"{a.flows_differ_pct:.2f}% of flows and "
+                        f"{a.slots_differ_pct:.2f}% of slots differ"
+                        + (f" ({'; '.join(a.reasons)})" if a.reasons else ""),
+                    )
                 )
     if args.plot:
         from maglevx.tools import plot
@@ -584,34 +573,28 @@ def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
         kmod_path = verify.KMOD_TABLES
     kmod_text = read_text(kmod_path) if kmod_path else None
     history = None
-    live_params = None
     if args.live:
-        ld = read_live(args)
-        live_params = ld.director.params
+        director = read_live(args).director
     if args.history is not None:
         history = read_text(args.history)
-        if live_params is not None:  # the history, with the live parameters
-            director = Director.from_params(live_params)
+        if args.live:  # the history, with the live parameters
+            director = Director.from_params(director.params)
             director.apply_history(history, source=args.history)
         else:
             director = load_text(
                 history, source=args.history, kind="history", params=params
             )
-    elif args.live:
-        director = ld.director
-    elif args.snapshot is not None:
-        director = load_text(read_text(args.snapshot), source=args.snapshot,
-                             kind="snapshot", params=params,
-                             listing=listing_from(args))  # fmt: skip
-    else:
-        director = load_text(verify.run_ipvsadm(), source="ipvsadm -Ln --nosort",
+    elif not args.live:
+        path = args.snapshot
+        text = verify.run_ipvsadm() if path is None else read_text(path)
+        director = load_text(text, source=path or "ipvsadm -Ln --nosort",
                              kind="snapshot", params=params,
                              listing=listing_from(args))  # fmt: skip
     fmt = args.format
     if fmt == "auto":
         with open_input(args.conn, "rb") as f:
             fmt = _detect_columnar(f) or "capture"
-    if fmt in COLUMNAR_FORMATS:
+    if fmt in arrow.INPUT_FORMATS:
         return _verify_flow_log(director, fmt, args, stdout)
     conns = read_conns(args.conn)
     rep = verify.verify(
@@ -705,17 +688,11 @@ def _cmd_watch(args: argparse.Namespace, stdout: TextIO) -> int:
         raise MaglevxError(
             f"interval {args.interval} is not positive", field="--interval"
         )
-    overrides = {
-        "variant": args.variant,
-        "word_size": args.word_size,
-        "table_size": args.table_size,
-        "backport_hash_port": False if args.no_port_hash else None,
-    }
     w = watch.Watcher(
         journal_path=args.journal,
         conn_path=args.conn,
         verify_sample=args.verify_sample,
-        overrides=overrides,
+        overrides=_live_overrides(args),
     )
     if args.once:
         w.poll()
@@ -725,10 +702,7 @@ def _cmd_watch(args: argparse.Namespace, stdout: TextIO) -> int:
         return EXIT_OK
 
     def ready(addr: Any) -> None:
-        print(
-            f"maglevx: watch serving on http://{addr[0]}:{addr[1]}/metrics",
-            file=sys.stderr,
-        )
+        _say(f"watch serving on http://{addr[0]}:{addr[1]}/metrics")
 
     watch.serve(w, args.listen, args.interval, ready=ready)
     return EXIT_OK
@@ -799,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", *FORMATS, "pcap", *COLUMNAR_FORMATS),
+        choices=("auto", *FORMATS, "pcap", *arrow.INPUT_FORMATS),
         default="auto",
         help="input format (default: detected): csv, /proc/net/ip_vs_conn, "
         "`ipvsadm -Lnc` (ipvsadm_conn) or `conntrack -L`. Captures are turned "
@@ -814,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output-format",
-        choices=OUTPUT_FORMATS,
+        choices=arrow.OUTPUT_FORMATS,
         default="csv",
         help="output format for Parquet/Arrow input (default: csv lines); "
         "parquet and arrow (an IPC stream) keep every input column and add "
@@ -914,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("auto", "capture", *COLUMNAR_FORMATS),
+        choices=("auto", "capture", *arrow.INPUT_FORMATS),
         default="auto",
         help="--conn's format: a capture (ip_vs_conn, ipvsadm -Lnc, conntrack), "
         "or a flow log as parquet or arrow (IPC file or stream), read one row "
@@ -1026,25 +1000,20 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     try:
         return int(args.func(args, out))
     except MaglevxError as exc:
-        out.flush()
-        print(f"maglevx: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        _say(f"error: {exc}", out)
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
     except MemoryError:
-        out.flush()
-        print("maglevx: error: out of memory", file=sys.stderr)
-        return EXIT_ERROR
+        _say("error: out of memory", out)
     except Exception as exc:  # a bug of maglevx, never the input's fault
-        out.flush()
-        print(
-            f"maglevx: internal error: {type(exc).__name__}: {quote(str(exc), 200)} "
+        _say(
+            f"internal error: {type(exc).__name__}: {quote(str(exc), 200)} "
             "(a bug: please report it with the command line)",
-            file=sys.stderr,
+            out,
         )
-        return EXIT_ERROR
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":
