@@ -55,7 +55,7 @@ def parse_edit(kind: str, text: str) -> Edit:
         # RIP:PORT[:WEIGHT] or [RIP6]:PORT[:WEIGHT]; no weight: 1, as ipvsadm -a
         weight = 1
         tail = text[text.find("]") + 1 :] if text.startswith("[") else text
-        if tail.count(":") == 2 or (text.startswith("[") and tail.count(":") == 2):
+        if tail.count(":") == 2:
             ep, w = text.rsplit(":", 1)
             if not w.isdigit() or int(w) > 65535:
                 raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
@@ -205,52 +205,31 @@ def diff_services(
     names: dict[str | None, int] = {}
     a = as_names(old, decide(old, sample), names)
     b = as_names(new, decide(new, sample), names)
+    sa, sb = slot_names(old, names), slot_names(new, names)
+    k = len(names)
+
+    def count(x: np.ndarray) -> np.ndarray:
+        return np.bincount(x, minlength=k)
+
     sd = ServiceDiff(service=new.name, status="same", flows=len(sample))
     moved = a != b
     sd.flows_moved = int(moved.sum())
     sd.flows_moved_pct = percent(sd.flows_moved, len(sample))
     m_old, m_new = old.director.table_size, new.director.table_size
-    sa = sb = None
+    sin = sout = np.full(k, -1, np.int64)  # different M: slots not comparable
     if m_old == m_new:
         sd.slots_compared = True
-        sa, sb = slot_names(old, names), slot_names(new, names)
-        sd.slots_moved = int((sa != sb).sum())
+        smoved = sa != sb
+        sd.slots_moved = int(smoved.sum())
         sd.slots_moved_pct = percent(sd.slots_moved, m_old)
+        sin, sout = count(sb[smoved]), count(sa[smoved])
     else:
         sd.notes.append(f"M differs ({m_old} vs {m_new}): slots are not comparable")
-    k = len(names)
-    fo, fn = np.bincount(a, minlength=k), np.bincount(b, minlength=k)
-    fin = np.bincount(b[moved], minlength=k)
-    fout = np.bincount(a[moved], minlength=k)
-    if sa is None or sb is None:  # different M: each table's own slots
-        sa, sb = slot_names(old, names), slot_names(new, names)
-        k = len(names)
-        fo, fn = np.bincount(a, minlength=k), np.bincount(b, minlength=k)
-        fin = np.bincount(b[moved], minlength=k)
-        fout = np.bincount(a[moved], minlength=k)
-    so, sn = np.bincount(sa, minlength=k), np.bincount(sb, minlength=k)
-    if sd.slots_compared:
-        smoved = sa != sb
-        sin, sout = (
-            np.bincount(sb[smoved], minlength=k),
-            np.bincount(sa[smoved], minlength=k),
-        )
-    else:
-        sin = sout = np.full(k, -1, np.int64)  # not comparable
+    columns = (count(sa), count(sb), sin, sout, count(a), count(b))
+    columns += (count(b[moved]), count(a[moved]))
     for name, i in names.items():
-        sd.servers.append(
-            ServerMoves(
-                name or NO_DESTINATION,
-                int(so[i]),
-                int(sn[i]),
-                int(sin[i]),
-                int(sout[i]),
-                int(fo[i]),
-                int(fn[i]),
-                int(fin[i]),
-                int(fout[i]),
-            )  # fmt: skip
-        )
+        moves = (int(c[i]) for c in columns)
+        sd.servers.append(ServerMoves(name or NO_DESTINATION, *moves))
     if old.director.variant == "upstream":
         sd.refusals_old = refusals(old, sample)
     if new.director.variant == "upstream":
@@ -337,9 +316,8 @@ def render(rep: DiffReport) -> str:
             rows,
         )  # fmt: skip
         lines = [head, body]
-        if sd.refusals_old or sd.refusals_new:
-            has = sd.refusals_new or sd.refusals_old
-            assert has is not None
+        has = sd.refusals_new or sd.refusals_old
+        if has is not None:
             lines.append(
                 "  refused new flows (weight-0 slots), upstream: "
                 f"OLD {refusal_text(sd.refusals_old)}; "
