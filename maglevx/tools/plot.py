@@ -41,6 +41,18 @@ def _save(fig: Any, path: str) -> None:
         plt.close(fig)
 
 
+def _bar_pairs(
+    ax: Any, names: list[str], a: list, b: list, a_style: dict, b_style: dict
+) -> Any:
+    """Per name (top to bottom) a bar of *a* above a bar of *b*; the rows' y."""
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, a, 0.4, **a_style)
+    ax.barh(y + 0.2, b, 0.4, **b_style)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    return y
+
+
 def plot_tables(reports: list[ServiceTable], path: str) -> None:
     """Per service: slot share vs weight share of each real server."""
     plt = _pyplot()
@@ -52,36 +64,26 @@ def plot_tables(reports: list[ServiceTable], path: str) -> None:
                              squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": heights})  # fmt: skip
     for ax, st in zip(axes[:, 0], reports):
-        names = [r.endpoint for r in st.servers]
-        y = np.arange(len(names))
-        ax.barh(
-            y - 0.2,
-            [r.share for r in st.servers],
-            0.4,
-            label="slot share",
-            color=["tab:blue" if r.available else "tab:red" for r in st.servers],
+        shares = [r.share for r in st.servers]
+        weights = [r.weight_share for r in st.servers]
+        colors = ["tab:blue" if r.available else "tab:red" for r in st.servers]
+        y = _bar_pairs(
+            ax,
+            [r.endpoint for r in st.servers],
+            shares,
+            weights,
+            {"label": "slot share", "color": colors},
+            {"label": "weight share", "color": "tab:gray", "alpha": 0.6},
         )
-        ax.barh(y + 0.2, [r.weight_share for r in st.servers], 0.4,
-                label="weight share", color="tab:gray", alpha=0.6)  # fmt: skip
         for yi, r in zip(y, st.servers):
             ax.text(r.share, yi - 0.2, f" {r.slots} slots ({r.share:.1f}%)"
                     + ("" if r.available else " unavailable"),
                     va="center", fontsize=8)  # fmt: skip
-        ax.set_yticks(y, names, fontsize=8)
-        ax.invert_yaxis()
         ax.set_xlabel("% of slots / % of weight")
         q = st.quantization
         ax.set_title(f"{st.service}  M={st.table_size}, weights {q.weights_ratio} "
                      f"-> turns {q.turns_ratio}", fontsize=10)  # fmt: skip
-        ax.set_xlim(
-            0,
-            max(
-                [r.share for r in st.servers]
-                + [r.weight_share for r in st.servers]
-                + [1]
-            )
-            * 1.35,
-        )
+        ax.set_xlim(0, max([*shares, *weights, 1]) * 1.35)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.suptitle("maglevx table: red = unavailable (weight 0) but holding slots",
                  fontsize=9)  # fmt: skip
@@ -130,7 +132,6 @@ def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
                     )
                     x += v
         if sd.slots_compared:
-            m = old.table_size if hasattr(old, "table_size") else 1
             left.barh(2, sd.slots_moved, color="black")
             left.text(
                 sd.slots_moved,
@@ -139,25 +140,20 @@ def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
                 va="center",
                 fontsize=8,
             )
-            left.set_xlim(0, m)
+            left.set_xlim(0, old.table_size)
         left.set_yticks([0, 1, 2], ["OLD", "NEW", "moved"])
         left.invert_yaxis()
         left.set_xlabel("slots")
         left.set_title(f"{sd.service}: slots per real server", fontsize=10)
         # right: sampled flows per real server, OLD vs NEW
-        y = np.arange(len(servers))
-        right.barh(
-            y - 0.2, [s.flows_old for s in servers], 0.4, color="tab:gray", label="OLD"
-        )
-        right.barh(
-            y + 0.2,
+        _bar_pairs(
+            right,
+            [s.endpoint for s in servers],
+            [s.flows_old for s in servers],
             [s.flows_new for s in servers],
-            0.4,
-            color=[colors[s.endpoint] for s in servers],
-            label="NEW (colour)",
+            {"color": "tab:gray", "label": "OLD"},
+            {"color": [colors[s.endpoint] for s in servers], "label": "NEW (colour)"},
         )
-        right.set_yticks(y, [s.endpoint for s in servers], fontsize=8)
-        right.invert_yaxis()
         right.set_xlabel("sampled flows")
         right.set_title(
             f"{sd.flows_moved_pct:.1f}% of {sd.flows} sampled flows move", fontsize=10
@@ -183,23 +179,19 @@ def plot_consistency(
     if not labels:
         raise MaglevxError("nothing to compare", field="--plot")
     fig, ax = plt.subplots(figsize=(11, 0.7 * len(labels) + 1.5), layout="constrained")
-    y = np.arange(len(labels))
-    ax.barh(
-        y - 0.2,
+    y = _bar_pairs(
+        ax,
+        labels,
         [r.slots_differ_pct for r in rep.results],
-        0.4,
-        label="slots that differ",
-        color="tab:orange",
+        [r.flows_differ_pct for r in rep.results],
+        {"label": "slots that differ", "color": "tab:orange"},
+        {"label": "sampled flows that differ", "color": "tab:purple"},
     )
-    ax.barh(y + 0.2, [r.flows_differ_pct for r in rep.results], 0.4,
-            label="sampled flows that differ", color="tab:purple")  # fmt: skip
     for yi, r in zip(y, rep.results):
         ax.text(max(r.slots_differ_pct, r.flows_differ_pct), yi,
                 f"  {r.flows_differ_pct:.2f}% of flows: "
                 + ("; ".join(r.reasons) or "identical"), va="center",
                 fontsize=8)  # fmt: skip
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
     ax.set_xlim(0, 100 * 1.6)
     ax.set_xticks([0, 25, 50, 75, 100])
     ax.set_xlabel(f"% disagreeing with the reference {rep.reference}")
