@@ -819,30 +819,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("old", metavar="OLD", help=SPEC_HELP)
     p.add_argument("new", metavar="NEW", nargs="?", help="same form as OLD")
-    p.add_argument(
-        "--remove",
-        action="append",
-        metavar="RIP:PORT",
-        help="proposed: delete this real server (ipvsadm -d)",
-    )
-    p.add_argument(
-        "--drain",
-        action="append",
-        metavar="RIP:PORT",
-        help="proposed: set its weight to 0 (ipvsadm -e -w 0)",
-    )
-    p.add_argument(
-        "--add",
-        action="append",
-        metavar="RIP:PORT:W",
-        help="proposed: add a real server with weight W (ipvsadm -a)",
-    )
+    for kind, metavar, what in (
+        ("remove", "RIP:PORT", "delete this real server (ipvsadm -d)"),
+        ("drain", "RIP:PORT", "set its weight to 0 (ipvsadm -e -w 0)"),
+        ("add", "RIP:PORT:W", "add a real server with weight W (ipvsadm -a)"),
+    ):
+        p.add_argument(
+            f"--{kind}", action="append", metavar=metavar, help=f"proposed: {what}"
+        )
     p.add_argument(
         "--service",
         metavar="NAME",
         help="the service the edits apply to, e.g. 'TCP 10.0.0.1:80'",
     )
-    # fmt: skip
     _add_params(p)
     _add_sample(p)
     _add_output(p, plot=True)
@@ -915,7 +904,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--caveats", action="store_true", help="also list connections a caveat explains"
     )
-    # fmt: skip
     _add_output(p)
     p.set_defaults(func=_cmd_verify)
 
