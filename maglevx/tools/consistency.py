@@ -87,8 +87,7 @@ def _why(ref: VirtualService, other: VirtualService) -> tuple[list[str], list[st
             reasons.append(f"real servers only here: {', '.join(only_b)}")
         fixes.append("add/delete real servers so both have the same set")
     else:
-        wa = dict(zip((rs.endpoint for rs in ref.table_servers), ref.table_weights))
-        wb = dict(zip((rs.endpoint for rs in other.table_servers), other.table_weights))
+        wa, wb = dict(zip(a, ref.table_weights)), dict(zip(b, other.table_weights))
         diff_w = [f"{k} {wa[k]} vs {wb[k]}" for k in wa if wa[k] != wb[k]]
         if diff_w:
             reasons.append("table weights differ: " + "; ".join(diff_w))
@@ -97,9 +96,7 @@ def _why(ref: VirtualService, other: VirtualService) -> tuple[list[str], list[st
         if avail:
             reasons.append("availability (weight 0) differs: " + ", ".join(avail))
             fixes.append("drain the same real servers on every director")
-        if [rs.endpoint for rs in ref.table_servers] != [
-            rs.endpoint for rs in other.table_servers
-        ]:
+        if list(a) != list(b):  # the same servers in another list order
             reasons.append("list order differs (a different add/delete history)")
             fixes.append(
                 "delete and re-add the real servers in one order on every "

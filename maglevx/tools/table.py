@@ -98,31 +98,28 @@ def service_table(svc: VirtualService) -> ServiceTable:
     ).tolist()
     filled = int(sum(counts))
     wsum, tsum = sum(weights), sum(turns)
-    rows = []
-    for i, rs in enumerate(servers):
-        rows.append(
-            ServerShare(
-                position=i,
-                endpoint=rs.endpoint,
-                weight=rs.weight,
-                last_weight=rs.last_weight,
-                table_weight=weights[i],
-                available=rs.available,
-                turns=turns[i],
-                slots=counts[i] if i < len(counts) else 0,
-                share=percent(counts[i], m),
-                weight_share=percent(weights[i], wsum),
-                target_share=percent(turns[i], tsum),
-            )
+    rows = [
+        ServerShare(
+            position=i,
+            endpoint=rs.endpoint,
+            weight=rs.weight,
+            last_weight=rs.last_weight,
+            table_weight=weights[i],
+            available=rs.available,
+            turns=turns[i],
+            slots=counts[i],
+            share=percent(counts[i], m),
+            weight_share=percent(weights[i], wsum),
+            target_share=percent(turns[i], tsum),
         )
+        for i, rs in enumerate(servers)
+    ]
     devs = [abs(r.share / r.target_share - 1) for r in rows if r.target_share > 0]
-    max_dev = max(devs, default=0.0)
-    bits = core.tab_bits(m)
     wr, tr = _ratio(weights), _ratio(turns)
     q = Quantization(
         gcd=g,
         rshift=rshift,
-        max_turns=(1 << bits) - 1,
+        max_turns=(1 << core.tab_bits(m)) - 1,
         changes_ratio=wr != tr,
         weights_ratio=wr,
         turns_ratio=tr,
@@ -136,7 +133,7 @@ def service_table(svc: VirtualService) -> ServiceTable:
         filled=filled,
         empty=m - filled,
         quantization=q,
-        max_deviation=max_dev,
+        max_deviation=max(devs, default=0.0),
         servers=rows,
     )
     st.warnings = _warnings(svc, st)

@@ -16,19 +16,16 @@ def render_table(
       yy  22
     """
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
+    widths = [max(map(len, column)) for column in zip(headers, *cells)]
     numeric = [
         all(isinstance(row[i], (int, float)) for row in rows) and bool(rows)
         for i in range(len(headers))
     ]
 
     def line(values: Sequence[str]) -> str:
-        out = []
-        for i, v in enumerate(values):
-            out.append(v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]))
+        out = (
+            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)
+        )
         return (indent + "  ".join(out)).rstrip()
 
     return "\n".join([line(list(headers)), *(line(r) for r in cells)])
