@@ -365,9 +365,7 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
         director = ld.director
     else:
         director = load_director(args)
-    service = None
-    if args.service is not None:
-        service = resolve_service(args.service, director)
+    service = None if args.service is None else resolve_service(args.service, director)
     notes = {
         name: [x.text() for x in xs]
         for name, xs in listing_notes(args, director).items()
