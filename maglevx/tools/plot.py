@@ -100,9 +100,7 @@ def _colors(n: int) -> list[tuple[float, float, float]]:
 def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
     """Per service: slots per real server OLD vs NEW, and sampled flows."""
     plt = _pyplot()
-    olds = {s.name: s for s in old.services if s.scheduler == "mh"}
-    news = {s.name: s for s in new.services if s.scheduler == "mh"}
-    common = [sd for sd in rep.services if sd.service in olds and sd.service in news]
+    common = [sd for sd in rep.services if sd.status not in ("added", "removed")]
     if not common:
         raise MaglevxError("no service in both configurations to plot", field="--plot")
     fig, axes = plt.subplots(len(common), 2, figsize=(13, 2.6 + 0.5 * max(
