@@ -10,6 +10,7 @@ import pytest
 from maglevx import Director
 from maglevx.errors import MaglevxError
 from maglevx.tools.diff import apply_edits, diff_directors, parse_edit
+from maglevx.tools.sample import decide, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 VIP = "-t 10.0.0.1:80"
@@ -49,6 +50,21 @@ def test_backport_drain_equals_remove_for_new_flows():
     rep = diff_directors(drained, removed, sample_size=3000)
     assert not rep.different
     assert rep.services[0].refusals_new is None  # no fallback question for backport
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"byte_order": "big"}, {"variant": "backport", "hash_key": bytes(range(16))}],
+)
+def test_what_if_fallback_hashes_like_the_director(params):
+    # the "without/with mh-fallback" lookups must hash with the director's own
+    # byte order and key: the answer of the same table whose flag is flipped
+    lines = [*LINES, f"-e {VIP} -r 10.1.0.2:80 -m -w 0"]
+    plain = hist(*lines, **params).services[0]
+    fb = hist(lines[0] + " -b mh-fallback", *lines[1:], **params).services[0]
+    sample = synthetic(plain, 5000)
+    assert (decide(fb, sample, fallback=False) == decide(plain, sample)).all()
+    assert (decide(plain, sample, fallback=True) == decide(fb, sample)).all()
 
 
 def test_add_goes_to_the_head_and_moves_about_its_share():

@@ -91,7 +91,12 @@ def decide(
     if fallback is not None and fallback != snap.fallback:
         d = svc.director
         sched = core.Scheduler(
-            d.table_size, d.word_size, snap.table, snap.avail, fallback
+            d.table_size,
+            d.word_size,
+            snap.table,
+            snap.avail,
+            fallback,
+            **snap.build.params.hashing,
         )
     ports = None
     if snap.hashes_port and sample.protocol in PROTOCOLS:
