@@ -135,23 +135,20 @@ def service_table(svc: VirtualService) -> ServiceTable:
         quantization=q,
         max_deviation=max(devs, default=0.0),
         servers=rows,
+        decision=decision.service_notes(d, svc),
+        never_scheduled=not (svc.fwmark or svc.port or decision.persistent(svc)),
     )
     st.warnings = _warnings(svc, st)
-    st.decision = decision.service_notes(d, svc)
-    st.never_scheduled = (
-        not svc.fwmark and svc.port == 0 and not decision.persistent(svc)
-    )
-    if st.never_scheduled:
-        st.warnings.insert(
-            0,
-            "port zero without persistence: the kernel never schedules this "
-            "service's flows, whatever its table",
-        )
     return st
 
 
 def _warnings(svc: VirtualService, st: ServiceTable) -> list[str]:
     out = []
+    if st.never_scheduled:
+        out.append(
+            "port zero without persistence: the kernel never schedules this "
+            "service's flows, whatever its table"
+        )
     q = st.quantization
     if q.changes_ratio:
         out.append(
