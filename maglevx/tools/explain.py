@@ -82,13 +82,10 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     the twin and the C core disagree.
     """
     fields = [f.strip() for f in flow.split(",")]
-    proto, saddr, sport, daddr, dport = parse_five_tuple(fields)
-    dec = decision.decide(
-        director,
-        (proto, saddr, sport, daddr, dport),
-        fwmark=fwmark or 0,
-        templates=director.templates.copy(),
-    )
+    five = parse_five_tuple(fields)
+    proto, saddr, sport, daddr, dport = five
+    templates = director.templates.copy()  # read, not changed
+    dec = decision.decide(director, five, fwmark=fwmark or 0, templates=templates)
     svc = dec.service
     if svc is None and not any(
         s.address == daddr and s.protocol == proto for s in director.services
