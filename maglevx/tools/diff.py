@@ -225,8 +225,8 @@ def diff_services(
         sin, sout = count(sb[smoved]), count(sa[smoved])
     else:
         sd.notes.append(f"M differs ({m_old} vs {m_new}): slots are not comparable")
-    columns = (count(sa), count(sb), sin, sout, count(a), count(b))
-    columns += (count(b[moved]), count(a[moved]))
+    columns = [count(sa), count(sb), sin, sout]
+    columns += [count(a), count(b), count(b[moved]), count(a[moved])]
     for name, i in names.items():
         moves = (int(c[i]) for c in columns)
         sd.servers.append(ServerMoves(name or NO_DESTINATION, *moves))
