@@ -17,7 +17,7 @@ from maglevx.addresses import fold as fold_address
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
-from maglevx.model import VirtualService, parse_five_tuple
+from maglevx.model import TableSnapshot, VirtualService, parse_five_tuple
 
 DEFAULT_SAMPLE = 100_000
 DEFAULT_SEED = 1
@@ -87,21 +87,15 @@ def decide(
     *fallback* overrides the service's own ``mh-fallback`` (to ask "what if").
     """
     snap = svc.snapshot
-    sched = snap.scheduler
-    if fallback is not None and fallback != snap.fallback:
-        d = svc.director
-        sched = core.Scheduler(
-            d.table_size,
-            d.word_size,
-            snap.table,
-            snap.avail,
-            fallback,
-            **snap.build.params.hashing,
+    if fallback is not None and fallback != snap.fallback:  # the same table
+        snap = TableSnapshot(
+            snap.build, snap.servers, fallback, snap.hashes_port, snap.avail.tolist()
         )
     ports = None
     if snap.hashes_port and sample.protocol in PROTOCOLS:
         ports = np.ascontiguousarray(sample.sports, np.uint16)
-    out = sched.lookup_many(np.ascontiguousarray(sample.folds, np.uint32), ports)
+    folds = np.ascontiguousarray(sample.folds, np.uint32)
+    out = snap.scheduler.lookup_many(folds, ports)
     return out.view(np.int32)
 
 
