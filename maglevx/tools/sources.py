@@ -437,7 +437,7 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
             want = f"FWM {int(words[1])}"
             if words[2:] and words[2].upper() == "IPV6":
                 want += " IPv6"
-    except MaglevxError:
+    except ValueError:  # a MaglevxError, or int() of a digit such as "²"
         want = None
     if want is not None and want in names:
         return want
