@@ -142,19 +142,10 @@ def service_name(key: tuple[str, int | IPAddress | None, int]) -> str:
 
 def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     """``addr[:port]`` or ``[v6addr]:port`` as ipvsadm's parse_service()."""
-    s = text
-    port_text: str | None = None
-    if s.startswith("["):
-        close = s.find("]")
-        if close < 0 or s[close + 1 : close + 2] != ":":
-            raise MaglevxError(f"{text!r} is not [IPv6-address]:port", field=field)
-        addr_text, port_text = s[1:close], s[close + 2 :]
-    elif s.count(":") > 1:
-        addr_text = s  # bare IPv6 address, no port
-    elif ":" in s:
-        addr_text, port_text = s.rsplit(":", 1)
-    else:
-        addr_text = s
+    parts = _split_endpoint(text)
+    if parts is None:
+        raise MaglevxError(f"{text!r} is not [IPv6-address]:port", field=field)
+    addr_text, port_text = parts
     try:
         address = ipaddress.ip_address(addr_text)
     except ValueError:
@@ -162,7 +153,7 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
             f"{addr_text!r} is not a numeric IP address (host names are not resolved)",
             field=field,
         ) from None
-    if s.startswith("[") and address.version != 6:
+    if text.startswith("[") and address.version != 6:
         raise MaglevxError(f"{addr_text!r} in brackets is not IPv6", field=field)
     if getattr(address, "scope_id", None) is not None:
         # ipvsadm's inet_pton() refuses "%zone"; ipaddress would keep it and
@@ -177,6 +168,19 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     return address, port
 
 
+def _split_endpoint(text: str) -> tuple[str, str | None] | None:
+    """(address, port or None) of *text*; None for ``[`` without ``]:``."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            return None
+        return text[1:close], text[close + 2 :]
+    if text.count(":") == 1:  # more: a bare IPv6 address, no port
+        addr, port = text.split(":")
+        return addr, port
+    return text, None
+
+
 def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
     """*text* with a port name replaced by the number ipvsadm reads for it.
 
@@ -186,15 +190,10 @@ def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
     cannot be resolved offline: refused, saying to use *numeric* (the
     command that prints numbers).
     """
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or text[close + 1 : close + 2] != ":":
-            return text  # parse_endpoint() says what is wrong
-        addr, port = text[1:close], text[close + 2 :]
-    elif text.count(":") == 1:
-        addr, port = text.split(":")
-    else:
-        addr, port = text, None
+    parts = _split_endpoint(text)
+    if parts is None:
+        return text  # parse_endpoint() says what is wrong
+    addr, port = parts
     if not _is_address(addr):
         if re.search(r"[<>*]|xx", addr):
             raise MaglevxError(

@@ -112,7 +112,7 @@ _FORWARD_NAMES = {
     "Masq": "masq", "Local": "masq", "Route": "route",
     "Tunnel": "tunnel", "Bypass": "route",
 }  # fmt: skip
-_HEADERS = ("IP Virtual Server", "-> RemoteAddress")
+_HEADERS = ("IP Virtual Server", "-> RemoteAddress", "#")  # and comments
 
 
 def parse_listing(
@@ -127,7 +127,7 @@ def parse_listing(
     seen_service = False
     for lineno, raw in enumerate(split_lines(text), 1):
         line = raw.strip()
-        if not line or line.startswith(_HEADERS) or line.startswith("#"):
+        if not line or line.startswith(_HEADERS):
             continue
         try:
             check_line_length(line)
@@ -272,17 +272,16 @@ def _server(
 ) -> ListedServer:
     m = (_RS_PCONN_RE if persistent_conn else _RS_RE).match(line)
     if m is None:
-        other = _RS_OTHER_FWD_RE.match(line)
-        if other is not None and not persistent_conn:
+        other = None if persistent_conn else _RS_OTHER_FWD_RE.match(line)
+        if other is not None and other["fwd"] in ("SNAT", "FNAT", "FullNat", "(null)"):
             fwd = other["fwd"]
-            if fwd in ("SNAT", "FNAT", "FullNat", "(null)"):
-                who = "DPVS's" if fwd in ("SNAT", "FNAT") else "a patched IPVS's"
-                raise MaglevxError(
-                    f"forwarding method {fwd!r} is {who} (FULLNAT/SNAT), not one of "
-                    "Linux IPVS (Masq, Local, Route, Tunnel, Bypass): maglevx "
-                    "models mainline ip_vs_mh",
-                    field="Forward",
-                )
+            who = "DPVS's" if fwd in ("SNAT", "FNAT") else "a patched IPVS's"
+            raise MaglevxError(
+                f"forwarding method {fwd!r} is {who} (FULLNAT/SNAT), not one of "
+                "Linux IPVS (Masq, Local, Route, Tunnel, Bypass): maglevx "
+                "models mainline ip_vs_mh",
+                field="Forward",
+            )
         if re.match(r"^->\s+\S+(\s+\d+){4}\s*$", line, re.ASCII):
             raise MaglevxError(
                 "real server line without a forwarding method: `ipvsadm -L "

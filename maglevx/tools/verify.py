@@ -3,22 +3,12 @@
 Reads the configuration (``ipvsadm -Ln --nosort``, or a history or listing
 from a file) and the kernel's connections (``/proc/net/ip_vs_conn``, or a
 captured copy), predicts every connection's real server and reports each
-one that differs. Known causes are caveats, not errors:
-
-- *persistence*: on a persistent service, connections follow the template
-  made for the client's first connection, not their own hash; templates
-  themselves (client port 0) are listed as caveats too;
-- *last_weight*: ``ipvsadm -Ln`` does not show the ``last_weight`` an
-  upstream real server edited to weight 0 keeps its slots with, so a table
-  read from a listing is uncertain where such servers exist;
-- *older than a change*: a connection is scheduled once, when it starts.
-  With a history, a connection that matches the prediction of an earlier
-  configuration is reported with the line after which it stopped matching;
-  with a listing, one to a real server that is gone or drained is.
-
-With maglevx's module (``kmod/``) loaded, ``/sys/kernel/debug/ip_vs_mh/
-tables`` (format version 1, written by ``kmod/ip_vs_mh_debugfs.c``) is
-compared with the predicted tables slot by slot.
+one that differs. Known causes are caveats, not errors (``docs/tools.md``):
+persistence (connections follow their template; templates, client port 0,
+are listed too), the ``last_weight`` a listing cannot show, and connections
+older than a change (scheduled once, when they started). With maglevx's
+module (``kmod/``) loaded, its debugfs ``tables`` (format version 1,
+``kmod/ip_vs_mh_debugfs.c``) is compared with the predicted tables slot by slot.
 """
 
 from __future__ import annotations
@@ -37,7 +27,7 @@ from maglevx.backend import core
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
-from maglevx.ipvsadm import iter_history, parse_endpoint, split_lines
+from maglevx.ipvsadm import iter_history, split_lines
 from maglevx.model import PRIMES, Director, VirtualService
 from maglevx.netlink import run_ipvsadm  # noqa: F401 - ``ipvsadm -Ln --nosort``
 
@@ -187,6 +177,7 @@ def verify(
     """
     rep = VerifyReport()
     skipped: Counter[str] = Counter()
+    mismatched: list[tuple[ConnCheck, CapturedFlow]] = []  # connections only
     templates = decision.templates_from_conns(director, conns)
     _check_templates(director, conns, rep, skipped)
     for svc, flows in _group(director, conns, skipped).values():
@@ -234,10 +225,12 @@ def verify(
                     f"its real server is {'gone' if rs is None else 'drained'}: "
                     "the connection is older than that change"
                 )
+            if chk.verdict == "mismatch":
+                mismatched.append((chk, f))
             (rep.caveats if chk.verdict != "mismatch" else rep.mismatches).append(chk)
     rep.skipped = dict(skipped)
-    if history is not None and rep.mismatches:
-        _older_than_a_change(director, history, rep)
+    if history is not None and mismatched:
+        _older_than_a_change(director, history, rep, mismatched)
     if kmod_dump is not None:
         rep.kmod = compare_kmod(director, parse_kmod_tables(kmod_dump, kmod_source))
     return rep
@@ -286,10 +279,15 @@ def _check_templates(
         )  # fmt: skip
 
 
-def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:
+def _older_than_a_change(
+    director: Director,
+    history: str,
+    rep: VerifyReport,
+    mismatched: list[tuple[ConnCheck, CapturedFlow]],
+) -> None:
     """Move mismatches that an earlier configuration explains to caveats."""
     d = Director.from_params(director.params)
-    flows = [_flow_of(c) for c in rep.mismatches]
+    flows = [f for _, f in mismatched]
     last_match: dict[int, int] = {}  # id(flow): line
     for lineno, cmd in iter_history(history, source="<history>"):
         d.apply_command(cmd)
@@ -297,7 +295,7 @@ def _older_than_a_change(director: Director, history: str, rep: VerifyReport) ->
             for f, p in zip(fl, _predict(svc, fl)):
                 if p == f.real_server:
                     last_match[id(f)] = lineno
-    for c, f in zip(rep.mismatches, flows):
+    for c, f in mismatched:
         if id(f) in last_match:
             c.verdict = "older"
             c.note = (
@@ -306,16 +304,6 @@ def _older_than_a_change(director: Director, history: str, rep: VerifyReport) ->
             )
     rep.caveats += [c for c in rep.mismatches if c.verdict == "older"]
     rep.mismatches = [c for c in rep.mismatches if c.verdict != "older"]
-
-
-def _flow_of(c: ConnCheck) -> CapturedFlow:
-    proto, sa, sp, da, dp = c.flow.split(",")
-    raddr = rport = None
-    if c.actual is not None:
-        raddr, rport = parse_endpoint(c.actual, "DestIP")
-    return CapturedFlow(
-        proto, ip_address(sa), int(sp), ip_address(da), int(dp), c.line, raddr, rport
-    )
 
 
 def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]:
