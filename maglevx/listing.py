@@ -124,7 +124,6 @@ def parse_listing(
     """
     svc: ListedService | None = None
     persistent_conn = False  # the --persistent-conn flavour's server lines
-    seen_service = False
     for lineno, raw in enumerate(split_lines(text), 1):
         line = raw.strip()
         if not line or line.startswith(_HEADERS):
@@ -134,7 +133,7 @@ def parse_listing(
             if line.startswith("Prot LocalAddress"):
                 persistent_conn = _header(line)
                 continue
-            if _foreign(line, seen_service):
+            if _foreign(line, svc is not None):
                 continue
             if line.startswith("->"):
                 if svc is None:
@@ -142,7 +141,6 @@ def parse_listing(
                 svc.servers.append(_server(line, lineno, svc, persistent_conn))
                 continue
             nxt = _service(line, lineno)
-            seen_service = True
         except MaglevxError as exc:
             raise exc.located(source, lineno) from None
         if svc is not None:

@@ -70,11 +70,8 @@ def parse_spec(
 ) -> ConfigSpec:
     """Parse ``PATH[:key=value,...]`` (see the module docstring)."""
     params = defaults or DirectorParams()
-    path, opts = text, ""
-    if ":" in text:
-        head, tail = text.rsplit(":", 1)
-        if _OPTS_RE.match(tail):
-            path, opts = head, tail
+    head, sep, tail = text.rpartition(":")
+    path, opts = (head, tail) if sep and _OPTS_RE.match(tail) else (text, "")
     kind = None
     changes: dict[str, Any] = {}
     for item in filter(None, opts.split(",")):
