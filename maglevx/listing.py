@@ -4,18 +4,10 @@ A listing shows the kernel's current state: each virtual service with its
 flags, and its real servers head first (``--nosort``). This module turns
 the text into :class:`ListedService` records; :mod:`maglevx.model` loads
 them (``Director.from_snapshot``) and says what a listing cannot know.
-
-What operators paste is read as ipvsadm printed it: ``-L`` without ``-n``
-(port names such as ``:http``, read back through the bundled table of
-:mod:`maglevx.portnames`), ``--persistent-conn`` (weights without the
-forwarding column), runs of blanks squeezed, any indentation, ``#`` comment
-lines and a shell prompt with the ``ipvsadm`` command before the listing or
-alone after it. Refused, with one line saying why and what to give instead:
-host names (``-n``), the flavours that leave the configuration out
-(``--stats``, ``--rate``: no scheduler, flags or weights; ``--thresholds``:
-no weights), other load balancers' listings (DPVS, l7vsd, Alibaba's FULLNAT),
-mail quoting, several directors' outputs in one file, and a history given
-as a listing.
+What operators paste is read as ipvsadm printed it (``-L`` without ``-n``,
+``--persistent-conn``, prompts, comments); what no Linux IPVS listing holds
+is refused in one line naming what to give instead. ``docs/tools.md`` ("What
+operators paste") lists both.
 """
 
 from __future__ import annotations
