@@ -488,7 +488,7 @@ cdef class FlowScanner:
         A line of more than *max_line* bytes, line end included, is left to
         the slow path (which refuses it).
         Each line the scanner accepts, to a destination with a route, is
-        written stripped, with ``,raddr,rport`` and ``\\n`` (as assemble()).
+        written stripped, with ``,raddr,rport`` and ``\\n``.
         Reads the keys and routes only: safe in several threads at once
         while nobody calls scan() or set_route().
         Returns ``(status, stop, lines, flows, no_service, written)``:
@@ -589,49 +589,3 @@ def line_end(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end):
         _next_line(&buf[0], pos, end, True, &le, &nxt)
     return le, nxt
 
-
-def assemble(const uint8_t[::1] buf, const int64_t[::1] starts,
-             const int64_t[::1] ends, const int32_t[::1] ids,
-             const uint8_t[::1] blob, const int64_t[::1] offsets):
-    """Each line ``buf[starts[i]:ends[i]]`` + suffix *ids[i]* + ``\\n``.
-
-    Suffix *k* is ``blob[offsets[k]:offsets[k + 1]]``.
-    """
-    cdef Py_ssize_t n = starts.shape[0], i, total = 0, ln, sl, o = 0
-    cdef Py_ssize_t nsuffix = offsets.shape[0] - 1
-    cdef int32_t k
-    # everything the copy loop reads is checked first, with the GIL held
-    if ends.shape[0] != n or ids.shape[0] != n:
-        raise ValueError("assemble: starts, ends and ids differ in length")
-    if nsuffix < 0 or offsets[0] < 0 or offsets[nsuffix] > blob.shape[0]:
-        raise ValueError("assemble: offsets do not fit the blob")
-    for i in range(nsuffix):
-        if offsets[i] > offsets[i + 1]:
-            raise ValueError("assemble: offsets are not ascending")
-    for i in range(n):
-        k = ids[i]
-        if not 0 <= k < nsuffix:
-            raise ValueError(f"assemble: suffix id {k} out of range")
-        if not 0 <= starts[i] <= ends[i] <= buf.shape[0]:
-            raise ValueError(f"assemble: line {i} lies outside the buffer")
-        total += ends[i] - starts[i] + offsets[k + 1] - offsets[k] + 1
-    out = bytearray(total)
-    cdef uint8_t[::1] ov = out
-    if total == 0:
-        return out
-    cdef uint8_t *op = &ov[0]
-    cdef const uint8_t *bp = &buf[0] if buf.shape[0] else _NOTHING
-    cdef const uint8_t *sp = &blob[0] if blob.shape[0] else NULL
-    with nogil:
-        for i in range(n):
-            ln = ends[i] - starts[i]
-            memcpy(op + o, bp + starts[i], ln)
-            o += ln
-            k = ids[i]
-            sl = offsets[k + 1] - offsets[k]
-            if sl:
-                memcpy(op + o, sp + offsets[k], sl)
-            o += sl
-            op[o] = 10
-            o += 1
-    return out
