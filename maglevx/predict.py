@@ -27,6 +27,7 @@ dumps and pcap files (see :mod:`maglevx.captures`).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import socket
@@ -329,8 +330,7 @@ def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
         svc = svcs[idx[0]]
         assert svc is not None
         snap = svc.snapshot
-        ia = np.array(idx, dtype=np.intp)
-        f, p = np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
+        f, p = fa[idx], pa[idx]
         res = snap.scheduler.lookup_many(f, p)
         if stats is not None:
             stats.compare(svc, f, p, res)
@@ -340,19 +340,6 @@ def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
     for i, text in parsed.fixed.items():
         out[i] = text
     return out
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def predict_lines(
@@ -402,14 +389,14 @@ def predict_lines(
         except MaglevxError as exc:
             input_error = exc.located(source)
 
-    for chunk in _chunks(numbered(), chunk_lines):
-        base = len(lineno_of) - len(chunk)
+    flows = numbered()
+    while chunk := list(itertools.islice(flows, chunk_lines)):
         try:
             parsed = _parse_chunk(chunk, director, columns, strict)
             error = None
         except _ChunkError as exc:
             parsed = exc.parsed
-            error = exc.error.located(source, lineno_of[base + exc.index])
+            error = exc.error.located(source, lineno_of[exc.index])
         suffixes = _decide(parsed, stats)
         out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
         count += len(parsed.kept)
@@ -418,7 +405,7 @@ def predict_lines(
         if error is not None:
             out.flush()
             raise error
-        del lineno_of[:-1]
+        lineno_of.clear()
     if input_error is not None:
         out.flush()
         raise input_error
