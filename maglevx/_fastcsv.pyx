@@ -13,7 +13,7 @@ gets a key id, resolved once.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 cimport maglevx._cmaglev as cm
 
@@ -195,19 +195,15 @@ cdef bint _parse_line(const uint8_t *p, Py_ssize_t ls, Py_ssize_t le,
     b = fe[1]
     if b - a == 0 or b - a > 63:
         return 0
-    if v6:
+    if v6 or not _ipv4(p + a, b - a, &L.fold):
         memcpy(addr, p + a, b - a)
         addr[b - a] = 0
-        if inet_pton(AF_INET6, addr, a6) != 1:
-            return 0
-        L.fold = cm.mx_fold6(cm.mx_be32(a6), cm.mx_be32(a6 + 4),
-                             cm.mx_be32(a6 + 8), cm.mx_be32(a6 + 12))
-    elif not _ipv4(p + a, b - a, &L.fold):
-        memcpy(addr, p + a, b - a)
-        addr[b - a] = 0
-        if inet_pton(AF_INET, addr, a6) != 1:
+        if inet_pton(AF_INET6 if v6 else AF_INET, addr, a6) != 1:
             return 0
         L.fold = cm.mx_be32(a6)
+        if v6:
+            L.fold = cm.mx_fold6(L.fold, cm.mx_be32(a6 + 4),
+                                 cm.mx_be32(a6 + 8), cm.mx_be32(a6 + 12))
     # client port: ASCII digits, at most 65535
     a = fs[2]
     b = fe[2]
@@ -280,11 +276,8 @@ cdef class FlowScanner:
         cdef Py_ssize_t i
         for i in range(self.capacity):
             self.table[i].id = -1
-        self.nkeys = 0
-        self.blob_len = 0
+        # (C fields start at 0 and NULL)
         self.keys = []
-        self.routes = NULL
-        self.nroutes = 0
         self._alive = []
 
     def __dealloc__(self):
@@ -418,15 +411,10 @@ cdef class FlowScanner:
         cdef const int32_t[::1] ov
         if not 0 <= key_id < self.nkeys:
             raise ValueError(f"set_route: no key {key_id}")
+        memset(&r, 0, sizeof(r))
         r.kind = kind
         r.family = family
         r.hash_port = hash_port
-        r.fallback = False
-        r.table = NULL
-        r.avail = NULL
-        r.suffixes = NULL
-        r.offsets = NULL
-        r.nservers = 0
         if kind == _ROUTE_MH:
             if family not in (4, 6):
                 raise ValueError("set_route: family must be 4 or 6")
