@@ -231,23 +231,21 @@ def _parse_chunk(
         line = raw.strip().lstrip(BOM)
         fields = line.split(",")
         try:
-            # without a header: 5 fields, and an optional 6th: the fwmark
-            widths = (5, 6) if columns is None else (columns.width,)
-            if len(fields) not in widths:
-                what = (
-                    "proto,saddr,sport,daddr,dport (and an optional fwmark)"
-                    if columns is None
-                    else "as the header names"
-                )
-                raise MaglevxError(
-                    f"expected {widths[0]} fields {what}, got {len(fields)}"
-                )
             mark = 0
-            if columns is None:
-                if len(fields) == 6:
-                    mark = decision.parse_fwmark(fields[5])
-            else:
+            if columns is not None:
+                if len(fields) != columns.width:
+                    raise MaglevxError(
+                        f"expected {columns.width} fields as the header names, "
+                        f"got {len(fields)}"
+                    )
                 fields = [fields[j] for j in columns.index]
+            elif len(fields) == 6:  # without a header, a 6th field: the fwmark
+                mark = decision.parse_fwmark(fields[5])
+            elif len(fields) != 5:
+                raise MaglevxError(
+                    "expected 5 fields proto,saddr,sport,daddr,dport (and an "
+                    f"optional fwmark), got {len(fields)}"
+                )
             proto, saddr, sport, daddr, dport = (f.strip() for f in fields[:5])
             saddr = _unbracket(saddr)
             p = proto.lower()
@@ -552,13 +550,12 @@ class _FastPredictor:
         self.stats = stats if stats is not None else PredictStats()
         # per key id: its mh service (None: no service, or the key is an error)
         self.key_service: list[VirtualService | None] = []
-        cap = SCAN_FLOWS
-        self.starts = np.empty(cap, np.int64)
-        self.ends = np.empty(cap, np.int64)
-        self.keys = np.empty(cap, np.int32)
-        self.folds = np.empty(cap, np.uint32)
-        self.sports = np.empty(cap, np.uint16)
-        self.families = np.empty(cap, np.uint8)
+        # what scan() fills, in its order
+        types = (np.int64, np.int64, np.int32, np.uint32, np.uint16, np.uint8)
+        self.arrays = [np.empty(SCAN_FLOWS, t) for t in types]
+        self.starts, self.ends, self.keys, self.folds, self.sports, self.families = (
+            self.arrays
+        )
         self.count = 0
         # an output buffer per thread
         out_bytes = max(block_bytes, 1 << 16) + (1 << 12)
@@ -575,11 +572,7 @@ class _FastPredictor:
 
     def _scan(self, buf: bytes, pos: int, end: int, size: int) -> tuple[int, ...]:
         """scan() of ``buf[pos:end]`` into the first *size* slots of the arrays."""
-        n = slice(0, size)
-        return self.scanner.scan(
-            buf, pos, end, True, self.starts[n], self.ends[n], self.keys[n],
-            self.folds[n], self.sports[n], self.families[n],
-        )  # fmt: skip
+        return self.scanner.scan(buf, pos, end, True, *(a[:size] for a in self.arrays))
 
     def slow_line(self, raw: bytes, lineno: int) -> None:
         """Decide one line with the slow path; raise its error, located."""
@@ -811,8 +804,7 @@ def _first_line(
     when a header names the columns in another order (nothing is consumed
     then, the slow path reads it all).
     """
-    peek = getattr(stream, "peek", None)
-    head = peek(1 << 16) if peek is not None else b""
+    head = cast(io.BufferedReader, stream).peek(1 << 16)
     m = _NEWLINE.search(head)
     first = head[: m.end()] if m else head
     if not first.startswith(BOM.encode()) and not first[:1].isalpha():
