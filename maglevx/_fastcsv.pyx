@@ -267,16 +267,8 @@ cdef class FlowScanner:
     cdef list _alive  # what routes point into
 
     def __cinit__(self):
-        self.capacity = 64
-        self.table = <KeyEntry *>malloc(self.capacity * sizeof(KeyEntry))
-        self.blob_cap = 4096
-        self.blob = <uint8_t *>malloc(self.blob_cap)
-        if self.table == NULL or self.blob == NULL:
-            raise MemoryError()
-        cdef Py_ssize_t i
-        for i in range(self.capacity):
-            self.table[i].id = -1
-        # (C fields start at 0 and NULL)
+        # C fields start at 0 and NULL: the first table, blob and routes grow
+        self._grow()
         self.keys = []
         self._alive = []
 
@@ -286,7 +278,7 @@ cdef class FlowScanner:
         free(self.routes)
 
     cdef int _grow(self) except -1:
-        cdef Py_ssize_t cap = self.capacity * 2, i, j
+        cdef Py_ssize_t cap = max(64, self.capacity * 2), i, j
         cdef KeyEntry *t = <KeyEntry *>malloc(cap * sizeof(KeyEntry))
         if t == NULL:
             raise MemoryError()
@@ -321,7 +313,7 @@ cdef class FlowScanner:
             return self.table[j].id
         if self.blob_len + n > self.blob_cap:
             while self.blob_len + n > self.blob_cap:
-                self.blob_cap *= 2
+                self.blob_cap = max(4096, self.blob_cap * 2)
             self.blob = <uint8_t *>realloc(self.blob, self.blob_cap)
             if self.blob == NULL:
                 raise MemoryError()
@@ -332,10 +324,8 @@ cdef class FlowScanner:
         self.table[j].id = <int32_t>self.nkeys
         self.blob_len += n
         self.nkeys += 1
-        text = (<const char *>k)[:n].decode("ascii")
-        proto, rest = text[0], text[1:]
-        daddr, dport = rest.split(",", 1)
-        self.keys.append((("tcp", "udp", "sctp")[int(proto)], daddr, dport))
+        daddr, dport = (<const char *>k)[1:n].decode("ascii").split(",", 1)
+        self.keys.append((("tcp", "udp", "sctp")[k[0] - 48], daddr, dport))
         if self.nkeys * 2 > self.capacity:
             self._grow()
         return <int32_t>(self.nkeys - 1)
