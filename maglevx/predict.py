@@ -187,30 +187,32 @@ def _mh_service(
 
 
 class _Parsed:
-    """A chunk's lines, bulk ones and those decided one by one.
+    """A chunk's lines, each with its suffix, and the lookups they still need.
 
-    Bulk lines carry (service, fold, hashed port); ``fixed`` maps the index of
-    a line decided on its own (in input order: templates, FTP data, a flow to
-    no service) to its suffix.
+    A line decided on its own (templates, FTP data, a flow to no service)
+    has its suffix; the others are grouped by service (lines, folds, hashed
+    ports) for :func:`_decide`.
     """
 
     def __init__(self) -> None:
         self.kept: list[str] = []
-        self.svcs: list[VirtualService | None] = []
-        self.folds: list[int] = []
-        self.ports: list[int] = []
-        self.fixed: dict[int, str] = {}
+        self.suffixes: list[str] = []
+        self.bulk: dict[int, tuple[VirtualService, list[int], list[int], list[int]]]
+        self.bulk = {}
         self.no_service = 0
 
-    def add(self, line: str, svc: VirtualService | None, fold: int, port: int) -> None:
+    def add(self, line: str, suffix: str = ",,") -> None:
         self.kept.append(line)
-        self.svcs.append(svc)
-        self.folds.append(fold)
-        self.ports.append(port)
+        self.suffixes.append(suffix)
 
-    def add_fixed(self, line: str, suffix: str) -> None:
-        self.fixed[len(self.kept)] = suffix
-        self.add(line, None, 0, 0)
+    def add_bulk(self, line: str, svc: VirtualService, fold: int, port: int) -> None:
+        group = self.bulk.get(id(svc))
+        if group is None:
+            group = self.bulk[id(svc)] = (svc, [], [], [])
+        group[1].append(len(self.kept))
+        group[2].append(fold)
+        group[3].append(port)
+        self.add(line)
 
 
 def _parse_chunk(
@@ -264,7 +266,7 @@ def _parse_chunk(
                     out.no_service += 1
                 else:
                     dec.service.require_mh()
-                out.add_fixed(
+                out.add(
                     line,
                     ",," if dec.server is None else f",{dec.server.address},{dec.port}",
                 )
@@ -298,11 +300,11 @@ def _parse_chunk(
             raise _ChunkError(i, exc, out) from None
         if svc is None:
             out.no_service += 1
-            out.add_fixed(line, ",,")
+            out.add(line)
         elif port == decision.FTPDATA:
-            out.add_fixed(line, ",,")  # FTP data (client port 20): never scheduled
+            out.add(line)  # FTP data (client port 20): never scheduled
         else:
-            out.add(line, svc, fold, svc.hashed_port(p, port))
+            out.add_bulk(line, svc, fold, svc.hashed_port(p, port))
     return out
 
 
@@ -315,28 +317,17 @@ class _ChunkError(Exception):
 
 
 def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
-    """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
-    svcs = parsed.svcs
-    out = [",,"] * len(svcs)
-    by_service: dict[int, list[int]] = {}
-    for i, svc in enumerate(svcs):
-        if svc is not None:
-            by_service.setdefault(id(svc), []).append(i)
-    fa = np.array(parsed.folds, dtype=np.uint32)
-    pa = np.array(parsed.ports, dtype=np.uint16)
-    for idx in by_service.values():
-        svc = svcs[idx[0]]
-        assert svc is not None
+    """``,raddr,rport`` per flow, with one bulk lookup per service."""
+    out = parsed.suffixes
+    for svc, idx, folds, ports in parsed.bulk.values():
         snap = svc.snapshot
-        f, p = fa[idx], pa[idx]
+        f, p = np.array(folds, np.uint32), np.array(ports, np.uint16)
         res = snap.scheduler.lookup_many(f, p)
         if stats is not None:
             stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
-    for i, text in parsed.fixed.items():
-        out[i] = text
     return out
 
 
