@@ -548,7 +548,8 @@ class _FastPredictor:
             self.arrays
         )
         self.count = 0
-        # an output buffer per thread
+        # an output buffer per thread; run() leaves a line of more than
+        # MAX_LINE_BYTES to the slow path, so any line and its suffix fit
         out_bytes = max(block_bytes, 1 << 16) + (1 << 12)
         self.outs = [np.empty(out_bytes, np.uint8) for _ in range(max(threads, 1))]
         self.pool: ThreadPoolExecutor | None = None
@@ -671,11 +672,6 @@ class _FastPredictor:
                     raise _too_long(self.source, lineno + lines)
                 self.slow_line(buf[pos:le], lineno + lines)
                 pos = nxt
-            elif status == _fastcsv.FULL and nl == 0:
-                # not even this line fits (a line padded with blanks)
-                le, _ = _fastcsv.line_end(buf, pos, end)
-                if le - pos + 4096 > self.outs[0].shape[0]:
-                    self.outs[0] = np.empty(le - pos + 4096, np.uint8)
 
     def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
         """Predict the complete lines of *buf*; returns (bytes used, lines).
