@@ -331,25 +331,21 @@ cdef class FlowScanner:
         return <int32_t>(self.nkeys - 1)
 
     def scan(self, const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end,
-             bint final, int64_t[::1] starts, int64_t[::1] ends,
-             int32_t[::1] key_ids, uint32_t[::1] folds, uint16_t[::1] sports,
-             uint8_t[::1] families):
-        """Scan complete lines of ``buf[pos:end]`` into the arrays.
+             int32_t[::1] key_ids, uint32_t[::1] folds, uint16_t[::1] sports):
+        """Scan the lines of ``buf[pos:end]`` into the arrays: key id, fold, port.
 
         A line ends at ``\\n``, ``\\r`` or ``\\r\\n`` (as Python's universal
-        newlines); the last line needs no terminator only when *final*.
+        newlines), or at *end*.
         Returns ``(status, n, stop, lines)``: status END, SLOW or FULL; *n*
         flows stored; *stop* the offset of the first line not consumed (for
         SLOW: the line the slow path must decide); *lines* the lines
         consumed (blank ones included, for line numbers).
         """
-        cdef Py_ssize_t cap = starts.shape[0]
+        cdef Py_ssize_t cap = key_ids.shape[0]
         cdef Py_ssize_t n = 0, lines = 0, ls, le, nxt
         # every output holds `cap` flows, and [pos, end) lies in the buffer:
         # checked here, once, so the loop below can trust them
-        if (ends.shape[0] < cap or key_ids.shape[0] < cap
-                or folds.shape[0] < cap or sports.shape[0] < cap
-                or families.shape[0] < cap):
+        if folds.shape[0] < cap or sports.shape[0] < cap:
             raise ValueError("scan: the output arrays differ in length")
         if not 0 <= pos <= end <= buf.shape[0]:
             raise ValueError("scan: pos and end must satisfy 0 <= pos <= end <= len(buf)")
@@ -357,8 +353,7 @@ cdef class FlowScanner:
         cdef int status = END
         cdef LineInfo L
         while pos < end:
-            if not _next_line(p, pos, end, final, &le, &nxt):
-                break  # incomplete line: wait for more input
+            _next_line(p, pos, end, True, &le, &nxt)
             ls = _strip(p, pos, &le)
             if ls == le:
                 # blank: only when every byte was ASCII whitespace
@@ -372,11 +367,8 @@ cdef class FlowScanner:
                 status = SLOW
                 break
             key_ids[n] = self._key(L.key, L.klen)
-            starts[n] = ls
-            ends[n] = le
             folds[n] = L.fold
             sports[n] = <uint16_t>L.port
-            families[n] = 6 if L.v6 else 4
             n += 1
             lines += 1
             pos = nxt

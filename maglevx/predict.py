@@ -541,12 +541,10 @@ class _FastPredictor:
         self.stats = stats if stats is not None else PredictStats()
         # per key id: its mh service (None: no service, or the key is an error)
         self.key_service: list[VirtualService | None] = []
-        # what scan() fills, in its order
-        types = (np.int64, np.int64, np.int32, np.uint32, np.uint16, np.uint8)
+        # what scan() fills: key ids, folds, client ports
+        types = (np.int32, np.uint32, np.uint16)
         self.arrays = [np.empty(SCAN_FLOWS, t) for t in types]
-        self.starts, self.ends, self.keys, self.folds, self.sports, self.families = (
-            self.arrays
-        )
+        self.keys, self.folds, self.sports = self.arrays
         self.count = 0
         # an output buffer per thread; run() leaves a line of more than
         # MAX_LINE_BYTES to the slow path, so any line and its suffix fit
@@ -564,7 +562,7 @@ class _FastPredictor:
 
     def _scan(self, buf: bytes, pos: int, end: int, size: int) -> tuple[int, ...]:
         """scan() of ``buf[pos:end]`` into the first *size* slots of the arrays."""
-        return self.scanner.scan(buf, pos, end, True, *(a[:size] for a in self.arrays))
+        return self.scanner.scan(buf, pos, end, *(a[:size] for a in self.arrays))
 
     def slow_line(self, raw: bytes, lineno: int) -> None:
         """Decide one line with the slow path; raise its error, located."""

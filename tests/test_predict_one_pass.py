@@ -276,9 +276,7 @@ def scanner_with_routes(data: bytes):
     """A FlowScanner whose every key in *data* has its route (as predict sets them)."""
     sink = predict._Sink(io.BytesIO())
     fast = predict._FastPredictor(director(), sink, "f")
-    n = len(data)
-    fast.scanner.scan(data, 0, n, True, fast.starts, fast.ends, fast.keys,
-                      fast.folds, fast.sports, fast.families)  # fmt: skip
+    fast.scanner.scan(data, 0, len(data), fast.keys, fast.folds, fast.sports)
     fast._route_keys()
     return fast.scanner
 
