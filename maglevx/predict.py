@@ -31,6 +31,7 @@ import itertools
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -819,10 +820,8 @@ def input_size(stream: IO) -> int | None:
     """The size of a regular file behind *stream*, else None."""
     try:
         st = os.fstat(stream.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
-    import stat
-
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
@@ -873,9 +872,8 @@ def predict_capture(
     def flows() -> Iterator[str]:
         nonlocal skipped
         for f in parse(text, source=source):
-            svc = None
-            if f.proto in PROTOCOLS:
-                svc = director.resolve(f.proto, f.daddr, f.dport)
+            ok = f.proto in PROTOCOLS
+            svc = director.resolve(f.proto, f.daddr, f.dport) if ok else None
             if svc is not None and svc.scheduler == "mh" and not f.template:
                 yield f.csv()
             else:
