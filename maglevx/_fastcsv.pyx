@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The fast path of ``maglevx predict``: flow CSV scanning and output assembly.
+"""The fast path of ``maglevx predict``: flow CSV lines parsed, looked up, written.
 
 :class:`FlowScanner` reads CSV lines ``proto,saddr,sport,daddr,dport`` from a
-byte buffer into arrays. It accepts only lines the slow path in
+byte buffer. It accepts only lines the slow path in
 ``maglevx/predict.py`` would accept with the same values (ASCII, five fields,
 a known protocol, a client address ``inet_pton()`` takes, a decimal port up to
 65535), and stops at the first line it is not sure of, so that the slow path
@@ -65,7 +65,6 @@ cdef inline uint64_t _fnv(const uint8_t *p, Py_ssize_t n) nogil:
     for i in range(n):
         h = (h ^ p[i]) * 1099511628211ULL
     return h
-
 
 
 cdef inline bint _next_line(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end,
@@ -373,7 +372,6 @@ cdef class FlowScanner:
             lines += 1
             pos = nxt
         return status, n, pos, lines
-
 
     def set_route(self, Py_ssize_t key_id, int kind, int family=0,
                   bint hash_port=False, scheduler=None, suffixes=()):

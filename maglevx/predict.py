@@ -498,10 +498,8 @@ class Progress:
 
     def update(self, done_bytes: int, flows: int) -> None:
         """Report progress (rate-limited to a few updates a second)."""
-        if not self.enabled:
-            return
         now = time.monotonic()
-        if now < self.last:
+        if not self.enabled or now < self.last:
             return
         self.last = now + 0.25
         rate = flows / max(now - self.start, 1e-9)
