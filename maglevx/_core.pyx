@@ -7,11 +7,9 @@ before it releases the GIL. A :class:`Scheduler` owns read-only copies of
 its table and availability, so no caller can change them under a lookup.
 """
 
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
-from libc.string cimport strlen
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, strlen
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from functools import partial
 
 
 cdef extern from "<arpa/inet.h>" nogil:
@@ -20,6 +18,8 @@ cdef extern from "<arpa/inet.h>" nogil:
     int AF_INET6
 
 cimport maglevx._cmaglev as c
+
+from functools import partial
 
 import numpy as np
 
@@ -108,11 +108,8 @@ def quantize(uint32_t m, weights):
     if g < 1:
         return 0, 0, [0] * n
     cdef uint32_t rshift = c.mx_shift_weight(&p, wp, n, g)
-    turns = []
-    cdef uint32_t i, t
-    for i in range(n):
-        t = (w[i] // g) >> rshift
-        turns.append(t if t else (1 if w[i] else 0))
+    cdef uint32_t i
+    turns = [((w[i] // g) >> rshift) or (1 if w[i] else 0) for i in range(n)]
     return g, rshift, turns
 
 
@@ -135,16 +132,12 @@ def build_table(uint32_t m, uint32_t word_size, folds, ports, weights, *,
         raise ValueError(f"{n} real servers do not fit a table of {m} slots")
     table = np.empty(m, dtype=np.uint16)
     cdef uint16_t[::1] t = table
-    cdef c.mx_dest_setup *ds = <c.mx_dest_setup *>malloc(
-        max(n, 1) * sizeof(c.mx_dest_setup))
-    if ds == NULL:
-        raise MemoryError()
+    cdef uint8_t[::1] ds = np.empty(max(n, 1) * sizeof(c.mx_dest_setup), np.uint8)
     cdef const uint32_t *fp = &f[0] if n else NULL
     cdef const uint32_t *pp = &po[0] if n else NULL
     cdef const uint32_t *wp = &w[0] if n else NULL
     with nogil:  # cannot fail: n was checked above
-        c.mx_build_table(&p, n, fp, pp, wp, ds, &t[0])
-    free(ds)
+        c.mx_build_table(&p, n, fp, pp, wp, <c.mx_dest_setup *>&ds[0], &t[0])
     table.flags.writeable = False
     return table
 
@@ -169,20 +162,15 @@ def parse_addresses(int family, texts):
     """
     cdef Py_ssize_t n = len(texts), i
     cdef uint8_t a[16]
-    if family == 4:
-        out = np.empty(n, dtype=np.uint32)
-    elif family == 6:
-        out = np.empty((n, 16), dtype=np.uint8)
-    else:
-        raise ValueError(f"family {family} is not 4 or 6")
     cdef uint32_t[::1] o4
     cdef uint8_t[:, ::1] o6
     if family == 4:
-        o4 = out
+        out = o4 = np.empty(n, dtype=np.uint32)
+    elif family == 6:
+        out = o6 = np.empty((n, 16), dtype=np.uint8)
     else:
-        o6 = out
+        raise ValueError(f"family {family} is not 4 or 6")
     cdef int af = AF_INET if family == 4 else AF_INET6
-    cdef int j
     for i in range(n):
         text = texts[i]
         if type(text) is not str or not _pton(af, text, a):
@@ -190,15 +178,8 @@ def parse_addresses(int family, texts):
         if family == 4:
             o4[i] = c.mx_be32(a)
         else:
-            for j in range(16):
-                o6[i, j] = a[j]
+            memcpy(&o6[i, 0], a, 16)
     return out, -1
-
-
-cdef _frozen_copy(object array, object dtype):
-    a = np.array(array, dtype=dtype, copy=True, order="C")
-    a.flags.writeable = False
-    return a
 
 
 cdef class Scheduler:
@@ -224,8 +205,10 @@ cdef class Scheduler:
         self.p = _params(m, word_size, byte_order, hash_key)
         self.byte_order = byte_order
         self.hash_key = hash_key
-        t = _frozen_copy(table, np.uint16)
-        a = _frozen_copy(avail, np.uint8)
+        t = np.array(table, dtype=np.uint16, copy=True, order="C")
+        a = np.array(avail, dtype=np.uint8, copy=True, order="C")
+        t.flags.writeable = False
+        a.flags.writeable = False
         if t.ndim != 1 or t.shape[0] != m:
             raise ValueError(f"the table has {t.size} slots, not {m}")
         if a.ndim != 1:
@@ -241,9 +224,8 @@ cdef class Scheduler:
         self.fallback = fallback
 
     def __reduce__(self):
-        kw = {"byte_order": self.byte_order, "hash_key": self.hash_key}
-        return (partial(Scheduler, **kw),
-                (self.m, self.word_size, self.table, self.avail, self.fallback))
+        new = partial(Scheduler, byte_order=self.byte_order, hash_key=self.hash_key)
+        return new, (self.m, self.word_size, self.table, self.avail, self.fallback)
 
     @property
     def m(self):

@@ -189,10 +189,7 @@ def quantize(m: int, weights: Sequence[int]) -> tuple[int, int, list[int]]:
     if g == 0:
         return 0, 0, [0] * len(weights)
     rshift = max(0, (max(weights) // g).bit_length() - tab_bits(m))
-    turns = []
-    for w in weights:
-        t = (w // g) >> rshift
-        turns.append(t if t else int(w != 0))
+    turns = [((w // g) >> rshift) or int(w != 0) for w in weights]
     return g, rshift, turns
 
 
@@ -388,9 +385,7 @@ class Scheduler:
             words = _checked(addrs, np.uint32, 2, "addrs")
             if words.shape[1] != 4:
                 raise ValueError("IPv6 addresses as words must have shape (n, 4)")
-        folds = np.ascontiguousarray(
-            words[:, 0] ^ words[:, 1] ^ words[:, 2] ^ words[:, 3], dtype=np.uint32
-        )
+        folds = np.bitwise_xor.reduce(words, axis=1)
         if ports is not None and len(ports) != folds.shape[0]:
             raise ValueError("addresses and ports differ in length")
         return self.lookup_many(folds, ports, out)
