@@ -313,9 +313,8 @@ cdef class Scheduler:
 
     cdef _bulk(self, bint v6, size_t n, const uint32_t *u32, const uint8_t *raw,
                ports, out):
-        """Check *ports* and *out* against n flows, then look them up without
-        the GIL: IPv4 folds in *u32*, or IPv6 words in *u32* or bytes in *raw*.
-        """
+        """Check *ports* and *out* for n flows, then look up without the GIL
+        IPv4 folds in *u32*, or IPv6 words in *u32* or bytes in *raw*."""
         cdef const uint16_t[::1] pv
         cdef const uint16_t *pp = NULL
         if ports is not None:
