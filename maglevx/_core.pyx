@@ -142,7 +142,7 @@ def build_table(uint32_t m, uint32_t word_size, folds, ports, weights, *,
     return table
 
 
-cdef bint _pton(int af, str text, uint8_t *a) except -1:
+cdef inline bint _pton(int af, str text, uint8_t *a) except -1:
     """inet_pton() of *text* into *a*; False where inet_pton() refuses it."""
     cdef Py_ssize_t size
     cdef const char *s
