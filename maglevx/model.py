@@ -163,13 +163,11 @@ class RealServer:
         set_(self, "address", parse_address(self.address, "address"))
         set_(self, "port", parse_port(self.port, "port"))
         set_(self, "weight", parse_int(self.weight, 0, MAX_WEIGHT, "weight", "weight"))
-        if isinstance(self.last_weight, int) and self.last_weight == -1:
-            set_(self, "last_weight", self.weight)
-        set_(
-            self,
-            "last_weight",
-            parse_int(self.last_weight, 0, MAX_WEIGHT, "last_weight", "last_weight"),
-        )
+        last = self.last_weight
+        if isinstance(last, int) and last == -1:
+            last = self.weight
+        last = parse_int(last, 0, MAX_WEIGHT, "last_weight", "last_weight")
+        set_(self, "last_weight", last)
         if self.forward not in FORWARD_METHODS:
             raise MaglevxError(
                 f"forwarding method {self.forward!r} is not one of "
@@ -202,21 +200,6 @@ class RealServer:
 # -- tables -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableParams:
-    """What a table depends on besides its real servers."""
-
-    table_size: int
-    word_size: int
-    byte_order: str = "little"
-    hash_key: bytes | None = None
-
-    @property
-    def hashing(self) -> dict[str, Any]:
-        """The core's keyword arguments for this director's hash."""
-        return {"byte_order": self.byte_order, "hash_key": self.hash_key}
-
-
 class _Build:
     """One table build: real servers (list order) and the weights used.
 
@@ -226,36 +209,29 @@ class _Build:
     keeps the table and changes only availability).
     """
 
-    __slots__ = ("params", "servers", "use_weight", "_weights", "_table", "_reuse")
+    __slots__ = ("params", "servers", "_weights", "_table", "_reuse")
 
     def __init__(
         self,
-        params: TableParams,
+        params: DirectorParams,
         servers: tuple[RealServer, ...],
-        use_weight: bool,
         previous: _Build | None = None,
     ) -> None:
         self.params = params
         self.servers = servers
-        self.use_weight = use_weight  # backport: weight; upstream: last_weight
         self._weights: tuple[int, ...] | None = None
         self._table: npt.NDArray[np.uint16] | None = None
-        # (params, endpoints, weights, table) of the last computed table
-        self._reuse: tuple[Any, ...] | None = None
-        if previous is not None:
-            t = previous._table
-            self._reuse = (
-                (previous.params, _endpoints(previous.servers), previous.weights, t)
-                if t is not None
-                else previous._reuse
-            )
+        # the last build that computed a table (previous builds share params)
+        self._reuse = previous
+        if previous is not None and previous._table is None:
+            self._reuse = previous._reuse
 
     @property
     def weights(self) -> tuple[int, ...]:
-        """The table weight of each server."""
+        """The table weight of each server: backport weight, upstream last_weight."""
         w = self._weights
         if w is None:
-            if self.use_weight:
+            if self.params.variant == "backport":
                 w = tuple(rs.weight for rs in self.servers)
             else:
                 w = tuple(rs.last_weight for rs in self.servers)
@@ -268,14 +244,14 @@ class _Build:
         t = self._table
         if t is not None:
             return t
-        reuse = self._reuse
+        r = self._reuse
         if (
-            reuse is not None
-            and reuse[0] == self.params
-            and reuse[2] == self.weights
-            and reuse[1] == _endpoints(self.servers)
+            r is not None
+            and r._table is not None
+            and r.weights == self.weights
+            and _endpoints(r.servers) == _endpoints(self.servers)
         ):
-            t = reuse[3]
+            t = r._table
         else:
             t = core.build_table(
                 self.params.table_size,
@@ -585,7 +561,7 @@ class VirtualService:
         self._config = config
         self._servers: tuple[RealServer, ...] = ()
         self._index: dict[tuple[IPAddress, int], RealServer] = {}
-        self._build = _Build(director._table_params, (), director._use_weight)
+        self._build = _Build(director._params, ())
         self._snapshot: TableSnapshot | None = None
 
     # -- identity and settings ---------------------------------------------
@@ -642,7 +618,7 @@ class VirtualService:
         svc = cls(director, config)
         svc._servers = servers
         svc._index = {(rs.address, rs.port): rs for rs in servers}
-        svc._build = _Build(director._table_params, built, director._use_weight)
+        svc._build = _Build(director._params, built)
         return svc
 
     @property
@@ -796,9 +772,7 @@ class VirtualService:
         d = self._director
         if len(self._servers) > min(d.table_size, core.MAX_DESTS):
             return False
-        self._build = _Build(
-            d._table_params, self._servers, d._use_weight, previous=self._build
-        )
+        self._build = _Build(d._params, self._servers, self._build)
         return True
 
     @property
@@ -945,6 +919,11 @@ class DirectorParams:
             self.hash_key,
         )  # fmt: skip
 
+    @property
+    def hashing(self) -> dict[str, Any]:
+        """The core's keyword arguments for this director's hash."""
+        return {"byte_order": self.byte_order, "hash_key": self.hash_key}
+
     def describe(self) -> str:
         """E.g. ``upstream, 64-bit, M=4093``."""
         s = f"{self.variant}, {self.word_size}-bit, M={self.table_size}"
@@ -1008,10 +987,6 @@ class Director:
 
     def _init(self, params: DirectorParams) -> None:
         self._params = params
-        self._table_params = TableParams(
-            params.table_size, params.word_size, params.byte_order, params.hash_key
-        )
-        self._use_weight = params.variant == "backport"
         self._services: dict[ServiceKey, VirtualService] = {}
         self._lock = threading.RLock()
         self._routes: dict[tuple[object, ...], VirtualService | None] = {}
