@@ -467,8 +467,6 @@ def bulk_addresses(saddrs: Any, family: int) -> npt.NDArray[Any]:
         if a.ndim != 1:
             raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
         return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "saddrs"), np.uint32)
-    if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
     if a.ndim != 2 or a.shape[1] not in (4, 16):
         raise MaglevxError(
             "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
@@ -706,7 +704,8 @@ class VirtualService:
                 l_threshold,
                 old.overloaded,
             )
-            self._replace(old, rs)
+            self._swap(old, rs)
+            self._changed()
         return rs
 
     def set_overloaded(
@@ -747,10 +746,6 @@ class VirtualService:
         """Put *new* in *old*'s place in the list and the index."""
         self._servers = tuple(new if s is old else s for s in self._servers)
         self._index[(new.address, new.port)] = new
-
-    def _replace(self, old: RealServer, new: RealServer) -> None:
-        self._swap(old, new)
-        self._changed()
 
     def _check_family(self, rs: RealServer) -> None:
         if rs.address.version != self.family:
@@ -1235,15 +1230,13 @@ class Director:
                 old.protocol, old.address, old.port, old.fwmark, old.family,
                 scheduler, flags, persistent, netmask,
             )  # fmt: skip
-            if new.scheduler == "mh" and old.scheduler != "mh":
-                if len(svc._servers) > min(self.table_size, core.MAX_DESTS):
-                    raise MaglevxError(
-                        f"{svc.name} has {len(svc._servers)} real servers, more "
-                        f"than the {self.table_size} table slots: the kernel "
-                        "refuses mh"
-                    )
-                svc._config = new
-                svc._rebuild()
+            switch = new.scheduler == "mh" and old.scheduler != "mh"
+            if switch and not svc._rebuild():
+                raise MaglevxError(
+                    f"{svc.name} has {len(svc._servers)} real servers, more "
+                    f"than the {self.table_size} table slots: the kernel "
+                    "refuses mh"
+                )
             svc._config = new
             svc._snapshot = None
             self._routes = {}
@@ -1279,42 +1272,35 @@ class Director:
             raise MaglevxError(exc.message, field=option) from None
 
     def _apply_command(self, cmd: Command) -> None:
-        if cmd.command == "clear":
+        c = cmd.command
+        if c == "clear":
             self.clear()
-            return
-        key = cmd.service_key
-        if cmd.command == "add-service":
+        elif c == "add-service":
             assert cmd.scheduler is not None
             self.add_service(
                 cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
                 family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
                 persistent=cmd.persistent, netmask=cmd.netmask,
             )  # fmt: skip
-            return
-        if cmd.command == "edit-service":
+        elif c == "edit-service":
             assert cmd.scheduler is not None
             self.edit_service(
-                key, scheduler=cmd.scheduler, flags=cmd.flags,
+                cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
                 persistent=cmd.persistent, netmask=cmd.netmask,
             )  # fmt: skip
-            return
-        if cmd.command == "delete-service":
-            self.remove_service(key)
-            return
-        svc = self.service(key)
-        assert cmd.rs_address is not None
-        if cmd.command == "add-server":
-            svc.add_server(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
-        elif cmd.command == "edit-server":
-            svc.edit_server(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
+        elif c == "delete-service":
+            self.remove_service(cmd.service_key)
         else:
-            svc.remove_server(cmd.rs_address, cmd.rs_port)
+            svc = self.service(cmd.service_key)
+            assert cmd.rs_address is not None
+            if c not in ("add-server", "edit-server"):  # delete-server
+                svc.remove_server(cmd.rs_address, cmd.rs_port)
+                return
+            change = svc.add_server if c == "add-server" else svc.edit_server
+            change(
+                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
+                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
+            )  # fmt: skip
 
     # -- resolving flows -------------------------------------------------------
     def service_for(
@@ -1372,29 +1358,18 @@ class Director:
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
                 mark = marks[i] if marks is not None else 0
                 svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
-                if svc is None or svc.scheduler != "mh":
-                    if strict:
-                        raise MaglevxError(
-                            f"row {i}: no mh virtual service for {protocols[i]} "
-                            f"{daddrs[i]} port {dp[i]}",
-                            field="daddrs",
-                        )
-                    continue
-                out[i] = decision.decide(self, flow, fwmark=mark).server
+                if _mh_service(svc, strict, i, protocols[i], daddrs[i], dp[i]):
+                    out[i] = decision.decide(self, flow, fwmark=mark).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
         for (proto, daddr, dport), rows in groups.items():
             p = _bulk_protocol(proto)
-            svc = self.resolve(p, daddr, dport)
-            if svc is None or svc.scheduler != "mh":
-                if strict:
-                    raise MaglevxError(
-                        f"row {rows[0]}: no mh virtual service for {p} "
-                        f"{daddr} port {dport}",
-                        field="daddrs",
-                    )
+            svc = _mh_service(
+                self.resolve(p, daddr, dport), strict, rows[0], p, daddr, dport
+            )
+            if svc is None:
                 continue
             snap = svc.snapshot
             sel = np.array(rows, np.intp)
@@ -1423,6 +1398,21 @@ class Director:
 
 
 _MAX_ROUTES = 65536
+
+
+def _mh_service(
+    svc: VirtualService | None, strict: bool, row: int, *flow: object
+) -> VirtualService | None:
+    """*svc* if it uses mh, else None; with *strict*, an error naming the flow."""
+    if svc is not None and svc.scheduler == "mh":
+        return svc
+    if strict:
+        proto, daddr, dport = flow
+        raise MaglevxError(
+            f"row {row}: no mh virtual service for {proto} {daddr} port {dport}",
+            field="daddrs",
+        )
+    return None
 
 
 def _service_of(director: Director, key: ServiceKey) -> VirtualService:
@@ -1482,10 +1472,9 @@ def _service_config(
         flags &= ~SVC_F_PERSISTENT
     if protocol == "fwmark":
         fwmark = parse_int(fwmark, 1, 0xFFFFFFFF, "fwmark", "fwmark")
+        family = 4 if family is None else family
         if family not in (4, 6):
-            family = 4 if family is None else family
-            if family not in (4, 6):
-                raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
+            raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
         return ServiceConfig(
             "fwmark", None, 0, fwmark, family, scheduler, flags, persistent,
             netmask, _mask(netmask, family),
