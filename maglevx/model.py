@@ -287,12 +287,10 @@ class TableSnapshot:
         servers: tuple[RealServer, ...],
         fallback: bool,
         hashes_port: bool,
-        available: Sequence[bool] | None = None,
+        available: Sequence[bool],
     ) -> None:
         self.build = build
         self.servers = servers
-        if available is None:
-            available = [rs.available for rs in servers]
         avail = np.array(available, np.uint8)
         avail.flags.writeable = False
         self.avail = avail
@@ -778,30 +776,27 @@ class VirtualService:
         always shows the state between two whole edits.
         """
         snap = self._snapshot
-        if snap is None:
-            with self._director._lock:
-                snap = self._snapshot
-                if snap is None:
-                    b = self._build
-                    # entries point at the servers as they are now; one deleted
-                    # while a rebuild failed keeps its last state (the trash)
-                    index = self._index
-                    servers = tuple(
-                        index.get((rs.address, rs.port), rs) for rs in b.servers
-                    )
-                    avail = [rs.available for rs in servers]
-                    if self._director.variant == "backport":
-                        # kmod/ also refuses a server no longer in the list
-                        # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
-                        avail = [
-                            ok and (rs.address, rs.port) in index
-                            for ok, rs in zip(avail, servers)
-                        ]
-                    snap = TableSnapshot(
-                        b, servers, self.fallback, self.hashes_port, avail
-                    )
-                    self._snapshot = snap
-        return snap
+        if snap is not None:
+            return snap
+        with self._director._lock:
+            snap = self._snapshot
+            if snap is None:
+                b, index = self._build, self._index
+                # entries point at the servers as they are now; one deleted
+                # while a rebuild failed keeps its last state (the trash)
+                servers = tuple(
+                    index.get((rs.address, rs.port), rs) for rs in b.servers
+                )
+                # kmod/ also refuses a server no longer in the list
+                # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
+                upstream = self._director.variant == "upstream"
+                avail = [
+                    rs.available and (upstream or (rs.address, rs.port) in index)
+                    for rs in servers
+                ]
+                snap = TableSnapshot(b, servers, self.fallback, self.hashes_port, avail)
+                self._snapshot = snap
+            return snap
 
     @property
     def table(self) -> npt.NDArray[np.uint16]:
@@ -1119,32 +1114,24 @@ class Director:
         return d
 
     def _load_listed(self, listed: Any) -> None:
-        config = ServiceConfig(
-            listed.protocol,
-            listed.address,
-            listed.port,
-            listed.fwmark,
-            listed.family,
-            listed.scheduler,
-            listed.flags,
-            listed.persistent,
+        config = _service_config(
+            listed.protocol, listed.address, listed.port, listed.fwmark,
+            listed.family, listed.scheduler, listed.flags, listed.persistent,
             listed.netmask,
-            _mask(listed.netmask, listed.family),
-        )
+        )  # fmt: skip
         if config.key in self._services:
             raise MaglevxError(f"service {config.name} listed twice")
         svc = VirtualService(self, config)
         limit = min(self.table_size, core.MAX_DESTS)
-        servers: list[RealServer] = []
-        seen: set[tuple[IPAddress, int]] = set()
+        index = svc._index  # listed head first, the list order
         for ls in listed.servers:
-            if (ls.address, ls.port) in seen:
+            if (ls.address, ls.port) in index:
                 raise MaglevxError(
                     f"real server {format_endpoint(ls.address, ls.port)} listed "
                     f"twice in {config.name}",
                     line=ls.line,
                 )
-            if config.scheduler == "mh" and len(servers) >= limit:
+            if config.scheduler == "mh" and len(index) >= limit:
                 # The kernel refused to rebuild and kept a table from before,
                 # which a listing does not show: refuse rather than guess.
                 raise MaglevxError(
@@ -1155,10 +1142,8 @@ class Director:
                 )
             rs = RealServer(ls.address, ls.port, ls.weight, ls.weight, ls.forward)
             svc._check_family(rs)
-            seen.add((ls.address, ls.port))
-            servers.append(rs)  # listed head first
-        svc._servers = tuple(servers)
-        svc._index = {(rs.address, rs.port): rs for rs in servers}
+            index[(rs.address, rs.port)] = rs
+        svc._servers = tuple(index.values())
         svc._changed()
         with self._lock:
             self._services[config.key] = svc
