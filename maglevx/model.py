@@ -366,34 +366,30 @@ class TableSnapshot:
             raise MaglevxError(
                 f"threads {threads!r} is not a positive integer", field="threads"
             )
-        proto = _bulk_protocol(protocol)
+        _bulk_protocol(protocol)
         addrs = bulk_addresses(saddrs, family)
         n = addrs.shape[0]
-        ports = None
-        if self.hashes_port and proto in PROTOCOLS:
-            if sports is None:
-                raise MaglevxError(
-                    "this service hashes client ports: give sports", field="sports"
-                )
-            ports = bulk_ports(sports, n)
-        elif sports is not None:
-            bulk_ports(sports, n)  # still checked
+        ports = None if sports is None else bulk_ports(sports, n)  # always checked
+        if not self.hashes_port:
+            ports = None
+        elif ports is None:
+            raise MaglevxError(
+                "this service hashes client ports: give sports", field="sports"
+            )
         result = _bulk_out(out, n)
         sched = self.scheduler
         run = sched.lookup_many if family == 4 else sched.lookup_many6
-        if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
+        parts = min(threads, n // _MIN_FLOWS_PER_THREAD)
+        if parts < 2:
             run(addrs, ports, result)
             return result.view(np.int32)
-        bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
-        bounds = bounds.astype(np.intp)
+        bounds = np.linspace(0, n, parts + 1).astype(np.intp)
 
         def part(i: int) -> None:
             lo, hi = bounds[i], bounds[i + 1]
             run(addrs[lo:hi], None if ports is None else ports[lo:hi], result[lo:hi])
 
-        pending = [
-            _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
-        ]
+        pending = [_pool(parts - 1).submit(part, i) for i in range(1, parts)]
         part(0)
         for f in pending:
             f.result()
@@ -655,14 +651,10 @@ class VirtualService:
         l_threshold: int = 0,
     ) -> RealServer:
         """``ip_vs_add_dest()``: a new real server at the list head; rebuild."""
+        address = parse_address(address, "address")
+        # last_weight is set on add, even to 0
         rs = RealServer(
-            address,  # type: ignore[arg-type]
-            port,
-            weight,
-            weight,  # last_weight is set on add, even to 0
-            forward,
-            u_threshold,
-            l_threshold,
+            address, port, weight, weight, forward, u_threshold, l_threshold
         )
         self._check_family(rs)
         with self._director._lock:
@@ -689,18 +681,15 @@ class VirtualService:
         last_weight with latest non-0 weight"), so an upstream table keeps a
         drained server's slots.
         """
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
-            rs = RealServer(
-                address,
-                port,
-                weight,
-                weight if weight != 0 else old.last_weight,
-                forward,
-                u_threshold,
-                l_threshold,
-                old.overloaded,
+            rs = replace(
+                old,
+                weight=weight,
+                last_weight=weight if weight != 0 else old.last_weight,
+                forward=forward,
+                u_threshold=u_threshold,
+                l_threshold=l_threshold,
             )
             self._swap(old, rs)
             self._changed()
@@ -714,7 +703,6 @@ class VirtualService:
         The kernel sets this flag from live connection counts and the
         thresholds; it changes availability only, never the table.
         """
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
             rs = replace(old, overloaded=bool(overloaded))
@@ -724,15 +712,15 @@ class VirtualService:
 
     def remove_server(self, address: IPAddress | str, port: int) -> None:
         """``ip_vs_del_dest()``: unlink the real server; rebuild."""
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
-            del self._index[(address, port)]
+            del self._index[(old.address, old.port)]
             self._servers = tuple(s for s in self._servers if s is not old)
             self._changed()
 
-    def _existing(self, address: IPAddress, port: int) -> RealServer:
+    def _existing(self, address: IPAddress | str, port: int) -> RealServer:
         """The real server at address:port; MaglevxError when there is none."""
+        address = parse_address(address, "address")
         rs = self._index.get((address, port))
         if rs is None:
             raise MaglevxError(
