@@ -996,9 +996,7 @@ class Director:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Director):
             return NotImplemented
-        return self._params == other._params and list(self._services.values()) == list(
-            other._services.values()
-        )
+        return self._params == other._params and self.services == other.services
 
     __hash__ = None  # type: ignore[assignment]
 
