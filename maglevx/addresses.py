@@ -118,6 +118,15 @@ def parse_port(value: object, what: str) -> int:
     return port
 
 
+def parse_protocol(value: object, what: str) -> str:
+    """tcp, udp or sctp, in any case; *what* names the field in errors."""
+    if not isinstance(value, str) or value.strip().lower() not in PROTOCOLS:
+        raise MaglevxError(
+            f"unknown protocol {value!r}; expected tcp, udp or sctp", field=what
+        )
+    return value.strip().lower()
+
+
 def quote(text: str, limit: int = 40) -> str:
     """*text* quoted for an error message, cut to *limit* characters."""
     if len(text) <= limit:
@@ -167,11 +176,7 @@ def parse_five_tuple(
             f"got {len(five_tuple)}"
         )
     proto, saddr, sport, daddr, dport = five_tuple
-    p = proto.strip().lower() if isinstance(proto, str) else None
-    if p not in PROTOCOLS:
-        raise MaglevxError(
-            f"unknown protocol {proto!r}; expected tcp, udp or sctp", field="proto"
-        )
+    p = parse_protocol(proto, "proto")
     sa = parse_address(saddr, "saddr")
     da = parse_address(daddr, "daddr")
     if sa.version != da.version:

@@ -48,6 +48,7 @@ from maglevx.addresses import (
     parse_five_tuple,
     parse_int,
     parse_port,
+    parse_protocol,
 )
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
@@ -366,7 +367,7 @@ class TableSnapshot:
             raise MaglevxError(
                 f"threads {threads!r} is not a positive integer", field="threads"
             )
-        _bulk_protocol(protocol)
+        parse_protocol(protocol, "protocol")
         addrs = bulk_addresses(saddrs, family)
         n = addrs.shape[0]
         ports = None if sports is None else bulk_ports(sports, n)  # always checked
@@ -411,15 +412,6 @@ def _pool(workers: int) -> ThreadPoolExecutor:
             if old is not None:
                 old.shutdown(wait=False)
         return _POOL
-
-
-def _bulk_protocol(protocol: object) -> str:
-    if not isinstance(protocol, str) or protocol.strip().lower() not in PROTOCOLS:
-        raise MaglevxError(
-            f"unknown protocol {protocol!r}; expected tcp, udp or sctp",
-            field="protocol",
-        )
-    return protocol.strip().lower()
 
 
 def _integers(a: npt.NDArray[Any], hi: int, what: str) -> npt.NDArray[Any]:
@@ -837,7 +829,9 @@ class VirtualService:
                 field="saddr",
             )
         snap = self.snapshot
-        port = snap.hashed_port(_bulk_protocol(protocol), parse_port(sport, "sport"))
+        port = snap.hashed_port(
+            parse_protocol(protocol, "protocol"), parse_port(sport, "sport")
+        )
         return snap.lookup(fold(sa), port)
 
     def lookup_many(
@@ -1325,7 +1319,7 @@ class Director:
         if self.needs_decisions():
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
-                proto = _bulk_protocol(protocols[i])
+                proto = parse_protocol(protocols[i], "protocol")
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
                 mark = marks[i] if marks is not None else 0
                 svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
@@ -1336,7 +1330,7 @@ class Director:
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
         for (proto, daddr, dport), rows in groups.items():
-            p = _bulk_protocol(proto)
+            p = parse_protocol(proto, "protocol")
             svc = _mh_service(
                 self.resolve(p, daddr, dport), strict, rows[0], p, daddr, dport
             )
