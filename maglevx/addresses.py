@@ -53,17 +53,15 @@ def parse_address(value: object, what: str) -> IPAddress:
     kernel know none; *what* names the field in errors.
     """
     if isinstance(value, ADDRESS_TYPES):
-        if getattr(value, "scope_id", None) is not None:
-            raise MaglevxError(f"{str(value)!r} is not an IP address", field=what)
-        return value
-    if not isinstance(value, str):
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    if "%" in value:
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise MaglevxError(f"{value!r} is not an IP address", field=what) from None
+        if getattr(value, "scope_id", None) is None:
+            return value
+        value = str(value)
+    elif isinstance(value, str) and "%" not in value:
+        try:
+            return ipaddress.ip_address(value.strip())
+        except ValueError:
+            pass
+    raise MaglevxError(f"{value!r} is not an IP address", field=what)
 
 
 def parse_number(text: str, lo: int, hi: int, what: str, field: str | None) -> int:
