@@ -540,12 +540,19 @@ class VirtualService:
     :meth:`remove_server`, which rebuild the table as the kernel does.
     """
 
-    def __init__(self, director: Director, config: ServiceConfig) -> None:
+    def __init__(
+        self,
+        director: Director,
+        config: ServiceConfig,
+        servers: tuple[RealServer, ...] = (),
+        built: tuple[RealServer, ...] = (),
+    ) -> None:
+        # *servers*: the list, head first; *built*: those the table was built from
         self._director = director
         self._config = config
-        self._servers: tuple[RealServer, ...] = ()
-        self._index: dict[tuple[IPAddress, int], RealServer] = {}
-        self._build = _Build(director._params, ())
+        self._servers = servers
+        self._index = {(rs.address, rs.port): rs for rs in servers}
+        self._build = _Build(director._params, built)
         self._snapshot: TableSnapshot | None = None
 
     # -- identity and settings ---------------------------------------------
@@ -593,17 +600,8 @@ class VirtualService:
         return (_service_of, (self._director, self.key))
 
     def _state(self) -> tuple[Any, ...]:
-        """What the service is, without caches (see Director.__getstate__)."""
+        """What the service is, without caches: VirtualService(director, *state)."""
         return (self._config, self._servers, self._build.servers)
-
-    @classmethod
-    def _restore(cls, director: Director, state: tuple[Any, ...]) -> VirtualService:
-        config, servers, built = state
-        svc = cls(director, config)
-        svc._servers = servers
-        svc._index = {(rs.address, rs.port): rs for rs in servers}
-        svc._build = _Build(director._params, built)
-        return svc
 
     @property
     def fallback(self) -> bool:
@@ -1001,7 +999,7 @@ class Director:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._init(state["params"])
         for st in state["services"]:
-            svc = VirtualService._restore(self, st)
+            svc = VirtualService(self, *st)
             self._services[svc.key] = svc
         self.templates = state.get("templates", Templates())
 
@@ -1025,7 +1023,7 @@ class Director:
         new = Director.from_params(self._params)
         with self._lock:
             for key, svc in self._services.items():
-                c = VirtualService._restore(new, svc._state())
+                c = VirtualService(new, *svc._state())
                 c._build._table = svc._build._table
                 new._services[key] = c
             new.templates = self.templates.copy()
