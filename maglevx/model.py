@@ -754,27 +754,26 @@ class VirtualService:
         always shows the state between two whole edits.
         """
         snap = self._snapshot
-        if snap is not None:
-            return snap
-        with self._director._lock:
-            snap = self._snapshot
-            if snap is None:
-                b, index = self._build, self._index
-                # entries point at the servers as they are now; one deleted
-                # while a rebuild failed keeps its last state (the trash)
-                servers = tuple(
-                    index.get((rs.address, rs.port), rs) for rs in b.servers
-                )
-                # kmod/ also refuses a server no longer in the list
-                # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
-                upstream = self._director.variant == "upstream"
-                avail = [
-                    rs.available and (upstream or (rs.address, rs.port) in index)
-                    for rs in servers
-                ]
-                snap = TableSnapshot(b, servers, self.fallback, self.hashes_port, avail)
-                self._snapshot = snap
-            return snap
+        if snap is None:
+            with self._director._lock:
+                snap = self._snapshot or self._make_snapshot()
+        return snap
+
+    def _make_snapshot(self) -> TableSnapshot:
+        b, index = self._build, self._index
+        # entries point at the servers as they are now; one deleted
+        # while a rebuild failed keeps its last state (the trash)
+        servers = tuple(index.get((rs.address, rs.port), rs) for rs in b.servers)
+        # kmod/ also refuses a server no longer in the list
+        # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
+        upstream = self._director.variant == "upstream"
+        avail = [
+            rs.available and (upstream or (rs.address, rs.port) in index)
+            for rs in servers
+        ]
+        snap = TableSnapshot(b, servers, self.fallback, self.hashes_port, avail)
+        self._snapshot = snap
+        return snap
 
     @property
     def table(self) -> npt.NDArray[np.uint16]:
