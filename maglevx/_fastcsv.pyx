@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The fast path of ``maglevx predict``: flow CSV scanning and output assembly.
+"""The fast path of ``maglevx predict``: flow CSV lines parsed, looked up, written.
 
 :class:`FlowScanner` reads CSV lines ``proto,saddr,sport,daddr,dport`` from a
-byte buffer into arrays. It accepts only lines the slow path in
+byte buffer. It accepts only lines the slow path in
 ``maglevx/predict.py`` would accept with the same values (ASCII, five fields,
 a known protocol, a client address ``inet_pton()`` takes, a decimal port up to
 65535), and stops at the first line it is not sure of, so that the slow path
@@ -13,7 +13,7 @@ gets a key id, resolved once.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 cimport maglevx._cmaglev as cm
 
@@ -65,7 +65,6 @@ cdef inline uint64_t _fnv(const uint8_t *p, Py_ssize_t n) nogil:
     for i in range(n):
         h = (h ^ p[i]) * 1099511628211ULL
     return h
-
 
 
 cdef inline bint _next_line(const uint8_t *p, Py_ssize_t pos, Py_ssize_t end,
@@ -195,19 +194,15 @@ cdef bint _parse_line(const uint8_t *p, Py_ssize_t ls, Py_ssize_t le,
     b = fe[1]
     if b - a == 0 or b - a > 63:
         return 0
-    if v6:
+    if v6 or not _ipv4(p + a, b - a, &L.fold):
         memcpy(addr, p + a, b - a)
         addr[b - a] = 0
-        if inet_pton(AF_INET6, addr, a6) != 1:
-            return 0
-        L.fold = cm.mx_fold6(cm.mx_be32(a6), cm.mx_be32(a6 + 4),
-                             cm.mx_be32(a6 + 8), cm.mx_be32(a6 + 12))
-    elif not _ipv4(p + a, b - a, &L.fold):
-        memcpy(addr, p + a, b - a)
-        addr[b - a] = 0
-        if inet_pton(AF_INET, addr, a6) != 1:
+        if inet_pton(AF_INET6 if v6 else AF_INET, addr, a6) != 1:
             return 0
         L.fold = cm.mx_be32(a6)
+        if v6:
+            L.fold = cm.mx_fold6(L.fold, cm.mx_be32(a6 + 4),
+                                 cm.mx_be32(a6 + 8), cm.mx_be32(a6 + 12))
     # client port: ASCII digits, at most 65535
     a = fs[2]
     b = fe[2]
@@ -271,20 +266,9 @@ cdef class FlowScanner:
     cdef list _alive  # what routes point into
 
     def __cinit__(self):
-        self.capacity = 64
-        self.table = <KeyEntry *>malloc(self.capacity * sizeof(KeyEntry))
-        self.blob_cap = 4096
-        self.blob = <uint8_t *>malloc(self.blob_cap)
-        if self.table == NULL or self.blob == NULL:
-            raise MemoryError()
-        cdef Py_ssize_t i
-        for i in range(self.capacity):
-            self.table[i].id = -1
-        self.nkeys = 0
-        self.blob_len = 0
+        # C fields start at 0 and NULL: the first table, blob and routes grow
+        self._grow()
         self.keys = []
-        self.routes = NULL
-        self.nroutes = 0
         self._alive = []
 
     def __dealloc__(self):
@@ -293,7 +277,7 @@ cdef class FlowScanner:
         free(self.routes)
 
     cdef int _grow(self) except -1:
-        cdef Py_ssize_t cap = self.capacity * 2, i, j
+        cdef Py_ssize_t cap = max(64, self.capacity * 2), i, j
         cdef KeyEntry *t = <KeyEntry *>malloc(cap * sizeof(KeyEntry))
         if t == NULL:
             raise MemoryError()
@@ -328,7 +312,7 @@ cdef class FlowScanner:
             return self.table[j].id
         if self.blob_len + n > self.blob_cap:
             while self.blob_len + n > self.blob_cap:
-                self.blob_cap *= 2
+                self.blob_cap = max(4096, self.blob_cap * 2)
             self.blob = <uint8_t *>realloc(self.blob, self.blob_cap)
             if self.blob == NULL:
                 raise MemoryError()
@@ -339,34 +323,28 @@ cdef class FlowScanner:
         self.table[j].id = <int32_t>self.nkeys
         self.blob_len += n
         self.nkeys += 1
-        text = (<const char *>k)[:n].decode("ascii")
-        proto, rest = text[0], text[1:]
-        daddr, dport = rest.split(",", 1)
-        self.keys.append((("tcp", "udp", "sctp")[int(proto)], daddr, dport))
+        daddr, dport = (<const char *>k)[1:n].decode("ascii").split(",", 1)
+        self.keys.append((("tcp", "udp", "sctp")[k[0] - 48], daddr, dport))
         if self.nkeys * 2 > self.capacity:
             self._grow()
         return <int32_t>(self.nkeys - 1)
 
     def scan(self, const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end,
-             bint final, int64_t[::1] starts, int64_t[::1] ends,
-             int32_t[::1] key_ids, uint32_t[::1] folds, uint16_t[::1] sports,
-             uint8_t[::1] families):
-        """Scan complete lines of ``buf[pos:end]`` into the arrays.
+             int32_t[::1] key_ids, uint32_t[::1] folds, uint16_t[::1] sports):
+        """Scan the lines of ``buf[pos:end]`` into the arrays: key id, fold, port.
 
         A line ends at ``\\n``, ``\\r`` or ``\\r\\n`` (as Python's universal
-        newlines); the last line needs no terminator only when *final*.
+        newlines), or at *end*.
         Returns ``(status, n, stop, lines)``: status END, SLOW or FULL; *n*
         flows stored; *stop* the offset of the first line not consumed (for
         SLOW: the line the slow path must decide); *lines* the lines
         consumed (blank ones included, for line numbers).
         """
-        cdef Py_ssize_t cap = starts.shape[0]
+        cdef Py_ssize_t cap = key_ids.shape[0]
         cdef Py_ssize_t n = 0, lines = 0, ls, le, nxt
         # every output holds `cap` flows, and [pos, end) lies in the buffer:
         # checked here, once, so the loop below can trust them
-        if (ends.shape[0] < cap or key_ids.shape[0] < cap
-                or folds.shape[0] < cap or sports.shape[0] < cap
-                or families.shape[0] < cap):
+        if folds.shape[0] < cap or sports.shape[0] < cap:
             raise ValueError("scan: the output arrays differ in length")
         if not 0 <= pos <= end <= buf.shape[0]:
             raise ValueError("scan: pos and end must satisfy 0 <= pos <= end <= len(buf)")
@@ -374,8 +352,7 @@ cdef class FlowScanner:
         cdef int status = END
         cdef LineInfo L
         while pos < end:
-            if not _next_line(p, pos, end, final, &le, &nxt):
-                break  # incomplete line: wait for more input
+            _next_line(p, pos, end, True, &le, &nxt)
             ls = _strip(p, pos, &le)
             if ls == le:
                 # blank: only when every byte was ASCII whitespace
@@ -389,16 +366,12 @@ cdef class FlowScanner:
                 status = SLOW
                 break
             key_ids[n] = self._key(L.key, L.klen)
-            starts[n] = ls
-            ends[n] = le
             folds[n] = L.fold
             sports[n] = <uint16_t>L.port
-            families[n] = 6 if L.v6 else 4
             n += 1
             lines += 1
             pos = nxt
         return status, n, pos, lines
-
 
     def set_route(self, Py_ssize_t key_id, int kind, int family=0,
                   bint hash_port=False, scheduler=None, suffixes=()):
@@ -418,15 +391,10 @@ cdef class FlowScanner:
         cdef const int32_t[::1] ov
         if not 0 <= key_id < self.nkeys:
             raise ValueError(f"set_route: no key {key_id}")
+        memset(&r, 0, sizeof(r))
         r.kind = kind
         r.family = family
         r.hash_port = hash_port
-        r.fallback = False
-        r.table = NULL
-        r.avail = NULL
-        r.suffixes = NULL
-        r.offsets = NULL
-        r.nservers = 0
         if kind == _ROUTE_MH:
             if family not in (4, 6):
                 raise ValueError("set_route: family must be 4 or 6")
@@ -488,7 +456,7 @@ cdef class FlowScanner:
         A line of more than *max_line* bytes, line end included, is left to
         the slow path (which refuses it).
         Each line the scanner accepts, to a destination with a route, is
-        written stripped, with ``,raddr,rport`` and ``\\n`` (as assemble()).
+        written stripped, with ``,raddr,rport`` and ``\\n``.
         Reads the keys and routes only: safe in several threads at once
         while nobody calls scan() or set_route().
         Returns ``(status, stop, lines, flows, no_service, written)``:
@@ -589,49 +557,3 @@ def line_end(const uint8_t[::1] buf, Py_ssize_t pos, Py_ssize_t end):
         _next_line(&buf[0], pos, end, True, &le, &nxt)
     return le, nxt
 
-
-def assemble(const uint8_t[::1] buf, const int64_t[::1] starts,
-             const int64_t[::1] ends, const int32_t[::1] ids,
-             const uint8_t[::1] blob, const int64_t[::1] offsets):
-    """Each line ``buf[starts[i]:ends[i]]`` + suffix *ids[i]* + ``\\n``.
-
-    Suffix *k* is ``blob[offsets[k]:offsets[k + 1]]``.
-    """
-    cdef Py_ssize_t n = starts.shape[0], i, total = 0, ln, sl, o = 0
-    cdef Py_ssize_t nsuffix = offsets.shape[0] - 1
-    cdef int32_t k
-    # everything the copy loop reads is checked first, with the GIL held
-    if ends.shape[0] != n or ids.shape[0] != n:
-        raise ValueError("assemble: starts, ends and ids differ in length")
-    if nsuffix < 0 or offsets[0] < 0 or offsets[nsuffix] > blob.shape[0]:
-        raise ValueError("assemble: offsets do not fit the blob")
-    for i in range(nsuffix):
-        if offsets[i] > offsets[i + 1]:
-            raise ValueError("assemble: offsets are not ascending")
-    for i in range(n):
-        k = ids[i]
-        if not 0 <= k < nsuffix:
-            raise ValueError(f"assemble: suffix id {k} out of range")
-        if not 0 <= starts[i] <= ends[i] <= buf.shape[0]:
-            raise ValueError(f"assemble: line {i} lies outside the buffer")
-        total += ends[i] - starts[i] + offsets[k + 1] - offsets[k] + 1
-    out = bytearray(total)
-    cdef uint8_t[::1] ov = out
-    if total == 0:
-        return out
-    cdef uint8_t *op = &ov[0]
-    cdef const uint8_t *bp = &buf[0] if buf.shape[0] else _NOTHING
-    cdef const uint8_t *sp = &blob[0] if blob.shape[0] else NULL
-    with nogil:
-        for i in range(n):
-            ln = ends[i] - starts[i]
-            memcpy(op + o, bp + starts[i], ln)
-            o += ln
-            k = ids[i]
-            sl = offsets[k + 1] - offsets[k]
-            if sl:
-                memcpy(op + o, sp + offsets[k], sl)
-            o += sl
-            op[o] = 10
-            o += 1
-    return out

@@ -137,10 +137,10 @@ def parse_ip_vs_conn(
 
 
 _CT_KV = re.compile(r"(?<![\w-])(src|dst|sport|dport)=(\S+)")
-_CT_PROTOS = {"tcp", "udp", "sctp", "udplite", "icmp", "icmpv6", "dccp", "gre"}
 # conntrack prints each protocol's name and number (``tcp      6``)
 _CT_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "136": "udplite",
                "1": "icmp", "58": "icmpv6", "33": "dccp", "47": "gre"}  # fmt: skip
+_CT_PROTOS = set(_CT_NUMBERS.values())
 _CT_EVENT = re.compile(r"^\s*\[(NEW|UPDATE|DESTROY)\]\s*")
 
 
@@ -278,20 +278,15 @@ def _lnc_endpoint(text: str, field: str) -> tuple[IPAddress, int]:
         addr, sep, port = text.rpartition(":")
     if not sep:
         raise MaglevxError(f"{text!r} is not address:port", field=field)
+    numeric = "capture with `ipvsadm -Lnc` (-n: no host or service names)"
     try:
         address = ipaddress.ip_address(addr)
     except ValueError:
         raise MaglevxError(
-            f"{addr!r} is not a numeric address: capture with `ipvsadm -Lnc` "
-            "(-n: no host or service names)",
-            field=field,
+            f"{addr!r} is not a numeric address: {numeric}", field=field
         ) from None
     if not (port.isascii() and port.isdigit()):
-        raise MaglevxError(
-            f"port {port!r} is not a number: capture with `ipvsadm -Lnc` "
-            "(-n: no host or service names)",
-            field=field,
-        )
+        raise MaglevxError(f"port {port!r} is not a number: {numeric}", field=field)
     return address, parse_port(port, field)
 
 
@@ -312,15 +307,8 @@ def detect(head: bytes) -> str:
         b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a",
     ):  # fmt: skip
         return "pcap"
-    text = head.decode("utf-8", "replace")
-    first = next(
-        (
-            ln
-            for ln in text.splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")
-        ),
-        "",
-    )
+    lines = head.decode("utf-8", "replace").splitlines()
+    first = next((ln for ln in lines if ln.strip() and ln.lstrip()[0] != "#"), "")
     if first.startswith(CONN_HEADER) or re.match(
         r"^(TCP|UDP|SCTP|IP)\s+[0-9A-F]{8}\s+[0-9A-F]{4}\s", first
     ):

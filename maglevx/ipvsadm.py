@@ -56,31 +56,26 @@ _NOT_CONFIG = {
     "--version",
 }  # fmt: skip
 
-# option -> (canonical name, argument: "required" | "optional" | "none")
+# option -> (canonical name, argument: "required" | "optional" | "none"); the
+# long option is "--" + the canonical name
 _OPTIONS = {
-    "-t": ("tcp-service", "required"), "--tcp-service": ("tcp-service", "required"),
-    "-u": ("udp-service", "required"), "--udp-service": ("udp-service", "required"),
-    "--sctp-service": ("sctp-service", "required"),
-    "-f": ("fwmark-service", "required"),
-    "--fwmark-service": ("fwmark-service", "required"),
-    "-s": ("scheduler", "required"), "--scheduler": ("scheduler", "required"),
-    "-b": ("sched-flags", "required"), "--sched-flags": ("sched-flags", "required"),
-    "-p": ("persistent", "optional"), "--persistent": ("persistent", "optional"),
-    "-M": ("netmask", "required"), "--netmask": ("netmask", "required"),
-    "-r": ("real-server", "required"), "--real-server": ("real-server", "required"),
-    "-w": ("weight", "required"), "--weight": ("weight", "required"),
-    "-m": ("masquerading", "none"), "--masquerading": ("masquerading", "none"),
-    "-g": ("gatewaying", "none"), "--gatewaying": ("gatewaying", "none"),
-    "-i": ("ipip", "none"), "--ipip": ("ipip", "none"),
-    "-x": ("u-threshold", "required"), "--u-threshold": ("u-threshold", "required"),
-    "-y": ("l-threshold", "required"), "--l-threshold": ("l-threshold", "required"),
-    "-6": ("ipv6", "none"), "--ipv6": ("ipv6", "none"),
-    "-o": ("ops", "none"), "--ops": ("ops", "none"),
-    "--pe": ("pe", "required"),
-    "--tun-type": ("tun-type", "required"), "--tun-port": ("tun-port", "required"),
-    "--tun-nocsum": ("tun-nocsum", "none"), "--tun-csum": ("tun-csum", "none"),
-    "--tun-remcsum": ("tun-remcsum", "none"),
-    "-n": ("numeric", "none"), "--numeric": ("numeric", "none"),
+    opt: (name, arg)
+    for letter, name, arg in (
+        ("-t", "tcp-service", "required"), ("-u", "udp-service", "required"),
+        (None, "sctp-service", "required"), ("-f", "fwmark-service", "required"),
+        ("-s", "scheduler", "required"), ("-b", "sched-flags", "required"),
+        ("-p", "persistent", "optional"), ("-M", "netmask", "required"),
+        ("-r", "real-server", "required"), ("-w", "weight", "required"),
+        ("-m", "masquerading", "none"), ("-g", "gatewaying", "none"),
+        ("-i", "ipip", "none"), ("-x", "u-threshold", "required"),
+        ("-y", "l-threshold", "required"), ("-6", "ipv6", "none"),
+        ("-o", "ops", "none"), (None, "pe", "required"),
+        (None, "tun-type", "required"), (None, "tun-port", "required"),
+        (None, "tun-nocsum", "none"), (None, "tun-csum", "none"),
+        (None, "tun-remcsum", "none"), ("-n", "numeric", "none"),
+    )
+    for opt in (letter, "--" + name)
+    if opt is not None
 }  # fmt: skip
 
 _SCHED_FLAGS = {
@@ -94,6 +89,11 @@ _SCHED_FLAGS = {
 }
 
 _FORWARD = {"masquerading": "masq", "gatewaying": "route", "ipip": "tunnel"}
+_MAXIMA = {
+    "weight": MAX_WEIGHT,
+    "u-threshold": MAX_THRESHOLD,
+    "l-threshold": MAX_THRESHOLD,
+}
 
 
 @dataclass
@@ -142,19 +142,10 @@ def service_name(key: tuple[str, int | IPAddress | None, int]) -> str:
 
 def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     """``addr[:port]`` or ``[v6addr]:port`` as ipvsadm's parse_service()."""
-    s = text
-    port_text: str | None = None
-    if s.startswith("["):
-        close = s.find("]")
-        if close < 0 or s[close + 1 : close + 2] != ":":
-            raise MaglevxError(f"{text!r} is not [IPv6-address]:port", field=field)
-        addr_text, port_text = s[1:close], s[close + 2 :]
-    elif s.count(":") > 1:
-        addr_text = s  # bare IPv6 address, no port
-    elif ":" in s:
-        addr_text, port_text = s.rsplit(":", 1)
-    else:
-        addr_text = s
+    parts = _split_endpoint(text)
+    if parts is None:
+        raise MaglevxError(f"{text!r} is not [IPv6-address]:port", field=field)
+    addr_text, port_text = parts
     try:
         address = ipaddress.ip_address(addr_text)
     except ValueError:
@@ -162,7 +153,7 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
             f"{addr_text!r} is not a numeric IP address (host names are not resolved)",
             field=field,
         ) from None
-    if s.startswith("[") and address.version != 6:
+    if text.startswith("[") and address.version != 6:
         raise MaglevxError(f"{addr_text!r} in brackets is not IPv6", field=field)
     if getattr(address, "scope_id", None) is not None:
         # ipvsadm's inet_pton() refuses "%zone"; ipaddress would keep it and
@@ -177,6 +168,19 @@ def parse_endpoint(text: str, field: str) -> tuple[IPAddress, int | None]:
     return address, port
 
 
+def _split_endpoint(text: str) -> tuple[str, str | None] | None:
+    """(address, port or None) of *text*; None for ``[`` without ``]:``."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            return None
+        return text[1:close], text[close + 2 :]
+    if text.count(":") == 1:  # more: a bare IPv6 address, no port
+        addr, port = text.split(":")
+        return addr, port
+    return text, None
+
+
 def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
     """*text* with a port name replaced by the number ipvsadm reads for it.
 
@@ -186,30 +190,25 @@ def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
     cannot be resolved offline: refused, saying to use *numeric* (the
     command that prints numbers).
     """
-    if text.startswith("["):
-        close = text.find("]")
-        addr, port = text[1:close], text[close + 2 :] if close > 0 else None
-        if close < 0 or text[close + 1 : close + 2] != ":":
-            return text  # parse_endpoint() says what is wrong
-    elif text.count(":") == 1:
-        addr, port = text.split(":")
-    else:
-        addr, port = text, None
-    if not _is_address(addr) and re.search(r"[<>*]|xx", addr):
-        raise MaglevxError(
-            f"{addr!r} is not an IP address (redacted?): give the real addresses",
-            field=field,
-        )
-    if (
-        not _is_address(addr)
-        and _HOST_NAME.match(addr)
-        and _has_letter(addr)
-        and not re.match(r"^\d+\.\d+\.\d+\.", addr)  # a mistyped IPv4 address
-    ):
-        raise MaglevxError(
-            f"{addr!r} is a host name: {numeric} (-n: numeric addresses)",
-            field=field,
-        )
+    parts = _split_endpoint(text)
+    if parts is None:
+        return text  # parse_endpoint() says what is wrong
+    addr, port = parts
+    if not _is_address(addr):
+        if re.search(r"[<>*]|xx", addr):
+            raise MaglevxError(
+                f"{addr!r} is not an IP address (redacted?): give the real addresses",
+                field=field,
+            )
+        if (
+            _HOST_NAME.match(addr)
+            and any(c.isalpha() for c in addr)
+            and not re.match(r"^\d+\.\d+\.\d+\.", addr)  # a mistyped IPv4 address
+        ):
+            raise MaglevxError(
+                f"{addr!r} is a host name: {numeric} (-n: numeric addresses)",
+                field=field,
+            )
     if port and not port.isdigit() and _SERVICE_NAME.match(port):
         number = port_of(port, protocol)
         if number is None:
@@ -234,10 +233,6 @@ def _is_address(text: str) -> bool:
 # column width by ipvsadm, so a trailing '.' or '-' is possible)
 _HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]*)*\.?$", re.ASCII)
 _SERVICE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._+-]*$", re.ASCII)
-
-
-def _has_letter(text: str) -> bool:
-    return any(c.isalpha() for c in text)
 
 
 def parse_sched_flags(text: str, scheduler: str, field: str) -> int:
@@ -325,33 +320,32 @@ def parse_command(tokens: list[str]) -> Command:
         elif arg == "none" and value is not None:
             raise MaglevxError(f"option {opt} takes no value", field=opt)
 
-        if name in ("tcp-service", "udp-service", "sctp-service", "fwmark-service"):
+        text = value or ""  # an option that requires a value has one
+
+        if name in _SERVICE_OPTS:
             if cmd.protocol is not None:
                 raise MaglevxError(
                     f"a second virtual service {opt} on one line", field=opt
                 )
-            assert value is not None
             if name == "fwmark-service":
                 cmd.protocol = "fwmark"
-                cmd.fwmark = parse_number(value, 1, 0xFFFFFFFF, "fwmark", opt)
+                cmd.fwmark = parse_number(text, 1, 0xFFFFFFFF, "fwmark", opt)
                 cmd.family = 4
             else:
                 cmd.protocol = name.split("-")[0]
-                value = numeric_endpoint(value, cmd.protocol, opt, _SAVE_NUMERIC)
-                address, port = parse_endpoint(value, opt)
+                text = numeric_endpoint(text, cmd.protocol, opt, _SAVE_NUMERIC)
+                address, port = parse_endpoint(text, opt)
                 cmd.address, cmd.port = address, port or 0
                 cmd.family = address.version
         elif name == "scheduler":
-            assert value is not None
-            if value not in SCHEDULERS:
+            if text not in SCHEDULERS:
                 raise MaglevxError(
-                    f"unknown scheduler {value!r} (known: {', '.join(SCHEDULERS)})",
+                    f"unknown scheduler {text!r} (known: {', '.join(SCHEDULERS)})",
                     field=opt,
                 )
-            cmd.scheduler = value
+            cmd.scheduler = text
         elif name == "sched-flags":
-            assert value is not None
-            sched_flags = (value, opt)
+            sched_flags = (text, opt)
         elif name == "persistent":
             cmd.flags |= SVC_F_PERSISTENT
             cmd.persistent = (
@@ -360,10 +354,9 @@ def parse_command(tokens: list[str]) -> Command:
                 else parse_number(value, 1, MAX_TIMEOUT, "timeout", opt)
             )
         elif name == "real-server":
-            assert value is not None
             proto = cmd.protocol if cmd.protocol not in (None, "fwmark") else "tcp"
-            value = numeric_endpoint(value, proto, opt, _SAVE_NUMERIC)
-            address, port = parse_endpoint(value, opt)
+            text = numeric_endpoint(text, proto, opt, _SAVE_NUMERIC)
+            address, port = parse_endpoint(text, opt)
             cmd.rs_address = address
             # ipvsadm: "copy vport to dport if not specified"
             cmd.rs_port = cmd.port if port is None else port
@@ -372,15 +365,9 @@ def parse_command(tokens: list[str]) -> Command:
                 raise MaglevxError(f"{opt} conflicts with {seen['forward']}", field=opt)
             seen["forward"] = opt
             cmd.forward = _FORWARD[name]
-        elif name == "weight":
-            assert value is not None
-            cmd.weight = parse_number(value, 0, MAX_WEIGHT, "weight", opt)
-        elif name == "u-threshold":
-            assert value is not None
-            cmd.u_threshold = parse_number(value, 0, MAX_THRESHOLD, "u-threshold", opt)
-        elif name == "l-threshold":
-            assert value is not None
-            cmd.l_threshold = parse_number(value, 0, MAX_THRESHOLD, "l-threshold", opt)
+        elif name in _MAXIMA:  # weight, u-threshold, l-threshold
+            number = parse_number(text, 0, _MAXIMA[name], name, opt)
+            setattr(cmd, name.replace("-", "_"), number)
         elif name == "ipv6":
             if cmd.protocol != "fwmark":
                 raise MaglevxError("-6 used before -f", field=opt)
@@ -388,7 +375,7 @@ def parse_command(tokens: list[str]) -> Command:
         elif name == "ops":
             cmd.flags |= SVC_F_ONEPACKET
         elif name == "netmask":
-            cmd.netmask = value
+            cmd.netmask = text
         # pe, tunnel options, numeric: accepted, no effect on mh
 
     _check_options(cmd, seen)
@@ -401,9 +388,7 @@ def parse_command(tokens: list[str]) -> Command:
         if cmd.protocol != "fwmark" and cmd.port == 0 and cmd.persistent is None:
             raise MaglevxError(
                 "zero port specified for non-persistent service",
-                field=seen.get("tcp-service")
-                or seen.get("udp-service")
-                or seen.get("sctp-service"),
+                field=seen[f"{cmd.protocol}-service"],
             )
         if cmd.flags & SVC_F_ONEPACKET and cmd.protocol not in ("udp", "fwmark"):
             raise MaglevxError(
@@ -454,16 +439,11 @@ _SERVER_ONLY = {
 def _check_options(cmd: Command, seen: dict[str, str]) -> None:
     """Ipvsadm's commands_v_options table, for the configuration commands."""
     names = set(seen) - {"numeric", "ipv6"}
-    has_service = bool(names & _SERVICE_OPTS)
     if cmd.command == "clear":
-        extra = names
-        if extra:
-            opt = seen[sorted(extra)[0]]
-            raise MaglevxError(f"option {opt} is not allowed with -C", field=opt)
-        return
-    if not has_service:
+        bad = names
+    elif not names & _SERVICE_OPTS:
         raise MaglevxError("no virtual service given (-t, -u, --sctp-service or -f)")
-    if cmd.command in ("add-service", "edit-service", "delete-service"):
+    elif cmd.command.endswith("-service"):
         bad = names & _SERVER_ONLY
         if cmd.command == "delete-service":
             bad |= names & _SERVICE_ONLY
@@ -474,8 +454,9 @@ def _check_options(cmd: Command, seen: dict[str, str]) -> None:
         if cmd.command == "delete-server":
             bad |= names & (_SERVER_ONLY - {"real-server"})
     if bad:
-        opt = seen[sorted(bad)[0]]
-        raise MaglevxError(f"option {opt} is not allowed with {cmd.command}", field=opt)
+        opt = seen[min(bad)]
+        what = "-C" if cmd.command == "clear" else cmd.command
+        raise MaglevxError(f"option {opt} is not allowed with {what}", field=opt)
 
 
 def split_lines(text: str | Iterable[str]) -> Iterable[str]:

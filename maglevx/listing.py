@@ -4,18 +4,10 @@ A listing shows the kernel's current state: each virtual service with its
 flags, and its real servers head first (``--nosort``). This module turns
 the text into :class:`ListedService` records; :mod:`maglevx.model` loads
 them (``Director.from_snapshot``) and says what a listing cannot know.
-
-What operators paste is read as ipvsadm printed it: ``-L`` without ``-n``
-(port names such as ``:http``, read back through the bundled table of
-:mod:`maglevx.portnames`), ``--persistent-conn`` (weights without the
-forwarding column), runs of blanks squeezed, any indentation, ``#`` comment
-lines and a shell prompt with the ``ipvsadm`` command before the listing or
-alone after it. Refused, with one line saying why and what to give instead:
-host names (``-n``), the flavours that leave the configuration out
-(``--stats``, ``--rate``: no scheduler, flags or weights; ``--thresholds``:
-no weights), other load balancers' listings (DPVS, l7vsd, Alibaba's FULLNAT),
-mail quoting, several directors' outputs in one file, and a history given
-as a listing.
+What operators paste is read as ipvsadm printed it (``-L`` without ``-n``,
+``--persistent-conn``, prompts, comments); what no Linux IPVS listing holds
+is refused in one line naming what to give instead. ``docs/tools.md`` ("What
+operators paste") lists both.
 """
 
 from __future__ import annotations
@@ -112,7 +104,7 @@ _FORWARD_NAMES = {
     "Masq": "masq", "Local": "masq", "Route": "route",
     "Tunnel": "tunnel", "Bypass": "route",
 }  # fmt: skip
-_HEADERS = ("IP Virtual Server", "-> RemoteAddress")
+_HEADERS = ("IP Virtual Server", "-> RemoteAddress", "#")  # and comments
 
 
 def parse_listing(
@@ -124,17 +116,16 @@ def parse_listing(
     """
     svc: ListedService | None = None
     persistent_conn = False  # the --persistent-conn flavour's server lines
-    seen_service = False
     for lineno, raw in enumerate(split_lines(text), 1):
         line = raw.strip()
-        if not line or line.startswith(_HEADERS) or line.startswith("#"):
+        if not line or line.startswith(_HEADERS):
             continue
         try:
             check_line_length(line)
             if line.startswith("Prot LocalAddress"):
                 persistent_conn = _header(line)
                 continue
-            if _foreign(line, seen_service):
+            if _foreign(line, svc is not None):
                 continue
             if line.startswith("->"):
                 if svc is None:
@@ -142,7 +133,6 @@ def parse_listing(
                 svc.servers.append(_server(line, lineno, svc, persistent_conn))
                 continue
             nxt = _service(line, lineno)
-            seen_service = True
         except MaglevxError as exc:
             raise exc.located(source, lineno) from None
         if svc is not None:
@@ -272,17 +262,16 @@ def _server(
 ) -> ListedServer:
     m = (_RS_PCONN_RE if persistent_conn else _RS_RE).match(line)
     if m is None:
-        other = _RS_OTHER_FWD_RE.match(line)
-        if other is not None and not persistent_conn:
+        other = None if persistent_conn else _RS_OTHER_FWD_RE.match(line)
+        if other is not None and other["fwd"] in ("SNAT", "FNAT", "FullNat", "(null)"):
             fwd = other["fwd"]
-            if fwd in ("SNAT", "FNAT", "FullNat", "(null)"):
-                who = "DPVS's" if fwd in ("SNAT", "FNAT") else "a patched IPVS's"
-                raise MaglevxError(
-                    f"forwarding method {fwd!r} is {who} (FULLNAT/SNAT), not one of "
-                    "Linux IPVS (Masq, Local, Route, Tunnel, Bypass): maglevx "
-                    "models mainline ip_vs_mh",
-                    field="Forward",
-                )
+            who = "DPVS's" if fwd in ("SNAT", "FNAT") else "a patched IPVS's"
+            raise MaglevxError(
+                f"forwarding method {fwd!r} is {who} (FULLNAT/SNAT), not one of "
+                "Linux IPVS (Masq, Local, Route, Tunnel, Bypass): maglevx "
+                "models mainline ip_vs_mh",
+                field="Forward",
+            )
         if re.match(r"^->\s+\S+(\s+\d+){4}\s*$", line, re.ASCII):
             raise MaglevxError(
                 "real server line without a forwarding method: `ipvsadm -L "

@@ -27,9 +27,11 @@ dumps and pcap files (see :mod:`maglevx.captures`).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -44,7 +46,7 @@ from maglevx.addresses import fold_int, parse_address, parse_port
 from maglevx.backend import core, fastcsv
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
-from maglevx.model import Director, TableSnapshot, VirtualService
+from maglevx.model import Director, VirtualService
 
 CHUNK_LINES = 65536
 # protocol numbers (IANA; tshark -e ip.proto prints them) for the names
@@ -86,13 +88,12 @@ class PredictStats:
         alt = self.alternative.find_service(svc.key)
         if alt is None:
             return
-        snap, other = svc.snapshot, alt.snapshot
-        got = other.scheduler.lookup_many(folds, ports).view(np.int32)
-        mine = [rs.endpoint for rs in snap.servers] + [None]
-        theirs = [rs.endpoint for rs in other.servers] + [None]
-        a = np.array(mine, dtype=object)[np.asarray(res).view(np.int32)]
-        b = np.array(theirs, dtype=object)[got]
-        self.differ += int((a != b).sum())
+        theirs = {rs.endpoint: i for i, rs in enumerate(alt.snapshot.servers)}
+        # per index in *res* (-1: none), the same server's index in *alt*
+        same = [theirs.get(rs.endpoint, -2) for rs in svc.snapshot.servers]
+        mine = np.array([*same, -1], np.int32)[np.asarray(res).view(np.int32)]
+        got = alt.snapshot.scheduler.lookup_many(folds, ports).view(np.int32)
+        self.differ += int((mine != got).sum())
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,14 @@ MAX_LINE_BYTES = 65536
 _TEXT_BLOCK = 1 << 16
 
 
+def _too_long(source: str, line: int) -> MaglevxError:
+    return MaglevxError(
+        f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
+        source=source,
+        line=line,
+    )
+
+
 def _fold_text(text: str, family: int) -> int:
     """The fold of an address as inet_pton() reads it (OSError if it does not)."""
     af = socket.AF_INET if family == 4 else socket.AF_INET6
@@ -179,30 +188,32 @@ def _mh_service(
 
 
 class _Parsed:
-    """A chunk's lines, bulk ones and those decided one by one.
+    """A chunk's lines, each with its suffix, and the lookups they still need.
 
-    Bulk lines carry (service, fold, hashed port); ``fixed`` maps the index of
-    a line decided on its own (in input order: templates, FTP data, a flow to
-    no service) to its suffix.
+    A line decided on its own (templates, FTP data, a flow to no service)
+    has its suffix; the others are grouped by service (lines, folds, hashed
+    ports) for :func:`_decide`.
     """
 
     def __init__(self) -> None:
         self.kept: list[str] = []
-        self.svcs: list[VirtualService | None] = []
-        self.folds: list[int] = []
-        self.ports: list[int] = []
-        self.fixed: dict[int, str] = {}
+        self.suffixes: list[str] = []
+        self.bulk: dict[int, tuple[VirtualService, list[int], list[int], list[int]]]
+        self.bulk = {}
         self.no_service = 0
 
-    def add(self, line: str, svc: VirtualService | None, fold: int, port: int) -> None:
+    def add(self, line: str, suffix: str = ",,") -> None:
         self.kept.append(line)
-        self.svcs.append(svc)
-        self.folds.append(fold)
-        self.ports.append(port)
+        self.suffixes.append(suffix)
 
-    def add_fixed(self, line: str, suffix: str) -> None:
-        self.fixed[len(self.kept)] = suffix
-        self.add(line, None, 0, 0)
+    def add_bulk(self, line: str, svc: VirtualService, fold: int, port: int) -> None:
+        group = self.bulk.get(id(svc))
+        if group is None:
+            group = self.bulk[id(svc)] = (svc, [], [], [])
+        group[1].append(len(self.kept))
+        group[2].append(fold)
+        group[3].append(port)
+        self.add(line)
 
 
 def _parse_chunk(
@@ -223,23 +234,21 @@ def _parse_chunk(
         line = raw.strip().lstrip(BOM)
         fields = line.split(",")
         try:
-            # without a header: 5 fields, and an optional 6th: the fwmark
-            widths = (5, 6) if columns is None else (columns.width,)
-            if len(fields) not in widths:
-                what = (
-                    "proto,saddr,sport,daddr,dport (and an optional fwmark)"
-                    if columns is None
-                    else "as the header names"
-                )
-                raise MaglevxError(
-                    f"expected {widths[0]} fields {what}, got {len(fields)}"
-                )
             mark = 0
-            if columns is None:
-                if len(fields) == 6:
-                    mark = decision.parse_fwmark(fields[5])
-            else:
+            if columns is not None:
+                if len(fields) != columns.width:
+                    raise MaglevxError(
+                        f"expected {columns.width} fields as the header names, "
+                        f"got {len(fields)}"
+                    )
                 fields = [fields[j] for j in columns.index]
+            elif len(fields) == 6:  # without a header, a 6th field: the fwmark
+                mark = decision.parse_fwmark(fields[5])
+            elif len(fields) != 5:
+                raise MaglevxError(
+                    "expected 5 fields proto,saddr,sport,daddr,dport (and an "
+                    f"optional fwmark), got {len(fields)}"
+                )
             proto, saddr, sport, daddr, dport = (f.strip() for f in fields[:5])
             saddr = _unbracket(saddr)
             p = proto.lower()
@@ -258,7 +267,7 @@ def _parse_chunk(
                     out.no_service += 1
                 else:
                     dec.service.require_mh()
-                out.add_fixed(
+                out.add(
                     line,
                     ",," if dec.server is None else f",{dec.server.address},{dec.port}",
                 )
@@ -292,11 +301,11 @@ def _parse_chunk(
             raise _ChunkError(i, exc, out) from None
         if svc is None:
             out.no_service += 1
-            out.add_fixed(line, ",,")
+            out.add(line)
         elif port == decision.FTPDATA:
-            out.add_fixed(line, ",,")  # FTP data (client port 20): never scheduled
+            out.add(line)  # FTP data (client port 20): never scheduled
         else:
-            out.add(line, svc, fold, svc.hashed_port(p, port))
+            out.add_bulk(line, svc, fold, svc.hashed_port(p, port))
     return out
 
 
@@ -309,43 +318,18 @@ class _ChunkError(Exception):
 
 
 def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
-    """``,raddr,rport`` per flow, grouped by service for bulk lookups."""
-    svcs = parsed.svcs
-    out = [",,"] * len(svcs)
-    by_service: dict[int, list[int]] = {}
-    for i, svc in enumerate(svcs):
-        if svc is not None:
-            by_service.setdefault(id(svc), []).append(i)
-    fa = np.array(parsed.folds, dtype=np.uint32)
-    pa = np.array(parsed.ports, dtype=np.uint16)
-    for idx in by_service.values():
-        svc = svcs[idx[0]]
-        assert svc is not None
+    """``,raddr,rport`` per flow, with one bulk lookup per service."""
+    out = parsed.suffixes
+    for svc, idx, folds, ports in parsed.bulk.values():
         snap = svc.snapshot
-        ia = np.array(idx, dtype=np.intp)
-        f, p = np.ascontiguousarray(fa[ia]), np.ascontiguousarray(pa[ia])
+        f, p = np.array(folds, np.uint32), np.array(ports, np.uint16)
         res = snap.scheduler.lookup_many(f, p)
         if stats is not None:
             stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
-    for i, text in parsed.fixed.items():
-        out[i] = text
     return out
-
-
-def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        chunk.append(line)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def predict_lines(
@@ -395,14 +379,14 @@ def predict_lines(
         except MaglevxError as exc:
             input_error = exc.located(source)
 
-    for chunk in _chunks(numbered(), chunk_lines):
-        base = len(lineno_of) - len(chunk)
+    flows = numbered()
+    while chunk := list(itertools.islice(flows, chunk_lines)):
         try:
             parsed = _parse_chunk(chunk, director, columns, strict)
             error = None
         except _ChunkError as exc:
             parsed = exc.parsed
-            error = exc.error.located(source, lineno_of[base + exc.index])
+            error = exc.error.located(source, lineno_of[exc.index])
         suffixes = _decide(parsed, stats)
         out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
         count += len(parsed.kept)
@@ -411,7 +395,7 @@ def predict_lines(
         if error is not None:
             out.flush()
             raise error
-        del lineno_of[:-1]
+        lineno_of.clear()
     if input_error is not None:
         out.flush()
         raise input_error
@@ -439,19 +423,11 @@ def text_lines(stream: IO[bytes], source: str) -> Iterator[str]:
             # an unterminated last line, or a \r whose \n may come next
             pending = lines.pop()
             if len(pending) > MAX_LINE_BYTES:
-                raise MaglevxError(
-                    f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
-                    source=source,
-                    line=n + len(lines) + 1,
-                )
+                raise _too_long(source, n + len(lines) + 1)
         for raw in lines:
             n += 1
             if len(raw) > MAX_LINE_BYTES:
-                raise MaglevxError(
-                    f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
-                    source=source,
-                    line=n,
-                )
+                raise _too_long(source, n)
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -469,7 +445,6 @@ BLOCK_BYTES = 8 << 20
 # (run() releases the GIL); 1 thread on a 1-core machine.
 PARALLEL_BYTES = 1 << 20
 THREADS = 2 if (os.cpu_count() or 1) >= 2 else 1
-ANY_FAMILY = 255  # key family of a destination with no service
 SCAN_FLOWS = 1 << 18
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
@@ -523,10 +498,8 @@ class Progress:
 
     def update(self, done_bytes: int, flows: int) -> None:
         """Report progress (rate-limited to a few updates a second)."""
-        if not self.enabled:
-            return
         now = time.monotonic()
-        if now < self.last:
+        if not self.enabled or now < self.last:
             return
         self.last = now + 0.25
         rate = flows / max(now - self.start, 1e-9)
@@ -545,13 +518,12 @@ class Progress:
 
 
 class _FastPredictor:
-    """Per-run state of the fast path: key resolution and output suffixes.
+    """Per-run state of the fast path: destinations resolved once, per key id.
 
-    Two ways through a block: :meth:`feed_one_pass` (parse, look up and
-    format in one C pass, ``FlowScanner.run()``; the common case) and
-    :meth:`feed` (scan into arrays, bulk lookups per service, assemble;
-    used when another reading of the director is compared, see
-    :class:`PredictStats`).
+    :meth:`feed` parses, looks up and formats in one C pass
+    (``FlowScanner.run()``). When another reading of the director is
+    compared (see :class:`PredictStats`), :meth:`compare` scans the lines a
+    pass wrote again into arrays and looks them up in bulk under both.
     """
 
     def __init__(
@@ -566,27 +538,15 @@ class _FastPredictor:
         self.sink = sink
         self.source = source
         self.stats = stats if stats is not None else PredictStats()
-        # per key id: service (None: no service, family ANY_FAMILY; or the key
-        # is an error, family 0), family, port hashed
+        # per key id: its mh service (None: no service, or the key is an error)
         self.key_service: list[VirtualService | None] = []
-        self.key_snapshot: list[TableSnapshot | None] = []
-        self.key_family = np.zeros(0, np.uint8)
-        self.key_hashes_port: list[bool] = []
-        # output suffixes: id 0 is ",," (no destination)
-        self.suffix_parts: list[bytes] = [b",,"]
-        self.suffix_base: dict[int, int] = {}
-        self.suffix_blob = np.frombuffer(b",,", np.uint8)
-        self.suffix_offsets = np.array([0, 2], np.int64)
-        cap = SCAN_FLOWS
-        self.starts = np.empty(cap, np.int64)
-        self.ends = np.empty(cap, np.int64)
-        self.keys = np.empty(cap, np.int32)
-        self.folds = np.empty(cap, np.uint32)
-        self.sports = np.empty(cap, np.uint16)
-        self.families = np.empty(cap, np.uint8)
+        # what scan() fills: key ids, folds, client ports
+        types = (np.int32, np.uint32, np.uint16)
+        self.arrays = [np.empty(SCAN_FLOWS, t) for t in types]
+        self.keys, self.folds, self.sports = self.arrays
         self.count = 0
-        # the one pass: routes set per key id, an output buffer per thread
-        self.routed = 0
+        # an output buffer per thread; run() leaves a line of more than
+        # MAX_LINE_BYTES to the slow path, so any line and its suffix fit
         out_bytes = max(block_bytes, 1 << 16) + (1 << 12)
         self.outs = [np.empty(out_bytes, np.uint8) for _ in range(max(threads, 1))]
         self.pool: ThreadPoolExecutor | None = None
@@ -599,97 +559,12 @@ class _FastPredictor:
             self.pool.shutdown()
             self.pool = None
 
-    def _resolve_keys(self) -> None:
-        keys = self.scanner.keys
-        if len(self.key_service) == len(keys):
-            return
-        fam = list(self.key_family.tolist())
-        for proto, daddr, dport in keys[len(self.key_service) :]:
-            family = ANY_FAMILY  # no service: flows of any family
-            try:
-                svc: VirtualService | None = _mh_service(
-                    self.director, proto, daddr, dport, self.strict
-                )
-            except MaglevxError:
-                svc, family = None, 0  # the slow path raises it, for its line
-            self.key_service.append(svc)
-            snap = svc.snapshot if svc is not None else None
-            self.key_snapshot.append(snap)
-            fam.append(svc.family if svc is not None else family)
-            self.key_hashes_port.append(
-                svc is not None and svc.hashed_port(proto, 1) != 0
-            )
-            if snap is not None and id(snap) not in self.suffix_base:
-                self.suffix_base[id(snap)] = len(self.suffix_parts)
-                self.suffix_parts += [
-                    f",{rs.address},{rs.port}".encode() for rs in snap.servers
-                ]
-                lens = [len(x) for x in self.suffix_parts]
-                self.suffix_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(
-                    np.int64
-                )
-                self.suffix_blob = np.frombuffer(b"".join(self.suffix_parts), np.uint8)
-        self.key_family = np.array(fam, np.uint8)
-
-    def _suffix_ids(self, n: int) -> np.ndarray:
-        """Per flow, the id of its ``,raddr,rport`` suffix."""
-        keys = self.keys[:n]
-        out = np.zeros(n, np.int32)
-        present = np.flatnonzero(np.bincount(keys, minlength=len(self.key_service)))
-        groups: list[tuple[int, Any]]
-        if len(present) == 1:
-            groups = [(int(present[0]), slice(0, n))]
-        else:
-            order = np.argsort(keys, kind="stable")
-            bounds = np.searchsorted(keys[order], present, side="left").tolist()
-            bounds.append(n)
-            groups = [
-                (int(k), order[bounds[i] : bounds[i + 1]])
-                for i, k in enumerate(present.tolist())
-            ]
-        for k, sel in groups:
-            snap = self.key_snapshot[k]
-            if snap is None:  # no virtual service: written with empty fields
-                out[sel] = 0
-                self.stats.no_service += (
-                    n if isinstance(sel, slice) else int(sel.shape[0])
-                )
-                continue
-            folds = np.ascontiguousarray(self.folds[:n][sel])
-            ports = None
-            if self.key_hashes_port[k]:
-                ports = np.ascontiguousarray(self.sports[:n][sel])
-            res = snap.scheduler.lookup_many(folds, ports).view(np.int32)
-            svc = self.key_service[k]
-            assert svc is not None
-            self.stats.compare(svc, folds, ports, res)
-            base = self.suffix_base[id(snap)]
-            out[sel] = np.where(res < 0, 0, res + base)
-        out[self.sports[:n] == decision.FTPDATA] = 0  # FTP data: never scheduled
-        return out
-
-    def _write(self, buf: bytes, n: int) -> None:
-        if n == 0:
-            return
-        ids = self._suffix_ids(n)
-        self.sink.write(
-            _fastcsv.assemble(
-                buf, self.starts[:n], self.ends[:n], ids,
-                self.suffix_blob, self.suffix_offsets,
-            )
-        )  # fmt: skip
-        self.count += n
-        self.stats.flows += n
+    def _scan(self, buf: bytes, pos: int, end: int, size: int) -> tuple[int, ...]:
+        """scan() of ``buf[pos:end]`` into the first *size* slots of the arrays."""
+        return self.scanner.scan(buf, pos, end, *(a[:size] for a in self.arrays))
 
     def slow_line(self, raw: bytes, lineno: int) -> None:
         """Decide one line with the slow path; raise its error, located."""
-        if len(raw) > MAX_LINE_BYTES:
-            self.sink.flush()
-            raise MaglevxError(
-                f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
-                source=self.source,
-                line=lineno,
-            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -712,20 +587,46 @@ class _FastPredictor:
 
     def _route_keys(self) -> None:
         """Give run() a route for every key the scanner has seen."""
-        self._resolve_keys()
-        for k in range(self.routed, len(self.key_service)):
-            svc, snap = self.key_service[k], self.key_snapshot[k]
-            if svc is None or snap is None:
-                none = int(self.key_family[k]) == ANY_FAMILY
-                kind = _fastcsv.ROUTE_NONE if none else _fastcsv.ROUTE_SLOW
-                self.scanner.set_route(k, kind)
+        for k in range(len(self.key_service), len(self.scanner.keys)):
+            proto, daddr, dport = self.scanner.keys[k]
+            try:
+                svc = _mh_service(self.director, proto, daddr, dport, self.strict)
+            except MaglevxError:  # the slow path raises it, for its line
+                self.key_service.append(None)
+                self.scanner.set_route(k, _fastcsv.ROUTE_SLOW)
                 continue
+            self.key_service.append(svc)
+            if svc is None:
+                self.scanner.set_route(k, _fastcsv.ROUTE_NONE)
+                continue
+            snap = svc.snapshot
             self.scanner.set_route(
-                k, _fastcsv.ROUTE_MH, svc.family, self.key_hashes_port[k],
-                snap.scheduler,
+                k, _fastcsv.ROUTE_MH, svc.family, snap.hashes_port, snap.scheduler,
                 [f",{rs.address},{rs.port}".encode() for rs in snap.servers],
             )  # fmt: skip
-        self.routed = len(self.key_service)
+
+    def compare(self, buf: bytes, end: int) -> None:
+        """Count for :meth:`PredictStats.compare` the flows of ``buf[:end]``.
+
+        *end* is where a pass stopped: every line before it was written.
+        The lines the scanner leaves to the slow path were compared there.
+        """
+        pos = 0
+        while pos < end:
+            status, n, pos, _ = self._scan(buf, pos, end, SCAN_FLOWS)
+            keys, sports = self.keys[:n], self.sports[:n]
+            for k in np.flatnonzero(np.bincount(keys)).tolist():
+                svc = self.key_service[k]
+                if svc is None:  # no virtual service
+                    continue
+                # FTP data is never scheduled, under any reading
+                sel = (keys == k) & (sports != decision.FTPDATA)
+                folds = self.folds[:n][sel]
+                ports = sports[sel] if svc.snapshot.hashes_port else None
+                res = svc.snapshot.scheduler.lookup_many(folds, ports)
+                self.stats.compare(svc, folds, ports, res)
+            if status == _fastcsv.SLOW:
+                pos = _fastcsv.line_end(buf, pos, end)[1]
 
     def _emit(self, out: np.ndarray, result: tuple[int, ...]) -> None:
         """Write what one run() put in *out*; count its flows."""
@@ -758,32 +659,19 @@ class _FastPredictor:
             if status == _fastcsv.END:
                 return pos, lines
             if status == _fastcsv.NEWKEY:
-                one = slice(0, 1)
-                self.scanner.scan(
-                    buf, pos, end, final, self.starts[one], self.ends[one],
-                    self.keys[one], self.folds[one], self.sports[one],
-                    self.families[one],
-                )  # fmt: skip
+                self._scan(buf, pos, end, 1)
                 self._route_keys()
             elif status == _fastcsv.SLOW:
                 le, nxt = _fastcsv.line_end(buf, pos, end)
                 lines += 1
                 if nxt - pos > MAX_LINE_BYTES:  # as text_lines() counts
                     self.sink.flush()
-                    raise MaglevxError(
-                        f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
-                        source=self.source, line=lineno + lines,
-                    )  # fmt: skip
+                    raise _too_long(self.source, lineno + lines)
                 self.slow_line(buf[pos:le], lineno + lines)
                 pos = nxt
-            elif status == _fastcsv.FULL and nl == 0:
-                # not even this line fits (a line padded with blanks)
-                le, _ = _fastcsv.line_end(buf, pos, end)
-                if le - pos + 4096 > self.outs[0].shape[0]:
-                    self.outs[0] = np.empty(le - pos + 4096, np.uint8)
 
-    def feed_one_pass(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
-        """Predict the complete lines of *buf* in one C pass; like :meth:`feed`.
+    def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
+        """Predict the complete lines of *buf*; returns (bytes used, lines).
 
         A big block is cut after a newline near its middle; the second half
         runs in the helper thread while this one runs the first half, and
@@ -793,68 +681,31 @@ class _FastPredictor:
         second is written: errors and their line numbers are as in one pass.
         """
         end = len(buf)
-        if self.pool is not None and end >= PARALLEL_BYTES:
-            split = buf.find(b"\n", end // 2) + 1
-            if 0 < split < end:
-                second = self.pool.submit(
-                    self.scanner.run,
-                    buf,
-                    split,
-                    end,
-                    final,
-                    self.outs[-1],
-                    MAX_LINE_BYTES,
-                )
-                try:
-                    first = self.scanner.run(
-                        buf, 0, split, True, self.outs[0], MAX_LINE_BYTES
-                    )
-                finally:
-                    later = second.result()
-                # out[0] is free again once the first half's result is written
-                self._emit(self.outs[0], first)
-                pos, lines = first[1], first[2]
-                if first[0] != _fastcsv.END:
-                    pos, more = self._drive(buf, pos, split, True, lineno + lines)
-                    lines += more
-                pos, more = self._drive(buf, split, end, final, lineno + lines, later)
-                return pos, lines + more
-        return self._drive(buf, 0, end, final, lineno)
-
-    def feed(self, buf: bytes, final: bool, lineno: int) -> tuple[int, int]:
-        """Predict the complete lines of *buf*; returns (bytes used, lines)."""
-        pos, end, lines = 0, len(buf), 0
-        while True:
-            status, n, stop, nl = self.scanner.scan(
-                buf, pos, end, final, self.starts, self.ends, self.keys,
-                self.folds, self.sports, self.families,
+        split = buf.find(b"\n", end // 2) + 1
+        if self.pool is None or end < PARALLEL_BYTES or not 0 < split < end:
+            pos, lines = self._drive(buf, 0, end, final, lineno)
+        else:
+            second = self.pool.submit(
+                self.scanner.run, buf, split, end, final, self.outs[-1],
+                MAX_LINE_BYTES,
             )  # fmt: skip
-            self._resolve_keys()
-            if n:
-                kf = self.key_family[self.keys[:n]]
-                bad = (kf != self.families[:n]) & (kf != ANY_FAMILY)
-                if bad.any():
-                    e = int(np.argmax(bad))
-                    self._write(buf, e)
-                    before = len(_NEWLINE.findall(buf, pos, int(self.starts[e])))
-                    s, t = int(self.starts[e]), int(self.ends[e])
-                    self.slow_line(buf[s:t], lineno + lines + before + 1)
-                    # not reached: a bad key or family is an error
-                    raise AssertionError(
-                        "slow path accepted a line the fast path refused"
-                    )
-                self._write(buf, n)
-            lines += nl
-            pos = stop
-            if status == _fastcsv.FULL:
-                continue
-            if status == _fastcsv.SLOW:
-                le, nxt = _fastcsv.line_end(buf, pos, end)
-                lines += 1
-                self.slow_line(buf[pos:le], lineno + lines)
-                pos = nxt
-                continue
-            return pos, lines
+            try:
+                first = self.scanner.run(
+                    buf, 0, split, True, self.outs[0], MAX_LINE_BYTES
+                )
+            finally:
+                later = second.result()
+            # out[0] is free again once the first half's result is written
+            self._emit(self.outs[0], first)
+            pos, lines = first[1], first[2]
+            if first[0] != _fastcsv.END:
+                pos, more = self._drive(buf, pos, split, True, lineno + lines)
+                lines += more
+            pos, more = self._drive(buf, split, end, final, lineno + lines, later)
+            lines += more
+        if self.stats.alternative is not None:
+            self.compare(buf, pos)
+        return pos, lines
 
 
 def predict_stream(
@@ -884,54 +735,37 @@ def predict_stream(
     sink = _Sink(out)
     if not hasattr(stream, "peek"):
         stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
-    pending, lineno = _first_line(stream, sink, source, stats)
-    if pending is None:  # a header in another order: the slow path reads it
+    lineno = _first_line(stream, sink, source, stats)
+    if lineno is None:  # a header in another order: the slow path reads it
         sink.flush()
         return _predict_text(director, text_lines(stream, source), out, kw)
-    one_pass = stats.alternative is None
     fast = _FastPredictor(
         director, sink, source, strict=strict, stats=stats,
-        block_bytes=block_bytes,
-        threads=(THREADS if threads is None else threads) if one_pass else 1,
+        block_bytes=block_bytes, threads=THREADS if threads is None else threads,
     )  # fmt: skip
     try:
-        _predict_blocks(fast, stream, sink, source, pending, lineno,
-                        block_bytes, progress, one_pass)  # fmt: skip
+        # block by block, carrying a partial last line over
+        pending, done = b"", 0
+        while True:
+            block = stream.read(block_bytes)
+            buf = pending + block if pending else block
+            used, lines = fast.feed(buf, not block, lineno)
+            lineno += lines
+            done += len(block)
+            pending = buf[used:]
+            if len(pending) > MAX_LINE_BYTES:
+                sink.flush()
+                raise _too_long(source, lineno + 1)
+            if progress is not None:
+                progress.update(done, fast.count)
+            if not block:
+                break
     finally:
         fast.close()
     sink.flush()
     if progress is not None:
         progress.close()
     return fast.count
-
-
-def _predict_blocks(
-    fast: _FastPredictor, stream: BinaryIO, sink: _Sink, source: str,
-    pending: bytes, lineno: int, block_bytes: int, progress: Progress | None,
-    one_pass: bool,
-) -> None:  # fmt: skip
-    """Feed *stream* to *fast* block by block, carrying partial lines over."""
-    feed = fast.feed_one_pass if one_pass else fast.feed
-    done = len(pending)
-    while True:
-        block = stream.read(block_bytes)
-        final = not block
-        buf = pending + block if pending else block
-        used, lines = feed(buf, final, lineno)
-        lineno += lines
-        done += len(block)
-        pending = buf[used:]
-        if len(pending) > MAX_LINE_BYTES:
-            sink.flush()
-            raise MaglevxError(
-                f"line longer than {MAX_LINE_BYTES} bytes; not a flow",
-                source=source,
-                line=lineno + 1,
-            )
-        if progress is not None:
-            progress.update(done, fast.count)
-        if final:
-            break
 
 
 def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
@@ -947,23 +781,22 @@ def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -
 
 def _first_line(
     stream: BinaryIO, sink: _Sink, source: str, stats: PredictStats
-) -> tuple[bytes | None, int]:
+) -> int | None:
     """Handle a byte order mark and a header line before the fast path.
 
-    Returns the bytes read that the fast path must still scan and the line
-    number they start after; ``None`` when a header names the columns in
-    another order (nothing is consumed then, the slow path reads it all).
+    Returns the number of the line the fast path starts after; ``None``
+    when a header names the columns in another order (nothing is consumed
+    then, the slow path reads it all).
     """
-    peek = getattr(stream, "peek", None)
-    head = peek(1 << 16) if peek is not None else b""
+    head = cast(io.BufferedReader, stream).peek(1 << 16)
     m = _NEWLINE.search(head)
     first = head[: m.end()] if m else head
     if not first.startswith(BOM.encode()) and not first[:1].isalpha():
-        return b"", 0
+        return 0
     try:
         text = first.decode("utf-8")
     except UnicodeDecodeError:
-        return b"", 0  # the scanner reports it at its line
+        return 0  # the scanner reports it at its line
     try:
         columns = parse_header(text)
     except MaglevxError as exc:
@@ -972,23 +805,21 @@ def _first_line(
         # a BOM before a flow: drop it, the line stays line 1
         bom = len(BOM.encode()) if text.startswith(BOM) else 0
         stream.read(bom)
-        return b"", 0
+        return 0
     if not columns.canonical or not m:
-        return None, 0
+        return None
     stream.read(len(first))
     sink.write_text(text.strip().lstrip(BOM) + ",raddr,rport\n")
     stats.header = True
-    return b"", 1
+    return 1
 
 
 def input_size(stream: IO) -> int | None:
     """The size of a regular file behind *stream*, else None."""
     try:
         st = os.fstat(stream.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
         return None
-    import stat
-
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
@@ -1039,9 +870,8 @@ def predict_capture(
     def flows() -> Iterator[str]:
         nonlocal skipped
         for f in parse(text, source=source):
-            svc = None
-            if f.proto in PROTOCOLS:
-                svc = director.resolve(f.proto, f.daddr, f.dport)
+            ok = f.proto in PROTOCOLS
+            svc = director.resolve(f.proto, f.daddr, f.dport) if ok else None
             if svc is not None and svc.scheduler == "mh" and not f.template:
                 yield f.csv()
             else:

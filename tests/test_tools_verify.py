@@ -91,6 +91,21 @@ def test_a_template_of_another_server_and_a_connection_without_one():
     assert [(c.line, c.verdict) for c in rep.caveats] == [(2, "persistence")]
 
 
+def test_invalidated_templates_are_skipped_and_counted():
+    # docs/tools.md, docs/decision-path.md: a template whose real server was
+    # deleted stays listed with vport and dport FFFF (ip_vs_conn.c); it is
+    # skipped, and the count must survive the connections' own skips
+    text = (
+        "TCP C0000201 0000 0A000001 FFFF 0A010001 FFFF NONE            59\n"
+        "TCP C0000202 9C41 0A000002 0050 0A010002 0050 ESTABLISHED    899\n"
+    )
+    rep = verify(Director.from_history(PERSISTENT), conns(text))
+    assert rep.skipped == {
+        "invalidated templates (real server gone)": 1,
+        "to no virtual service of the configuration": 1,
+    }
+
+
 def kmod_dump(director, corrupt=False):
     (svc,) = [s for s in director.services if s.name == "TCP 10.1.144.36:80"]
     slots = svc.table.tolist()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
+from maglevx.addresses import format_endpoint
 from maglevx.errors import MaglevxError
-from maglevx.ipvsadm import split_lines
+from maglevx.ipvsadm import parse_endpoint, split_lines
 from maglevx.model import Director, DirectorParams
 
 KINDS = ("history", "snapshot")
@@ -68,11 +70,8 @@ def parse_spec(
 ) -> ConfigSpec:
     """Parse ``PATH[:key=value,...]`` (see the module docstring)."""
     params = defaults or DirectorParams()
-    path, opts = text, ""
-    if ":" in text:
-        head, tail = text.rsplit(":", 1)
-        if _OPTS_RE.match(tail):
-            path, opts = head, tail
+    head, sep, tail = text.rpartition(":")
+    path, opts = (head, tail) if sep and _OPTS_RE.match(tail) else (text, "")
     kind = None
     changes: dict[str, Any] = {}
     for item in filter(None, opts.split(",")):
@@ -86,8 +85,6 @@ def parse_spec(
                     field="kind",
                 )
             kind = value
-        elif key == "variant":
-            changes["variant"] = value
         elif key in ("word-size", "table-size"):
             if not value.isdigit():
                 raise MaglevxError(f"{value!r} is not a number", source=text, field=key)
@@ -96,10 +93,8 @@ def parse_spec(
             if value not in ("0", "1"):
                 raise MaglevxError("hash-port is 0 or 1", source=text, field=key)
             changes["backport_hash_port"] = value == "1"
-        elif key == "byte-order":
-            changes["byte_order"] = value
-        elif key == "hash-key":
-            changes["hash_key"] = value  # hex; DirectorParams checks it
+        elif key in ("variant", "byte-order", "hash-key"):
+            changes[key.replace("-", "_")] = value  # DirectorParams checks it
         else:
             raise MaglevxError(
                 f"unknown key {key!r} (known: kind, variant, word-size, "
@@ -156,9 +151,9 @@ def detect_kind(text: str) -> str:
             continue
         if re.match(r"^(\S*ipvsadm\s+)?-[AEDaedCZ]\b", line):
             return "history"
-        if re.search(r"Virtual Server|RemoteAddress|LocalAddress|(^|\s)->\s", line):
-            return "snapshot"
-        if re.match(r"^(TCP|UDP|SCTP|FWM)\s", line):
+        if re.search(r"Virtual Server|RemoteAddress|LocalAddress|(^|\s)->\s", line) or (
+            re.match(r"^(TCP|UDP|SCTP|FWM)\s", line)
+        ):
             return "snapshot"
     return "history"
 
@@ -316,8 +311,7 @@ def listing_assumptions(
     for svc, rs in pairs:
         alt = drained.find_service(svc.key)
         assert alt is not None
-        names = [r.endpoint for r in alt.table_servers]
-        i = names.index(rs.endpoint)
+        i = [r.endpoint for r in alt.table_servers].index(rs.endpoint)
         slots = int((alt.table == i).sum())
         assumed = given.get(rs.endpoint)
         if assumed is None and listing.drained_by_edit:
@@ -351,15 +345,14 @@ def maybe_sorted(director: Director) -> list[str]:
     (``ipvs_cmp_dests()``); only ``--nosort`` shows the kernel's list order,
     which the table is built in. Servers in sorted order may be either.
     """
-    out = []
+    return [svc.name for svc, keys in _server_orders(director) if keys == sorted(keys)]
+
+
+def _server_orders(director: Director) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
+    """Each mh service of two or more real servers, their (address, port) in order."""
     for svc in director.services:
-        servers = svc.real_servers
-        if svc.scheduler != "mh" or len(servers) < 2:
-            continue
-        keys = [(int(rs.address), rs.port) for rs in servers]
-        if keys == sorted(keys):
-            out.append(svc.name)
-    return out
+        if svc.scheduler == "mh" and len(svc.real_servers) >= 2:
+            yield svc, [(int(rs.address), rs.port) for rs in svc.real_servers]
 
 
 def saved_rule_file(text: str, director: Director) -> dict[str, str]:
@@ -378,11 +371,7 @@ def saved_rule_file(text: str, director: Director) -> dict[str, str]:
     if not commands or any(c not in ("-A", "-a") for c in commands):
         return {}
     out = {}
-    for svc in director.services:
-        servers = svc.real_servers
-        if svc.scheduler != "mh" or len(servers) < 2:
-            continue
-        keys = [(int(rs.address), rs.port) for rs in servers]
+    for svc, keys in _server_orders(director):
         if keys != sorted(keys, reverse=True):  # -a puts each at the head
             continue
         note = (
@@ -391,7 +380,7 @@ def saved_rule_file(text: str, director: Director) -> dict[str, str]:
             "it; the original director's list order may differ (list it with "
             "`ipvsadm -Ln --nosort`)"
         )
-        zero = [rs.endpoint for rs in servers if rs.weight == 0]
+        zero = [rs.endpoint for rs in svc.real_servers if rs.weight == 0]
         if zero:
             note += (
                 f"; {', '.join(zero)} added with weight 0, as -S writes a drained "
@@ -410,9 +399,6 @@ SORTED_NOTE = (
 
 def parse_last_weight(text: str) -> tuple[str, int]:
     """``ADDR:PORT=W`` (``[v6]:PORT=W``) as (endpoint, weight)."""
-    from maglevx.addresses import format_endpoint
-    from maglevx.ipvsadm import parse_endpoint
-
     ep, sep, w = text.rpartition("=")
     if not sep or not w.isascii() or not w.isdigit() or int(w) > 65535:
         raise MaglevxError(
@@ -433,15 +419,11 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
     ``FWM 3 IPv6``) in any case and spacing, and ``tcp:10.0.0.1:80``. The
     error lists the mh services there are.
     """
-    from maglevx.addresses import format_endpoint
-    from maglevx.ipvsadm import parse_endpoint
-
     words = text.replace("\t", " ").strip().split()
     if len(words) == 1 and words[0].count(":") >= 2 and "[" not in words[0][:4]:
         head, _, rest = words[0].partition(":")  # tcp:10.0.0.1:80
         words = [head, rest]
-    mh = [s for s in director.services if s.scheduler == "mh"]
-    names = [s.name for s in mh]
+    names = [s.name for s in director.services if s.scheduler == "mh"]
     want = None
     try:
         if len(words) >= 2 and words[0].upper() in ("TCP", "UDP", "SCTP"):
@@ -452,7 +434,7 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
             want = f"FWM {int(words[1])}"
             if words[2:] and words[2].upper() == "IPV6":
                 want += " IPv6"
-    except MaglevxError:
+    except ValueError:  # a MaglevxError, or int() of a digit such as "²"
         want = None
     if want is not None and want in names:
         return want

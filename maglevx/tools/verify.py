@@ -3,27 +3,16 @@
 Reads the configuration (``ipvsadm -Ln --nosort``, or a history or listing
 from a file) and the kernel's connections (``/proc/net/ip_vs_conn``, or a
 captured copy), predicts every connection's real server and reports each
-one that differs. Known causes are caveats, not errors:
-
-- *persistence*: on a persistent service, connections follow the template
-  made for the client's first connection, not their own hash; templates
-  themselves (client port 0) are listed as caveats too;
-- *last_weight*: ``ipvsadm -Ln`` does not show the ``last_weight`` an
-  upstream real server edited to weight 0 keeps its slots with, so a table
-  read from a listing is uncertain where such servers exist;
-- *older than a change*: a connection is scheduled once, when it starts.
-  With a history, a connection that matches the prediction of an earlier
-  configuration is reported with the line after which it stopped matching;
-  with a listing, one to a real server that is gone or drained is.
-
-With maglevx's module (``kmod/``) loaded, ``/sys/kernel/debug/ip_vs_mh/
-tables`` (format version 1, written by ``kmod/ip_vs_mh_debugfs.c``) is
-compared with the predicted tables slot by slot.
+one that differs. Known causes are caveats, not errors (``docs/tools.md``):
+persistence (connections follow their template; templates, client port 0,
+are listed too), the ``last_weight`` a listing cannot show, and connections
+older than a change (scheduled once, when they started). With maglevx's
+module (``kmod/``) loaded, its debugfs ``tables`` (format version 1,
+``kmod/ip_vs_mh_debugfs.c``) is compared with the predicted tables slot by slot.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from ipaddress import ip_address
@@ -38,8 +27,9 @@ from maglevx.backend import core
 from maglevx.captures import CapturedFlow
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import PROTOCOLS
-from maglevx.ipvsadm import iter_history, parse_endpoint, split_lines
+from maglevx.ipvsadm import iter_history, split_lines
 from maglevx.model import PRIMES, Director, VirtualService
+from maglevx.netlink import run_ipvsadm  # noqa: F401 - ``ipvsadm -Ln --nosort``
 
 PROC_CONN = "/proc/net/ip_vs_conn"
 KMOD_TABLES = "/sys/kernel/debug/ip_vs_mh/tables"
@@ -125,23 +115,26 @@ def _predict(svc: VirtualService, flows: list[CapturedFlow]) -> list[str | None]
     ]
 
 
+def _service_of(director: Director, c: CapturedFlow) -> VirtualService | None:
+    if c.proto not in PROTOCOLS:
+        return None
+    return decision.service_find(director, c.proto, c.daddr, c.dport)
+
+
 def _group(
-    director: Director, conns: list[CapturedFlow], report: VerifyReport | None
+    director: Director, conns: list[CapturedFlow], skipped: Counter[str]
 ) -> dict[int, tuple[VirtualService, list[CapturedFlow]]]:
+    """The connections (not templates) per mh service; *skipped* counts the rest."""
     groups: dict[int, tuple[VirtualService, list[CapturedFlow]]] = {}
-    skipped: Counter[str] = Counter()
-    fwmark = any(s.protocol == "fwmark" for s in director.services)
-    no_service = "to no virtual service of the configuration" + (
-        " (connections of fwmark services cannot be told: a capture shows no mark)"
-        if fwmark
-        else ""
-    )
+    no_service = "to no virtual service of the configuration"
+    if any(s.protocol == "fwmark" for s in director.services):
+        no_service += (
+            " (connections of fwmark services cannot be told: a capture shows no mark)"
+        )
     for c in conns:
-        svc = None
-        if c.proto in PROTOCOLS and not c.template:
-            svc = decision.service_find(director, c.proto, c.daddr, c.dport)
         if c.template:
             continue  # checked against the connections they decide
+        svc = _service_of(director, c)
         if svc is None:
             skipped[no_service] += 1
         elif svc.scheduler != "mh":
@@ -155,8 +148,6 @@ def _group(
             ] += 1
         else:
             groups.setdefault(id(svc), (svc, []))[1].append(c)
-    if report is not None:
-        report.skipped = dict(skipped)
     return groups
 
 
@@ -185,12 +176,20 @@ def verify(
     differences there are caveats.
     """
     rep = VerifyReport()
+    skipped: Counter[str] = Counter()
+    mismatched: list[tuple[ConnCheck, CapturedFlow]] = []  # connections only
     templates = decision.templates_from_conns(director, conns)
-    _check_templates(director, conns, rep)
-    for svc, flows in _group(director, conns, rep).values():
+    _check_templates(director, conns, rep, skipped)
+    for svc, flows in _group(director, conns, skipped).values():
         persistent = decision.persistent(svc)
-        predicted = _predict(svc, flows)
-        for f, p in zip(flows, predicted):
+        uncertain = (
+            from_listing
+            and not persistent
+            and svc.director.variant == "upstream"
+            and any(rs.weight == 0 for rs in svc.table_servers)
+        )
+        current = {rs.endpoint: rs for rs in svc.table_servers}
+        for f, p in zip(flows, _predict(svc, flows)):
             rep.checked += 1
             note = ""
             if persistent:
@@ -209,39 +208,39 @@ def verify(
                 continue
             chk = ConnCheck(f.line, f.csv(), svc.name, f.real_server, p, f.state,
                             "mismatch")  # fmt: skip
+            rs = current.get(f.real_server or "")
             if note:
                 chk.verdict, chk.note = "persistence", note
-            elif (
-                from_listing
-                and svc.director.variant == "upstream"
-                and any(rs.weight == 0 for rs in svc.table_servers)
-                and not persistent
-            ):
+            elif uncertain:
                 chk.verdict = "last_weight"
                 chk.note = (
                     "a listing shows no last_weight of weight-0 real servers, "
                     "which keep their slots: verify with --history"
                 )
-            elif not persistent:
-                cur = {rs.endpoint: rs for rs in svc.table_servers}
-                rs = cur.get(f.real_server or "")
-                if history is None and (rs is None or not rs.available):
-                    chk.verdict = "older"
-                    chk.note = (
-                        "its real server is "
-                        + ("gone" if rs is None else "drained")
-                        + ": the connection is older than that change"
-                    )
+            elif (
+                not persistent and history is None and (rs is None or not rs.available)
+            ):
+                chk.verdict = "older"
+                chk.note = (
+                    f"its real server is {'gone' if rs is None else 'drained'}: "
+                    "the connection is older than that change"
+                )
+            if chk.verdict == "mismatch":
+                mismatched.append((chk, f))
             (rep.caveats if chk.verdict != "mismatch" else rep.mismatches).append(chk)
-    if history is not None and rep.mismatches:
-        _older_than_a_change(director, history, rep)
+    rep.skipped = dict(skipped)
+    if history is not None and mismatched:
+        _older_than_a_change(director, history, rep, mismatched)
     if kmod_dump is not None:
         rep.kmod = compare_kmod(director, parse_kmod_tables(kmod_dump, kmod_source))
     return rep
 
 
 def _check_templates(
-    director: Director, conns: list[CapturedFlow], rep: VerifyReport
+    director: Director,
+    conns: list[CapturedFlow],
+    rep: VerifyReport,
+    skipped: Counter[str],
 ) -> None:
     """Check templates whose first connection's pick is known.
 
@@ -252,21 +251,18 @@ def _check_templates(
         if not c.template:
             continue
         if c.dport == 0xFFFF:
-            rep.skipped["invalidated templates (real server gone)"] = (
-                rep.skipped.get("invalidated templates (real server gone)", 0) + 1
-            )
+            skipped["invalidated templates (real server gone)"] += 1
             continue
-        svc = None
-        if c.proto in PROTOCOLS:
-            svc = decision.service_find(director, c.proto, c.daddr, c.dport)
-        full = svc is not None and (
-            decision.svc_netmask(svc) == (0xFFFFFFFF if svc.family == 4 else 128)
-        )
-        if svc is not None and full and not svc.hashes_port and svc.scheduler == "mh":
+        svc = _service_of(director, c)
+        if (
+            svc is not None
+            and svc.scheduler == "mh"
+            and not svc.hashes_port
+            and decision.svc_netmask(svc) == (0xFFFFFFFF if svc.family == 4 else 128)
+        ):
             rep.checked += 1  # only a template whose pick is knowable is checked
             rs = svc.schedule(c.saddr, 0, c.proto)
-            want = None if rs is None else rs.address
-            if want == c.raddr:
+            if (None if rs is None else rs.address) == c.raddr:
                 rep.matched += 1
                 continue
             rep.mismatches.append(
@@ -283,34 +279,31 @@ def _check_templates(
         )  # fmt: skip
 
 
-def _older_than_a_change(director: Director, history: str, rep: VerifyReport) -> None:
+def _older_than_a_change(
+    director: Director,
+    history: str,
+    rep: VerifyReport,
+    mismatched: list[tuple[ConnCheck, CapturedFlow]],
+) -> None:
     """Move mismatches that an earlier configuration explains to caveats."""
     d = Director.from_params(director.params)
-    flows = [_flow_of(c) for c in rep.mismatches]
-    index = {id(f): i for i, f in enumerate(flows)}
-    last_match: dict[int, int] = {}
+    flows = [f for _, f in mismatched]
+    last_match: dict[int, int] = {}  # id(flow): line
     for lineno, cmd in iter_history(history, source="<history>"):
         d.apply_command(cmd)
-        for svc, fl in _group(d, flows, None).values():
+        for svc, fl in _group(d, flows, Counter()).values():
             for f, p in zip(fl, _predict(svc, fl)):
                 if p == f.real_server:
-                    last_match[index[id(f)]] = lineno
-    for i, lineno in last_match.items():
-        c = rep.mismatches[i]
-        c.verdict = "older"
-        c.note = f"matches the configuration up to line {lineno}: older than a change"
+                    last_match[id(f)] = lineno
+    for c, f in mismatched:
+        if id(f) in last_match:
+            c.verdict = "older"
+            c.note = (
+                f"matches the configuration up to line {last_match[id(f)]}: "
+                "older than a change"
+            )
     rep.caveats += [c for c in rep.mismatches if c.verdict == "older"]
     rep.mismatches = [c for c in rep.mismatches if c.verdict != "older"]
-
-
-def _flow_of(c: ConnCheck) -> CapturedFlow:
-    proto, sa, sp, da, dp = c.flow.split(",")
-    raddr = rport = None
-    if c.actual is not None:
-        raddr, rport = parse_endpoint(c.actual, "DestIP")
-    return CapturedFlow(
-        proto, ip_address(sa), int(sp), ip_address(da), int(dp), c.line, raddr, rport
-    )
 
 
 def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]:
@@ -352,14 +345,12 @@ def parse_kmod_tables(text: str, source: str = KMOD_TABLES) -> list[KmodService]
                 cur["overloaded"].append(attrs["overload"] == "1")
             elif f[0] == "table":
                 cur["slots"] = [None if x == "-" else int(x) for x in f[1:]]
-            elif f[0] == "dests":
-                pass
             elif f[0] == "end":
                 svc = KmodService(**cur)
                 _check_kmod_service(svc)
                 out.append(svc)
                 cur = {}
-            else:
+            elif f[0] != "dests":  # "dests N" only announces the dest lines
                 raise MaglevxError(f"unknown record {f[0]!r}", field=f[0])
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             if isinstance(exc, MaglevxError):
@@ -418,8 +409,7 @@ def compare_kmod(director: Director, dump: list[KmodService]) -> list[KmodCheck]
         ours = [rs.endpoint for rs in svc.table_servers]
         if ours != k.dests:
             chk.notes.append(f"list order: module {k.dests}, predicted {ours}")
-        table = svc.table.tolist()
-        for slot, (mine, theirs) in enumerate(zip(table, k.slots)):
+        for slot, (mine, theirs) in enumerate(zip(svc.table.tolist(), k.slots)):
             a = None if mine == 0xFFFF else ours[mine]
             b = None if theirs is None else k.dests[theirs]
             if a != b:
@@ -431,18 +421,6 @@ def compare_kmod(director: Director, dump: list[KmodService]) -> list[KmodCheck]
     return out
 
 
-def run_ipvsadm() -> str:
-    """``ipvsadm -Ln --nosort`` of this machine (the kernel's list order)."""
-    try:
-        r = subprocess.run(["ipvsadm", "-Ln", "--nosort"], capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MaglevxError(f"cannot run ipvsadm -Ln --nosort: {exc}") from None
-    if r.returncode != 0:
-        raise MaglevxError(f"ipvsadm -Ln --nosort failed: {r.stderr.strip()}")
-    return r.stdout
-
-
 def render(rep: VerifyReport, *, show_caveats: bool = False) -> str:
     """The human-readable form of :func:`verify`."""
     out = [
@@ -451,22 +429,19 @@ def render(rep: VerifyReport, *, show_caveats: bool = False) -> str:
         if rep.checked
         else "0 connections checked"
     ]
-    for why, n in rep.skipped.items():
-        out.append(f"  skipped {n}: {why}")
+    out += [f"  skipped {n}: {why}" for why, n in rep.skipped.items()]
     if rep.caveats:
         kinds = Counter(c.verdict for c in rep.caveats)
         out.append("  caveats: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
-    shown = rep.mismatches + (rep.caveats if show_caveats else [])
-    for c in shown:
+    for c in rep.mismatches + (rep.caveats if show_caveats else []):
         out.append(
             f"  line {c.line}: {c.flow} [{c.state}] -> kernel {c.actual}, "
             f"predicted {c.predicted or 'no destination'}"
             + (f" ({c.verdict}: {c.note})" if c.verdict != "mismatch" else "")
         )
     for k in rep.kmod:
-        status = "identical" if not (k.slots_differ or k.notes) else (
-            f"{k.slots_differ} slots differ"
-        )  # fmt: skip
+        differs = k.slots_differ or k.notes
+        status = f"{k.slots_differ} slots differ" if differs else "identical"
         out.append(f"module table {k.service}: {status}")
         out += [f"  {x}" for x in k.notes + k.first_differences]
     if rep.different:
@@ -555,25 +530,22 @@ def verify_flow_log(
         except MaglevxError as exc:
             raise MaglevxError(exc.message, source=source, field=exc.field) from None
         checked = ~predictor.unrouted
-        same = (got_ok == want_ok) & (~got_ok | (got_p == want_p))
-        if got_a.ndim == 2:
-            same &= ~got_ok | (got_a == want_a).all(axis=1)
-        else:
-            same &= ~got_ok | (got_a == want_a)
-        n = batch.num_rows
-        rep.flows += n
-        rep.checked += int(checked.sum())
-        rep.no_service += n - int(checked.sum())
+        same_a = got_a == want_a
+        if same_a.ndim == 2:
+            same_a = same_a.all(axis=1)
+        same = (got_ok == want_ok) & (~got_ok | ((got_p == want_p) & same_a))
+        k = int(checked.sum())
         bad = np.flatnonzero(checked & ~same)
-        rep.matched += int(checked.sum()) - len(bad)
+        rep.flows += batch.num_rows
+        rep.checked += k
+        rep.no_service += batch.num_rows - k
+        rep.matched += k - len(bad)
         rep.differ += len(bad)
         for r in bad[: max(0, SHOWN - len(rep.mismatches))].tolist():
             row = batch.slice(r, 1).to_pylist()[0]
             rep.mismatches.append({
                 "row": base + r,
-                "flow": ",".join(
-                    _text(row[c]) for c in arrow.COLUMNS
-                ),
+                "flow": ",".join(_text(row[c]) for c in arrow.COLUMNS),
                 "observed": _endpoint(row[observed[0]], row[observed[1]]),
                 "predicted": _endpoint(
                     result.column(0)[r].as_py(), result.column(1)[r].as_py()
@@ -588,8 +560,7 @@ def _addresses(
     """An address column as numbers (uint32, or (n, 16) bytes), and validity."""
     from maglevx import arrow
 
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = arrow._one_chunk(pa, arr)
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = arr.cast(t.value_type)
@@ -608,16 +579,15 @@ def _addresses(
                 f"row {base + bad}: IPv6 addresses are 16 bytes", field=name
             )
         return np.frombuffer(b"".join(raw), np.uint8).reshape(-1, 16), ok
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        fam = family
+    if arrow._is_string(pa, t):
         texts = arr.to_pylist()
-        filler = "0.0.0.0" if fam == 4 else "::"
+        filler = "0.0.0.0" if family == 4 else "::"
         parsed, bad = core.parse_addresses(
-            fam, [filler if x is None else x.strip() for x in texts]
+            family, [filler if x is None else x.strip() for x in texts]
         )
         if bad >= 0:
             raise MaglevxError(
-                f"row {base + bad}: {texts[bad]!r} is not an IPv{fam} address",
+                f"row {base + bad}: {texts[bad]!r} is not an IPv{family} address",
                 field=name,
             )
         return parsed, ok
@@ -629,12 +599,11 @@ def _addresses(
 
 
 def _ports(pa: Any, arr: Any, name: str, base: int) -> npt.NDArray[np.int64]:
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_integer(arr.type):
-        raise MaglevxError(f"expected integers, got {arr.type}", field=name)
     from maglevx import arrow
 
+    arr = arrow._one_chunk(pa, arr)
+    if not pa.types.is_integer(arr.type):
+        raise MaglevxError(f"expected integers, got {arr.type}", field=name)
     values = arrow._numpy(pa, arr.fill_null(0)).astype(np.int64)
     bad = np.flatnonzero((values < 0) | (values > 0xFFFF))
     if bad.size:
@@ -646,9 +615,9 @@ def _ports(pa: Any, arr: Any, name: str, base: int) -> npt.NDArray[np.int64]:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, int) and value > 0xFFFF:
-        return str(ip_address(value))
-    if isinstance(value, bytes) and len(value) == 16:
+    if (isinstance(value, int) and value > 0xFFFF) or (
+        isinstance(value, bytes) and len(value) == 16
+    ):
         return str(ip_address(value))
     return str(value)
 
@@ -656,13 +625,9 @@ def _text(value: Any) -> str:
 def _endpoint(addr: Any, port: Any) -> str | None:
     if addr is None:
         return None
-    if isinstance(addr, int):
-        addr = ip_address(addr)
-    elif isinstance(addr, bytes):
-        addr = ip_address(addr)
-    else:
-        addr = ip_address(str(addr).strip())
-    return format_endpoint(addr, int(port or 0))
+    if not isinstance(addr, (int, bytes)):
+        addr = str(addr).strip()
+    return format_endpoint(ip_address(addr), int(port or 0))
 
 
 def render_flow_log(rep: FlowLogReport, source: str) -> str:
