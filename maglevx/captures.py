@@ -1,7 +1,6 @@
-"""Reading flows from captures: ``/proc/net/ip_vs_conn``, ``ipvsadm -Lnc``
-and ``conntrack -L``.
+"""Flows from ``/proc/net/ip_vs_conn``, ``ipvsadm -Lnc`` and ``conntrack -L``.
 
-Each yields :class:`CapturedFlow` records naming their source line, so
+Each parser yields :class:`CapturedFlow` records naming their source line, so
 errors can point at it. The formats, with examples, are in ``docs/tools.md``
 ("Capture formats"): ``ip_vs_conn_seq_show()``'s hex fields, ipvsadm's
 ``print_conn()``, and conntrack's original and reply directions (the reply's
