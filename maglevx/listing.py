@@ -22,7 +22,6 @@ from maglevx.ipvs import MAX_TIMEOUT, SCHEDULERS, SVC_F_ONEPACKET, SVC_F_PERSIST
 from maglevx.ipvsadm import (
     check_line_length,
     numeric_endpoint,
-    parse_endpoint,
     parse_sched_flags,
     split_lines,
 )
@@ -205,8 +204,8 @@ def _service(line: str, lineno: int) -> ListedService:
     fwm = _FWM_RE.match(line) if m is None else None
     if m is not None:
         protocol = m["proto"].lower()
-        text = numeric_endpoint(m["addr"], protocol, "LocalAddress:Port", _NUMERIC)
-        address, port = parse_endpoint(text, "LocalAddress:Port")
+        where = "LocalAddress:Port"
+        address, port = numeric_endpoint(m["addr"], protocol, where, _NUMERIC)
         fwmark, family = 0, address.version
         sched, rest = m["sched"], m["rest"]
     elif fwm is not None:
@@ -280,8 +279,8 @@ def _server(
             )
         raise MaglevxError(f"not a real server line: {line!r}")
     protocol = "tcp" if svc.protocol == "fwmark" else svc.protocol
-    text = numeric_endpoint(m["addr"], protocol, "RemoteAddress:Port", _NUMERIC)
-    address, port = parse_endpoint(text, "RemoteAddress:Port")
+    where = "RemoteAddress:Port"
+    address, port = numeric_endpoint(m["addr"], protocol, where, _NUMERIC)
     if m["weight"].startswith("-"):
         raise MaglevxError(
             f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"
