@@ -57,11 +57,8 @@ class ListedService:
 
 # re.ASCII: \d must not match other scripts' digits (int("٣") == 3).
 _SVC_RE = re.compile(
-    r"^(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)\s+(?P<sched>\S+)(?P<rest>.*)$",
-    re.ASCII,
-)
-_FWM_RE = re.compile(
-    r"^FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?\s+(?P<sched>\S+)(?P<rest>.*)$",
+    r"^(?:(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)|FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?)"
+    r"\s+(?P<sched>\S+)(?P<rest>.*)$",
     re.ASCII,
 )
 _RS_RE = re.compile(
@@ -201,20 +198,18 @@ def _foreign(line: str, seen_service: bool) -> bool:
 
 def _service(line: str, lineno: int) -> ListedService:
     m = _SVC_RE.match(line)
-    fwm = _FWM_RE.match(line) if m is None else None
-    if m is not None:
+    if m is None:
+        raise MaglevxError(f"not a line of `ipvsadm -Ln --nosort`: {line!r}")
+    sched, rest = m["sched"], m["rest"]
+    if m["proto"]:
         protocol = m["proto"].lower()
         where = "LocalAddress:Port"
         address, port = numeric_endpoint(m["addr"], protocol, where, _NUMERIC)
         fwmark, family = 0, address.version
-        sched, rest = m["sched"], m["rest"]
-    elif fwm is not None:
-        protocol, address, port = "fwmark", None, 0
-        fwmark = parse_number(fwm["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
-        family = 6 if fwm["v6"] else 4
-        sched, rest = fwm["sched"], fwm["rest"]
     else:
-        raise MaglevxError(f"not a line of `ipvsadm -Ln --nosort`: {line!r}")
+        protocol, address, port = "fwmark", None, 0
+        fwmark = parse_number(m["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
+        family = 6 if m["v6"] else 4
     if sched not in SCHEDULERS:
         if re.fullmatch(r"\d+[KMGT]?", sched, re.ASCII):
             raise MaglevxError(
