@@ -18,7 +18,6 @@ cdef extern from "mx_maglev.h" nogil:
     uint32_t MX_H1
     uint32_t MX_H2
     uint32_t MX_KEY_SIZE
-    uint32_t MX_LITTLE_ENDIAN
     uint32_t MX_BIG_ENDIAN
 
     struct mx_params:
@@ -27,11 +26,8 @@ cdef extern from "mx_maglev.h" nogil:
         uint32_t word_size
         uint32_t byte_order
 
-    struct mx_dest_setup:
-        uint32_t offset
-        uint32_t skip
-        uint32_t perm
-        uint32_t turns
+    struct mx_dest_setup:  # only allocated here, for mx_build_table()
+        pass
 
     const uint32_t mx_primes[]
 
@@ -54,10 +50,6 @@ cdef extern from "mx_maglev.h" nogil:
     uint32_t mx_lookup_fallback(const mx_params *p, const mx_slot_t *table,
                                 const uint8_t *avail, uint32_t fold,
                                 uint32_t port)
-    void mx_lookup_many(const mx_params *p, const mx_slot_t *table,
-                        const uint8_t *avail, int fallback, size_t n,
-                        const uint32_t *folds, const uint16_t *ports,
-                        uint32_t *out)
 
 
 cdef extern from "mx_hsiphash.h" nogil:
@@ -68,9 +60,8 @@ cdef extern from "mx_hsiphash.h" nogil:
 
 
 cdef extern from "mx_bulk.h" nogil:
-    struct mx_fastmod:
-        uint64_t c
-        uint32_t d
+    struct mx_fastmod:  # opaque: set by mx_fastmod_init()
+        pass
 
     void mx_fastmod_init(mx_fastmod *f, uint32_t d)
     uint32_t mx_fastmod_mod "mx_fastmod"(const mx_fastmod *f, uint32_t a)

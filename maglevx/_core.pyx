@@ -7,9 +7,8 @@ before it releases the GIL. A :class:`Scheduler` owns read-only copies of
 its table and availability, so no caller can change them under a lookup.
 """
 
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
-from libc.string cimport strlen
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy, strlen
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 
@@ -19,6 +18,8 @@ cdef extern from "<arpa/inet.h>" nogil:
     int AF_INET6
 
 cimport maglevx._cmaglev as c
+
+from functools import partial
 
 import numpy as np
 
@@ -43,7 +44,6 @@ cdef c.mx_params _params(uint32_t m, uint32_t word_size,
     (mx_params_set_key(); layout in kmod/README.md).
     """
     cdef c.mx_params p
-    cdef const uint8_t *k
     if c.mx_params_init(&p, m, word_size) != 0:
         raise ValueError(f"table size {m} / word size {word_size} not supported")
     if byte_order == "big":
@@ -53,17 +53,8 @@ cdef c.mx_params _params(uint32_t m, uint32_t word_size,
     if hash_key is not None:
         if not isinstance(hash_key, bytes) or len(hash_key) != c.MX_KEY_SIZE:
             raise ValueError("hash_key must be 16 bytes")
-        k = hash_key
-        c.mx_params_set_key(&p, k)
+        c.mx_params_set_key(&p, <const uint8_t *><const char *>hash_key)
     return p
-
-
-cdef uint32_t _which(uint32_t key) except? 0xFFFFFFFF:
-    if key == c.MX_HASH1_KEY:
-        return c.MX_H1
-    if key == c.MX_HASH2_KEY:
-        return c.MX_H2
-    raise ValueError(f"key {key} is not HASH1_KEY or HASH2_KEY")
 
 
 def hsiphash(int word_size, const uint8_t[::1] data, uint64_t k0, uint64_t k1):
@@ -90,9 +81,10 @@ def hashkey(uint32_t word_size, uint32_t key, uint32_t fold, uint32_t port,
     come from *hash_key* (None: the kernel's). *byte_order*: the director's
     CPU ("little" or "big"); the kernel hashes v's bytes as it stores them.
     """
-    cdef uint32_t h = _which(key)
+    if key != c.MX_HASH1_KEY and key != c.MX_HASH2_KEY:
+        raise ValueError(f"key {key} is not HASH1_KEY or HASH2_KEY")
     cdef c.mx_params p = _params(4093, word_size, byte_order, hash_key)
-    return c.mx_hash(&p, h, fold, port, offset)
+    return c.mx_hashkey(&p, key, fold, port, offset)
 
 
 def slot(uint32_t m, uint32_t word_size, uint32_t fold, uint32_t port, *,
@@ -116,11 +108,8 @@ def quantize(uint32_t m, weights):
     if g < 1:
         return 0, 0, [0] * n
     cdef uint32_t rshift = c.mx_shift_weight(&p, wp, n, g)
-    turns = []
-    cdef uint32_t i, t
-    for i in range(n):
-        t = (w[i] // g) >> rshift
-        turns.append(t if t else (1 if w[i] else 0))
+    cdef uint32_t i
+    turns = [((w[i] // g) >> rshift) or (1 if w[i] else 0) for i in range(n)]
     return g, rshift, turns
 
 
@@ -143,21 +132,26 @@ def build_table(uint32_t m, uint32_t word_size, folds, ports, weights, *,
         raise ValueError(f"{n} real servers do not fit a table of {m} slots")
     table = np.empty(m, dtype=np.uint16)
     cdef uint16_t[::1] t = table
-    cdef c.mx_dest_setup *ds = <c.mx_dest_setup *>malloc(
-        max(n, 1) * sizeof(c.mx_dest_setup))
-    if ds == NULL:
-        raise MemoryError()
+    cdef uint8_t[::1] ds = np.empty(max(n, 1) * sizeof(c.mx_dest_setup), np.uint8)
     cdef const uint32_t *fp = &f[0] if n else NULL
     cdef const uint32_t *pp = &po[0] if n else NULL
     cdef const uint32_t *wp = &w[0] if n else NULL
-    cdef int rc
-    with nogil:
-        rc = c.mx_build_table(&p, n, fp, pp, wp, ds, &t[0])
-    free(ds)
-    if rc != 0:
-        raise ValueError(f"{n} real servers do not fit a table of {m} slots")
+    with nogil:  # cannot fail: n was checked above
+        c.mx_build_table(&p, n, fp, pp, wp, <c.mx_dest_setup *>&ds[0], &t[0])
     table.flags.writeable = False
     return table
+
+
+cdef inline bint _pton(int af, str text, uint8_t *a) except -1:
+    """inet_pton() of *text* into *a*; False where inet_pton() refuses it."""
+    cdef Py_ssize_t size
+    cdef const char *s
+    try:
+        s = PyUnicode_AsUTF8AndSize(text, &size)
+    except UnicodeError:  # lone surrogates
+        return False
+    # an embedded NUL would end the text early
+    return <size_t>size == strlen(s) and inet_pton(af, s, a) == 1
 
 
 def parse_addresses(int family, texts):
@@ -166,45 +160,26 @@ def parse_addresses(int family, texts):
     IPv4: uint32 array (numeric); IPv6: (n, 16) uint8 array (network order).
     Returns (array, index of the first entry inet_pton() refuses or -1).
     """
-    cdef Py_ssize_t n = len(texts), i, size
-    cdef const char *s
+    cdef Py_ssize_t n = len(texts), i
     cdef uint8_t a[16]
-    if family == 4:
-        out = np.empty(n, dtype=np.uint32)
-    elif family == 6:
-        out = np.empty((n, 16), dtype=np.uint8)
-    else:
-        raise ValueError(f"family {family} is not 4 or 6")
     cdef uint32_t[::1] o4
     cdef uint8_t[:, ::1] o6
     if family == 4:
-        o4 = out
+        out = o4 = np.empty(n, dtype=np.uint32)
+    elif family == 6:
+        out = o6 = np.empty((n, 16), dtype=np.uint8)
     else:
-        o6 = out
+        raise ValueError(f"family {family} is not 4 or 6")
     cdef int af = AF_INET if family == 4 else AF_INET6
-    cdef int j
     for i in range(n):
         text = texts[i]
-        if type(text) is not str:
-            return out, i
-        try:
-            s = PyUnicode_AsUTF8AndSize(text, &size)
-        except UnicodeError:
-            return out, i
-        if <size_t>size != strlen(s) or inet_pton(af, s, a) != 1:
+        if type(text) is not str or not _pton(af, text, a):
             return out, i
         if family == 4:
             o4[i] = c.mx_be32(a)
         else:
-            for j in range(16):
-                o6[i, j] = a[j]
+            memcpy(&o6[i, 0], a, 16)
     return out, -1
-
-
-cdef _frozen_copy(object array, object dtype):
-    a = np.array(array, dtype=dtype, copy=True, order="C")
-    a.flags.writeable = False
-    return a
 
 
 cdef class Scheduler:
@@ -230,8 +205,10 @@ cdef class Scheduler:
         self.p = _params(m, word_size, byte_order, hash_key)
         self.byte_order = byte_order
         self.hash_key = hash_key
-        t = _frozen_copy(table, np.uint16)
-        a = _frozen_copy(avail, np.uint8)
+        t = np.array(table, dtype=np.uint16, copy=True, order="C")
+        a = np.array(avail, dtype=np.uint8, copy=True, order="C")
+        t.flags.writeable = False
+        a.flags.writeable = False
         if t.ndim != 1 or t.shape[0] != m:
             raise ValueError(f"the table has {t.size} slots, not {m}")
         if a.ndim != 1:
@@ -247,9 +224,8 @@ cdef class Scheduler:
         self.fallback = fallback
 
     def __reduce__(self):
-        return (_scheduler, (self.p.m, self.p.word_size, self.table,
-                             self.avail, self.fallback, self.byte_order,
-                             self.hash_key))
+        new = partial(Scheduler, byte_order=self.byte_order, hash_key=self.hash_key)
+        return new, (self.m, self.word_size, self.table, self.avail, self.fallback)
 
     @property
     def m(self):
@@ -296,26 +272,13 @@ cdef class Scheduler:
 
         Returns -1 when *text* is not an IPv*family* address to inet_pton().
         """
-        cdef Py_ssize_t size
-        cdef const char *s
         cdef uint8_t a[16]
-        cdef uint32_t fold
-        try:
-            s = PyUnicode_AsUTF8AndSize(text, &size)
-        except UnicodeError:  # lone surrogates
-            return -1
-        if <size_t>size != strlen(s):  # an embedded NUL
+        if not _pton(AF_INET if family == 4 else AF_INET6, text, a):
             return -1
         if family == 4:
-            if inet_pton(AF_INET, s, a) != 1:
-                return -1
-            fold = c.mx_be32(a)
-        else:
-            if inet_pton(AF_INET6, s, a) != 1:
-                return -1
-            fold = c.mx_fold6(c.mx_be32(a), c.mx_be32(a + 4),
-                              c.mx_be32(a + 8), c.mx_be32(a + 12))
-        return self.lookup(fold, port)
+            return self.lookup(c.mx_be32(a), port)
+        return self.lookup(c.mx_fold6(c.mx_be32(a), c.mx_be32(a + 4),
+                                      c.mx_be32(a + 8), c.mx_be32(a + 12)), port)
 
     def lookup_many(self, const uint32_t[::1] folds, ports=None, out=None):
         """lookup() over arrays of folded addresses; releases the GIL.
@@ -325,25 +288,7 @@ cdef class Scheduler:
         else a new one.
         """
         cdef size_t n = folds.shape[0]
-        cdef const uint16_t[::1] pv
-        cdef const uint16_t *pp = NULL
-        if ports is not None:
-            pv = ports
-            if <size_t>pv.shape[0] != n:
-                raise ValueError("folds and ports differ in length")
-            if n:
-                pp = &pv[0]
-        if out is None:
-            out = np.empty(n, dtype=np.uint32)
-        cdef uint32_t[::1] o = out
-        if <size_t>o.shape[0] != n:
-            raise ValueError("out differs in length from the flows")
-        if n == 0:
-            return out
-        with nogil:
-            c.mx_bulk_lookup(&self.p, &self._table[0], self.avail_ptr,
-                             self.fallback, n, &folds[0], pp, &o[0])
-        return out
+        return self._bulk(False, n, &folds[0] if n else NULL, NULL, ports, out)
 
     def lookup_many6(self, addrs, ports=None, out=None):
         """lookup_many() for IPv6 client addresses, folded on the way.
@@ -353,29 +298,30 @@ cdef class Scheduler:
         """
         cdef const uint32_t[:, ::1] words
         cdef const uint8_t[:, ::1] raw
-        cdef const uint32_t *wp = NULL
-        cdef const uint8_t *bp = NULL
         cdef size_t n
         if getattr(addrs, "dtype", None) == np.uint8:
             raw = addrs
             if raw.shape[1] != 16:
                 raise ValueError("IPv6 addresses as bytes must have shape (n, 16)")
             n = raw.shape[0]
-            if n:
-                bp = &raw[0, 0]
-        else:
-            words = addrs
-            if words.shape[1] != 4:
-                raise ValueError("IPv6 addresses as words must have shape (n, 4)")
-            n = words.shape[0]
-            if n:
-                wp = &words[0, 0]
+            return self._bulk(True, n, NULL, &raw[0, 0] if n else NULL, ports, out)
+        words = addrs
+        if words.shape[1] != 4:
+            raise ValueError("IPv6 addresses as words must have shape (n, 4)")
+        n = words.shape[0]
+        return self._bulk(True, n, &words[0, 0] if n else NULL, NULL, ports, out)
+
+    cdef _bulk(self, bint v6, size_t n, const uint32_t *u32, const uint8_t *raw,
+               ports, out):
+        """Check *ports* and *out* for n flows, then look up without the GIL
+        IPv4 folds in *u32*, or IPv6 words in *u32* or bytes in *raw*."""
         cdef const uint16_t[::1] pv
         cdef const uint16_t *pp = NULL
         if ports is not None:
             pv = ports
             if <size_t>pv.shape[0] != n:
-                raise ValueError("addresses and ports differ in length")
+                what = "addresses" if v6 else "folds"
+                raise ValueError(f"{what} and ports differ in length")
             if n:
                 pp = &pv[0]
         if out is None:
@@ -386,12 +332,10 @@ cdef class Scheduler:
         if n == 0:
             return out
         with nogil:
-            c.mx_bulk_lookup6(&self.p, &self._table[0], self.avail_ptr,
-                              self.fallback, n, wp, bp, pp, &o[0])
+            if v6:
+                c.mx_bulk_lookup6(&self.p, &self._table[0], self.avail_ptr,
+                                  self.fallback, n, u32, raw, pp, &o[0])
+            else:
+                c.mx_bulk_lookup(&self.p, &self._table[0], self.avail_ptr,
+                                 self.fallback, n, u32, pp, &o[0])
         return out
-
-
-def _scheduler(m, word_size, table, avail, fallback, byte_order, hash_key):
-    """Unpickle a Scheduler (its keyword-only arguments included)."""
-    return Scheduler(m, word_size, table, avail, fallback,
-                     byte_order=byte_order, hash_key=hash_key)

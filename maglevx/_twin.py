@@ -7,8 +7,10 @@ checks that on randomized inputs. Read this file to learn the algorithm.
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -22,47 +24,51 @@ HASH2_KEY = 2654446892
 SLOT_EMPTY = 0xFFFF
 NONE = 0xFFFFFFFF
 MAX_DESTS = 0xFFFE
+KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"
 
 _M64 = (1 << 64) - 1
 _M32 = (1 << 32) - 1
 
 
-def _rol64(x: int, b: int) -> int:
-    return ((x << b) | (x >> (64 - b))) & _M64
+# rotations of SipRound (64-bit words) and HalfSipRound (32-bit words)
+_ROTATIONS = {64: (13, 32, 16, 21, 17, 32), 32: (5, 16, 8, 7, 13, 16)}
 
 
-def _rol32(x: int, b: int) -> int:
-    return ((x << b) | (x >> (32 - b))) & _M32
+def _rol(x: int, r: int, bits: int, mask: int) -> int:
+    return ((x << r) | (x >> (bits - r))) & mask
 
 
-def _sipround(v: list[int]) -> None:
+def _sipround(v: list[int], bits: int, mask: int, r: tuple[int, ...]) -> None:
     v0, v1, v2, v3 = v
-    v0 = (v0 + v1) & _M64
-    v1 = _rol64(v1, 13) ^ v0
-    v0 = _rol64(v0, 32)
-    v2 = (v2 + v3) & _M64
-    v3 = _rol64(v3, 16) ^ v2
-    v0 = (v0 + v3) & _M64
-    v3 = _rol64(v3, 21) ^ v0
-    v2 = (v2 + v1) & _M64
-    v1 = _rol64(v1, 17) ^ v2
-    v2 = _rol64(v2, 32)
+    v0 = (v0 + v1) & mask
+    v1 = _rol(v1, r[0], bits, mask) ^ v0
+    v0 = _rol(v0, r[1], bits, mask)
+    v2 = (v2 + v3) & mask
+    v3 = _rol(v3, r[2], bits, mask) ^ v2
+    v0 = (v0 + v3) & mask
+    v3 = _rol(v3, r[3], bits, mask) ^ v0
+    v2 = (v2 + v1) & mask
+    v1 = _rol(v1, r[4], bits, mask) ^ v2
+    v2 = _rol(v2, r[5], bits, mask)
     v[:] = [v0, v1, v2, v3]
 
 
-def _hsipround(v: list[int]) -> None:
-    v0, v1, v2, v3 = v
-    v0 = (v0 + v1) & _M32
-    v1 = _rol32(v1, 5) ^ v0
-    v0 = _rol32(v0, 16)
-    v2 = (v2 + v3) & _M32
-    v3 = _rol32(v3, 8) ^ v2
-    v0 = (v0 + v3) & _M32
-    v3 = _rol32(v3, 7) ^ v0
-    v2 = (v2 + v1) & _M32
-    v1 = _rol32(v1, 13) ^ v2
-    v2 = _rol32(v2, 16)
-    v[:] = [v0, v1, v2, v3]
+def _sip13(data: bytes, v: list[int], bits: int) -> list[int]:
+    """SipHash-1-3 on *bits*-bit words from state *v*: the state at the end."""
+    size, mask, r = bits // 8, (1 << bits) - 1, _ROTATIONS[bits]
+    n = len(data)
+    end = n - n % size
+    words = [int.from_bytes(data[i : i + size], "little") for i in range(0, end, size)]
+    # the last word: the length's low byte in the top byte, the tail below
+    words.append((n << (bits - 8)) & mask | int.from_bytes(data[end:], "little"))
+    for m in words:
+        v[3] ^= m
+        _sipround(v, bits, mask, r)
+        v[0] ^= m
+    v[2] ^= 0xFF
+    for _ in range(3):
+        _sipround(v, bits, mask, r)
+    return v
 
 
 def hsiphash64(data: bytes, k0: int, k1: int) -> int:
@@ -73,40 +79,13 @@ def hsiphash64(data: bytes, k0: int, k1: int) -> int:
         0x6C7967656E657261 ^ k0,
         0x7465646279746573 ^ k1,
     ]
-    n = len(data)
-    end = n - n % 8
-    for i in range(0, end, 8):
-        m = int.from_bytes(data[i : i + 8], "little")
-        v[3] ^= m
-        _sipround(v)
-        v[0] ^= m
-    b = (n << 56) & _M64 | int.from_bytes(data[end:], "little")
-    v[3] ^= b
-    _sipround(v)
-    v[0] ^= b
-    v[2] ^= 0xFF
-    for _ in range(3):
-        _sipround(v)
+    v = _sip13(data, v, 64)
     return (v[0] ^ v[1] ^ v[2] ^ v[3]) & _M32
 
 
 def hsiphash32(data: bytes, k0: int, k1: int) -> int:
     """hsiphash() of a 32-bit kernel: HalfSipHash-1-3."""
-    v = [k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1]
-    n = len(data)
-    end = n - n % 4
-    for i in range(0, end, 4):
-        m = int.from_bytes(data[i : i + 4], "little")
-        v[3] ^= m
-        _hsipround(v)
-        v[0] ^= m
-    b = (n << 24) & _M32 | int.from_bytes(data[end:], "little")
-    v[3] ^= b
-    _hsipround(v)
-    v[0] ^= b
-    v[2] ^= 0xFF
-    for _ in range(3):
-        _hsipround(v)
+    v = _sip13(data, [k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1], 32)
     return v[1] ^ v[3]
 
 
@@ -154,6 +133,13 @@ def _check_byte_order(byte_order: str) -> Literal["little", "big"]:
     raise ValueError(f"byte order {byte_order!r} is not 'little' or 'big'")
 
 
+def _hash(
+    ws: int, key: tuple[int, int], order: Literal["little", "big"], v: int
+) -> int:
+    """mx_hash(): hsiphash of the u32 *v* as the director's CPU stores it."""
+    return hsiphash(ws, (v & _M32).to_bytes(4, order), *key)
+
+
 def hashkey(
     word_size: int,
     key: int,
@@ -172,9 +158,8 @@ def hashkey(
     """
     if key not in (HASH1_KEY, HASH2_KEY):
         raise ValueError(f"key {key} is not HASH1_KEY or HASH2_KEY")
-    k0, k1 = hash_keys(word_size, hash_key)[key == HASH2_KEY]
-    v = (offset + port + fold) & _M32
-    return hsiphash(word_size, v.to_bytes(4, _check_byte_order(byte_order)), k0, k1)
+    k = hash_keys(word_size, hash_key)[key == HASH2_KEY]
+    return _hash(word_size, k, _check_byte_order(byte_order), offset + port + fold)
 
 
 def slot(
@@ -200,17 +185,11 @@ def quantize(m: int, weights: Sequence[int]) -> tuple[int, int, list[int]]:
     (weight / gcd) >> rshift, or 1 for a non-zero weight that shifts to 0.
     """
     weights = [int(w) for w in weights]
-    g = 0
-    for w in weights:
-        if w > 0:
-            g = _gcd(w, g) if g else w
+    g = math.gcd(*(w for w in weights if w > 0))
     if g == 0:
         return 0, 0, [0] * len(weights)
     rshift = max(0, (max(weights) // g).bit_length() - tab_bits(m))
-    turns = []
-    for w in weights:
-        t = (w // g) >> rshift
-        turns.append(t if t else int(w != 0))
+    turns = [((w // g) >> rshift) or int(w != 0) for w in weights]
     return g, rshift, turns
 
 
@@ -245,9 +224,8 @@ def build_table(
         return _frozen(table, np.uint16)
     perm, skip = [], []
     for fold, port in zip(folds, ports):
-        v = ((fold + port) & _M32).to_bytes(4, order)
-        perm.append(hsiphash(word_size, v, *keys[0]) % m)
-        skip.append(hsiphash(word_size, v, *keys[1]) % (m - 1) + 1)
+        perm.append(_hash(word_size, keys[0], order, fold + port) % m)
+        skip.append(_hash(word_size, keys[1], order, fold + port) % (m - 1) + 1)
     filled = 0
     while True:
         for i in range(n):
@@ -262,12 +240,6 @@ def build_table(
                 filled += 1
                 if filled == m:
                     return _frozen(table, np.uint16)
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def _frozen(values: object, dtype: type) -> npt.NDArray:  # type: ignore[type-arg]
@@ -308,7 +280,7 @@ class Scheduler:
     ) -> None:
         if m not in PRIMES or word_size not in (32, 64):
             raise ValueError(f"table size {m} / word size {word_size} not supported")
-        hash_keys(word_size, hash_key)
+        self._h1 = hash_keys(word_size, hash_key)[0]
         self.byte_order = _check_byte_order(byte_order)
         self.hash_key = hash_key
         t = _frozen(table, np.uint16)
@@ -329,18 +301,8 @@ class Scheduler:
         self._av = a.tolist()
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (
-            _scheduler,
-            (
-                self.m,
-                self.word_size,
-                self.table,
-                self.avail,
-                self.fallback,
-                self.byte_order,
-                self.hash_key,
-            ),
-        )
+        new = partial(Scheduler, byte_order=self.byte_order, hash_key=self.hash_key)
+        return new, (self.m, self.word_size, self.table, self.avail, self.fallback)
 
     def trace(self, fold: int, port: int) -> list[tuple[int, int]]:
         """The slots lookup() reads, in order: a list of (slot, entry).
@@ -350,25 +312,14 @@ class Scheduler:
         the key, and stops at an empty slot, an available server, or after
         M probes.
         """
-        m = self.m
-        order, key = self.byte_order, self.hash_key
-        ihash = slot(m, self.word_size, fold, port, byte_order=order, hash_key=key)
+        m, ws, order, h1 = self.m, self.word_size, self.byte_order, self._h1
+        ihash = _hash(ws, h1, order, fold + port) % m
         d = self._tab[ihash]
         probes = [(ihash, d)]
         if d == SLOT_EMPTY or self._av[d] or not self.fallback:
             return probes
         for off in range(m):
-            roff = (off + ihash) % m
-            h = hashkey(
-                self.word_size,
-                HASH1_KEY,
-                fold,
-                port,
-                roff,
-                byte_order=order,
-                hash_key=key,
-            )
-            h %= m
+            h = _hash(ws, h1, order, (off + ihash) % m + port + fold) % m
             d = self._tab[h]
             probes.append((h, d))
             if d == SLOT_EMPTY or self._av[d]:
@@ -434,9 +385,7 @@ class Scheduler:
             words = _checked(addrs, np.uint32, 2, "addrs")
             if words.shape[1] != 4:
                 raise ValueError("IPv6 addresses as words must have shape (n, 4)")
-        folds = np.ascontiguousarray(
-            words[:, 0] ^ words[:, 1] ^ words[:, 2] ^ words[:, 3], dtype=np.uint32
-        )
+        folds = np.bitwise_xor.reduce(words, axis=1)
         if ports is not None and len(ports) != folds.shape[0]:
             raise ValueError("addresses and ports differ in length")
         return self.lookup_many(folds, ports, out)
@@ -449,12 +398,3 @@ def _checked(a: object, dtype: type, ndim: int, what: str) -> npt.NDArray:  # ty
     if not a.flags.c_contiguous:
         raise ValueError(f"{what}: not C-contiguous")
     return a
-
-
-KERNEL_REFERENCE = "v6.1 net/netfilter/ipvs/ip_vs_mh.c"
-
-
-def _scheduler(*args: object) -> Scheduler:
-    """Unpickle a Scheduler (its keyword-only arguments included)."""
-    m, ws, table, avail, fallback, order, key = args
-    return Scheduler(m, ws, table, avail, fallback, byte_order=order, hash_key=key)  # type: ignore[arg-type]

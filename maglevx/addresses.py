@@ -53,17 +53,15 @@ def parse_address(value: object, what: str) -> IPAddress:
     kernel know none; *what* names the field in errors.
     """
     if isinstance(value, ADDRESS_TYPES):
-        if getattr(value, "scope_id", None) is not None:
-            raise MaglevxError(f"{str(value)!r} is not an IP address", field=what)
-        return value
-    if not isinstance(value, str):
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    if "%" in value:
-        raise MaglevxError(f"{value!r} is not an IP address", field=what)
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        raise MaglevxError(f"{value!r} is not an IP address", field=what) from None
+        if getattr(value, "scope_id", None) is None:
+            return value
+        value = str(value)
+    elif isinstance(value, str) and "%" not in value:
+        try:
+            return ipaddress.ip_address(value.strip())
+        except ValueError:
+            pass
+    raise MaglevxError(f"{value!r} is not an IP address", field=what)
 
 
 def parse_number(text: str, lo: int, hi: int, what: str, field: str | None) -> int:
@@ -76,7 +74,7 @@ def parse_number(text: str, lo: int, hi: int, what: str, field: str | None) -> i
     name = f"{what} " if what else ""
     s = text.strip()
     if not s.isascii() or not s.isdigit():
-        raise MaglevxError(f"{name}{_quote(text)} is not a number", field=field)
+        raise MaglevxError(f"{name}{quote(text)} is not a number", field=field)
     digits = s.lstrip("0") or "0"
     if len(digits) > max(20, len(str(hi))):
         raise MaglevxError(
@@ -91,16 +89,14 @@ def parse_number(text: str, lo: int, hi: int, what: str, field: str | None) -> i
 
 def parse_int(value: object, lo: int, hi: int, what: str, field: str | None) -> int:
     """An integer within lo..hi from an int (not bool) or decimal str."""
-    if isinstance(value, bool):
-        raise MaglevxError(f"{what} {value!r} is not a number", field=field)
     if isinstance(value, str):
         return parse_number(value, lo, hi, what, field)
-    if isinstance(value, (int, np.integer)):
-        n = int(value)
-        if not lo <= n <= hi:
-            raise MaglevxError(f"{what} {n} is outside {lo}..{hi}", field=field)
-        return n
-    raise MaglevxError(f"{what} {value!r} is not a number", field=field)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise MaglevxError(f"{what} {value!r} is not a number", field=field)
+    n = int(value)
+    if not lo <= n <= hi:
+        raise MaglevxError(f"{what} {n} is outside {lo}..{hi}", field=field)
+    return n
 
 
 def parse_port(value: object, what: str) -> int:
@@ -110,7 +106,7 @@ def parse_port(value: object, what: str) -> int:
     if isinstance(value, str):
         s = value.strip()
         if not s.isdigit() or not s.isascii():
-            raise MaglevxError(f"{_quote(value)} is not a port", field=what)
+            raise MaglevxError(f"{quote(value)} is not a port", field=what)
         if len(s.lstrip("0")) > 5:
             raise MaglevxError(f"port {s[:20]!r} is outside 0..65535", field=what)
         value = int(s)
@@ -120,14 +116,20 @@ def parse_port(value: object, what: str) -> int:
     return port
 
 
-def _quote(text: str, limit: int = 40) -> str:
+def parse_protocol(value: object, what: str) -> str:
+    """tcp, udp or sctp, in any case; *what* names the field in errors."""
+    if not isinstance(value, str) or value.strip().lower() not in PROTOCOLS:
+        raise MaglevxError(
+            f"unknown protocol {value!r}; expected tcp, udp or sctp", field=what
+        )
+    return value.strip().lower()
+
+
+def quote(text: str, limit: int = 40) -> str:
     """*text* quoted for an error message, cut to *limit* characters."""
     if len(text) <= limit:
         return repr(text)
     return repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-quote = _quote
 
 
 def inet_aton(text: str) -> int | None:
@@ -142,15 +144,12 @@ def inet_aton(text: str) -> int | None:
         return None
     values = []
     for p in parts:
-        m = re.fullmatch(r"0[xX]([0-9a-fA-F]*)|(0[0-7]*)|([1-9][0-9]*)", p)
-        if m is None:
-            return None
-        if m.group(1) is not None:
-            values.append(int(m.group(1) or "0", 16))
-        elif m.group(2) is not None:
-            values.append(int(m.group(2), 8))
+        if re.fullmatch(r"0[xX][0-9a-fA-F]*", p):
+            values.append(int(p[2:] or "0", 16))
+        elif re.fullmatch(r"0[0-7]*|[1-9][0-9]*", p):
+            values.append(int(p, 8 if p[0] == "0" else 10))
         else:
-            values.append(int(m.group(3)))
+            return None
     last_bits = 8 * (5 - len(values))
     if any(v > 255 for v in values[:-1]) or values[-1] >= 1 << last_bits:
         return None
@@ -175,11 +174,7 @@ def parse_five_tuple(
             f"got {len(five_tuple)}"
         )
     proto, saddr, sport, daddr, dport = five_tuple
-    p = proto.strip().lower() if isinstance(proto, str) else None
-    if p not in PROTOCOLS:
-        raise MaglevxError(
-            f"unknown protocol {proto!r}; expected tcp, udp or sctp", field="proto"
-        )
+    p = parse_protocol(proto, "proto")
     sa = parse_address(saddr, "saddr")
     da = parse_address(daddr, "daddr")
     if sa.version != da.version:

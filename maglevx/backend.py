@@ -28,20 +28,16 @@ def _load() -> ModuleType:
 def _missing_extension() -> str:
     """Why the C extension cannot be imported, and what to do."""
     here = os.path.dirname(os.path.abspath(__file__))
-    if os.path.exists(os.path.join(here, "_core.pyx")):
-        # A source checkout: `pip install .` built the extension into
-        # site-packages, but this directory (e.g. the current directory,
-        # the repository root) comes first on sys.path and shadows it.
+    twin = "or set MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
+    if not os.path.exists(os.path.join(here, "_core.pyx")):
         return (
-            f"maglevx is imported from the source tree {here}, where its C "
-            "extension is not built (an installed maglevx is shadowed by it, "
-            "e.g. when Python runs from the repository root): run from another "
-            "directory, or build in place with `pip install -e .`, or set "
-            "MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
+            f"maglevx's C extension is not built; install with `pip install .` {twin}"
         )
-    return (
-        "maglevx's C extension is not built; install with `pip install .` "
-        "or set MAGLEVX_PURE_PYTHON=1 for the (slow) pure-Python twin"
+    return (  # a source checkout first on sys.path shadows the installed package
+        f"maglevx is imported from the source tree {here}, where its C "
+        "extension is not built (an installed maglevx is shadowed by it, "
+        "e.g. when Python runs from the repository root): run from another "
+        f"directory, or build in place with `pip install -e .`, {twin}"
     )
 
 

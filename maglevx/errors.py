@@ -50,10 +50,8 @@ class MaglevxError(ValueError):
     def _render(self) -> str:
         where = ""
         if self.source is not None:
-            where = self.source
-            if self.line is not None:
-                where += f":{self.line}"
-            where += ": "
+            line = "" if self.line is None else f":{self.line}"
+            where = f"{self.source}{line}: "
         elif self.line is not None:
             where = f"line {self.line}: "
         what = f"field {_cap(self.field, 60)!r}: " if self.field else ""

@@ -48,6 +48,7 @@ from maglevx.addresses import (
     parse_five_tuple,
     parse_int,
     parse_port,
+    parse_protocol,
 )
 from maglevx.backend import core
 from maglevx.errors import MaglevxError
@@ -163,13 +164,11 @@ class RealServer:
         set_(self, "address", parse_address(self.address, "address"))
         set_(self, "port", parse_port(self.port, "port"))
         set_(self, "weight", parse_int(self.weight, 0, MAX_WEIGHT, "weight", "weight"))
-        if isinstance(self.last_weight, int) and self.last_weight == -1:
-            set_(self, "last_weight", self.weight)
-        set_(
-            self,
-            "last_weight",
-            parse_int(self.last_weight, 0, MAX_WEIGHT, "last_weight", "last_weight"),
-        )
+        last = self.last_weight
+        if isinstance(last, int) and last == -1:
+            last = self.weight
+        last = parse_int(last, 0, MAX_WEIGHT, "last_weight", "last_weight")
+        set_(self, "last_weight", last)
         if self.forward not in FORWARD_METHODS:
             raise MaglevxError(
                 f"forwarding method {self.forward!r} is not one of "
@@ -202,21 +201,6 @@ class RealServer:
 # -- tables -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableParams:
-    """What a table depends on besides its real servers."""
-
-    table_size: int
-    word_size: int
-    byte_order: str = "little"
-    hash_key: bytes | None = None
-
-    @property
-    def hashing(self) -> dict[str, Any]:
-        """The core's keyword arguments for this director's hash."""
-        return {"byte_order": self.byte_order, "hash_key": self.hash_key}
-
-
 class _Build:
     """One table build: real servers (list order) and the weights used.
 
@@ -226,36 +210,29 @@ class _Build:
     keeps the table and changes only availability).
     """
 
-    __slots__ = ("params", "servers", "use_weight", "_weights", "_table", "_reuse")
+    __slots__ = ("params", "servers", "_weights", "_table", "_reuse")
 
     def __init__(
         self,
-        params: TableParams,
+        params: DirectorParams,
         servers: tuple[RealServer, ...],
-        use_weight: bool,
         previous: _Build | None = None,
     ) -> None:
         self.params = params
         self.servers = servers
-        self.use_weight = use_weight  # backport: weight; upstream: last_weight
         self._weights: tuple[int, ...] | None = None
         self._table: npt.NDArray[np.uint16] | None = None
-        # (params, endpoints, weights, table) of the last computed table
-        self._reuse: tuple[Any, ...] | None = None
-        if previous is not None:
-            t = previous._table
-            self._reuse = (
-                (previous.params, _endpoints(previous.servers), previous.weights, t)
-                if t is not None
-                else previous._reuse
-            )
+        # the last build that computed a table (previous builds share params)
+        self._reuse = previous
+        if previous is not None and previous._table is None:
+            self._reuse = previous._reuse
 
     @property
     def weights(self) -> tuple[int, ...]:
-        """The table weight of each server."""
+        """The table weight of each server: backport weight, upstream last_weight."""
         w = self._weights
         if w is None:
-            if self.use_weight:
+            if self.params.variant == "backport":
                 w = tuple(rs.weight for rs in self.servers)
             else:
                 w = tuple(rs.last_weight for rs in self.servers)
@@ -268,14 +245,14 @@ class _Build:
         t = self._table
         if t is not None:
             return t
-        reuse = self._reuse
+        r = self._reuse
         if (
-            reuse is not None
-            and reuse[0] == self.params
-            and reuse[2] == self.weights
-            and reuse[1] == _endpoints(self.servers)
+            r is not None
+            and r._table is not None
+            and r.weights == self.weights
+            and _endpoints(r.servers) == _endpoints(self.servers)
         ):
-            t = reuse[3]
+            t = r._table
         else:
             t = core.build_table(
                 self.params.table_size,
@@ -311,12 +288,10 @@ class TableSnapshot:
         servers: tuple[RealServer, ...],
         fallback: bool,
         hashes_port: bool,
-        available: Sequence[bool] | None = None,
+        available: Sequence[bool],
     ) -> None:
         self.build = build
         self.servers = servers
-        if available is None:
-            available = [rs.available for rs in servers]
         avail = np.array(available, np.uint8)
         avail.flags.writeable = False
         self.avail = avail
@@ -392,34 +367,30 @@ class TableSnapshot:
             raise MaglevxError(
                 f"threads {threads!r} is not a positive integer", field="threads"
             )
-        proto = _bulk_protocol(protocol)
+        parse_protocol(protocol, "protocol")
         addrs = bulk_addresses(saddrs, family)
         n = addrs.shape[0]
-        ports = None
-        if self.hashes_port and proto in PROTOCOLS:
-            if sports is None:
-                raise MaglevxError(
-                    "this service hashes client ports: give sports", field="sports"
-                )
-            ports = bulk_ports(sports, n)
-        elif sports is not None:
-            bulk_ports(sports, n)  # still checked
+        ports = None if sports is None else bulk_ports(sports, n)  # always checked
+        if not self.hashes_port:
+            ports = None
+        elif ports is None:
+            raise MaglevxError(
+                "this service hashes client ports: give sports", field="sports"
+            )
         result = _bulk_out(out, n)
         sched = self.scheduler
         run = sched.lookup_many if family == 4 else sched.lookup_many6
-        if threads == 1 or n < _MIN_FLOWS_PER_THREAD * 2:
+        parts = min(threads, n // _MIN_FLOWS_PER_THREAD)
+        if parts < 2:
             run(addrs, ports, result)
             return result.view(np.int32)
-        bounds = np.linspace(0, n, min(threads, n // _MIN_FLOWS_PER_THREAD) + 1)
-        bounds = bounds.astype(np.intp)
+        bounds = np.linspace(0, n, parts + 1).astype(np.intp)
 
         def part(i: int) -> None:
             lo, hi = bounds[i], bounds[i + 1]
             run(addrs[lo:hi], None if ports is None else ports[lo:hi], result[lo:hi])
 
-        pending = [
-            _pool(len(bounds) - 2).submit(part, i) for i in range(1, len(bounds) - 1)
-        ]
+        pending = [_pool(parts - 1).submit(part, i) for i in range(1, parts)]
         part(0)
         for f in pending:
             f.result()
@@ -441,15 +412,6 @@ def _pool(workers: int) -> ThreadPoolExecutor:
             if old is not None:
                 old.shutdown(wait=False)
         return _POOL
-
-
-def _bulk_protocol(protocol: object) -> str:
-    if not isinstance(protocol, str) or protocol.strip().lower() not in PROTOCOLS:
-        raise MaglevxError(
-            f"unknown protocol {protocol!r}; expected tcp, udp or sctp",
-            field="protocol",
-        )
-    return protocol.strip().lower()
 
 
 def _integers(a: npt.NDArray[Any], hi: int, what: str) -> npt.NDArray[Any]:
@@ -491,8 +453,6 @@ def bulk_addresses(saddrs: Any, family: int) -> npt.NDArray[Any]:
         if a.ndim != 1:
             raise MaglevxError("IPv4 addresses must be a 1-d array", field="saddrs")
         return np.ascontiguousarray(_integers(a, 0xFFFFFFFF, "saddrs"), np.uint32)
-    if a.ndim == 2 and a.shape[1] == 16 and a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
     if a.ndim != 2 or a.shape[1] not in (4, 16):
         raise MaglevxError(
             "IPv6 addresses must have shape (n, 4) words or (n, 16) bytes",
@@ -580,12 +540,19 @@ class VirtualService:
     :meth:`remove_server`, which rebuild the table as the kernel does.
     """
 
-    def __init__(self, director: Director, config: ServiceConfig) -> None:
+    def __init__(
+        self,
+        director: Director,
+        config: ServiceConfig,
+        servers: tuple[RealServer, ...] = (),
+        built: tuple[RealServer, ...] = (),
+    ) -> None:
+        # *servers*: the list, head first; *built*: those the table was built from
         self._director = director
         self._config = config
-        self._servers: tuple[RealServer, ...] = ()
-        self._index: dict[tuple[IPAddress, int], RealServer] = {}
-        self._build = _Build(director._table_params, (), director._use_weight)
+        self._servers = servers
+        self._index = {(rs.address, rs.port): rs for rs in servers}
+        self._build = _Build(director._params, built)
         self._snapshot: TableSnapshot | None = None
 
     # -- identity and settings ---------------------------------------------
@@ -633,17 +600,8 @@ class VirtualService:
         return (_service_of, (self._director, self.key))
 
     def _state(self) -> tuple[Any, ...]:
-        """What the service is, without caches (see Director.__getstate__)."""
+        """What the service is, without caches: VirtualService(director, *state)."""
         return (self._config, self._servers, self._build.servers)
-
-    @classmethod
-    def _restore(cls, director: Director, state: tuple[Any, ...]) -> VirtualService:
-        config, servers, built = state
-        svc = cls(director, config)
-        svc._servers = servers
-        svc._index = {(rs.address, rs.port): rs for rs in servers}
-        svc._build = _Build(director._table_params, built, director._use_weight)
-        return svc
 
     @property
     def fallback(self) -> bool:
@@ -683,14 +641,10 @@ class VirtualService:
         l_threshold: int = 0,
     ) -> RealServer:
         """``ip_vs_add_dest()``: a new real server at the list head; rebuild."""
+        address = parse_address(address, "address")
+        # last_weight is set on add, even to 0
         rs = RealServer(
-            address,  # type: ignore[arg-type]
-            port,
-            weight,
-            weight,  # last_weight is set on add, even to 0
-            forward,
-            u_threshold,
-            l_threshold,
+            address, port, weight, weight, forward, u_threshold, l_threshold
         )
         self._check_family(rs)
         with self._director._lock:
@@ -717,20 +671,18 @@ class VirtualService:
         last_weight with latest non-0 weight"), so an upstream table keeps a
         drained server's slots.
         """
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
-            rs = RealServer(
-                address,
-                port,
-                weight,
-                weight if weight != 0 else old.last_weight,
-                forward,
-                u_threshold,
-                l_threshold,
-                old.overloaded,
+            rs = replace(
+                old,
+                weight=weight,
+                last_weight=weight if weight != 0 else old.last_weight,
+                forward=forward,
+                u_threshold=u_threshold,
+                l_threshold=l_threshold,
             )
-            self._replace(old, rs)
+            self._swap(old, rs)
+            self._changed()
         return rs
 
     def set_overloaded(
@@ -741,7 +693,6 @@ class VirtualService:
         The kernel sets this flag from live connection counts and the
         thresholds; it changes availability only, never the table.
         """
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
             rs = replace(old, overloaded=bool(overloaded))
@@ -751,15 +702,15 @@ class VirtualService:
 
     def remove_server(self, address: IPAddress | str, port: int) -> None:
         """``ip_vs_del_dest()``: unlink the real server; rebuild."""
-        address = parse_address(address, "address")
         with self._director._lock:
             old = self._existing(address, port)
-            del self._index[(address, port)]
+            del self._index[(old.address, old.port)]
             self._servers = tuple(s for s in self._servers if s is not old)
             self._changed()
 
-    def _existing(self, address: IPAddress, port: int) -> RealServer:
+    def _existing(self, address: IPAddress | str, port: int) -> RealServer:
         """The real server at address:port; MaglevxError when there is none."""
+        address = parse_address(address, "address")
         rs = self._index.get((address, port))
         if rs is None:
             raise MaglevxError(
@@ -771,10 +722,6 @@ class VirtualService:
         """Put *new* in *old*'s place in the list and the index."""
         self._servers = tuple(new if s is old else s for s in self._servers)
         self._index[(new.address, new.port)] = new
-
-    def _replace(self, old: RealServer, new: RealServer) -> None:
-        self._swap(old, new)
-        self._changed()
 
     def _check_family(self, rs: RealServer) -> None:
         if rs.address.version != self.family:
@@ -796,9 +743,7 @@ class VirtualService:
         d = self._director
         if len(self._servers) > min(d.table_size, core.MAX_DESTS):
             return False
-        self._build = _Build(
-            d._table_params, self._servers, d._use_weight, previous=self._build
-        )
+        self._build = _Build(d._params, self._servers, self._build)
         return True
 
     @property
@@ -811,27 +756,23 @@ class VirtualService:
         snap = self._snapshot
         if snap is None:
             with self._director._lock:
-                snap = self._snapshot
-                if snap is None:
-                    b = self._build
-                    # entries point at the servers as they are now; one deleted
-                    # while a rebuild failed keeps its last state (the trash)
-                    index = self._index
-                    servers = tuple(
-                        index.get((rs.address, rs.port), rs) for rs in b.servers
-                    )
-                    avail = [rs.available for rs in servers]
-                    if self._director.variant == "backport":
-                        # kmod/ also refuses a server no longer in the list
-                        # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
-                        avail = [
-                            ok and (rs.address, rs.port) in index
-                            for ok, rs in zip(avail, servers)
-                        ]
-                    snap = TableSnapshot(
-                        b, servers, self.fallback, self.hashes_port, avail
-                    )
-                    self._snapshot = snap
+                snap = self._snapshot or self._make_snapshot()
+        return snap
+
+    def _make_snapshot(self) -> TableSnapshot:
+        b, index = self._build, self._index
+        # entries point at the servers as they are now; one deleted
+        # while a rebuild failed keeps its last state (the trash)
+        servers = tuple(index.get((rs.address, rs.port), rs) for rs in b.servers)
+        # kmod/ also refuses a server no longer in the list
+        # (IP_VS_DEST_F_AVAILABLE cleared by its deletion)
+        upstream = self._director.variant == "upstream"
+        avail = [
+            rs.available and (upstream or (rs.address, rs.port) in index)
+            for rs in servers
+        ]
+        snap = TableSnapshot(b, servers, self.fallback, self.hashes_port, avail)
+        self._snapshot = snap
         return snap
 
     @property
@@ -885,7 +826,9 @@ class VirtualService:
                 field="saddr",
             )
         snap = self.snapshot
-        port = snap.hashed_port(_bulk_protocol(protocol), parse_port(sport, "sport"))
+        port = snap.hashed_port(
+            parse_protocol(protocol, "protocol"), parse_port(sport, "sport")
+        )
         return snap.lookup(fold(sa), port)
 
     def lookup_many(
@@ -944,6 +887,11 @@ class DirectorParams:
             self.variant, self.word_size, self.table_size, self.byte_order,
             self.hash_key,
         )  # fmt: skip
+
+    @property
+    def hashing(self) -> dict[str, Any]:
+        """The core's keyword arguments for this director's hash."""
+        return {"byte_order": self.byte_order, "hash_key": self.hash_key}
 
     def describe(self) -> str:
         """E.g. ``upstream, 64-bit, M=4093``."""
@@ -1008,10 +956,6 @@ class Director:
 
     def _init(self, params: DirectorParams) -> None:
         self._params = params
-        self._table_params = TableParams(
-            params.table_size, params.word_size, params.byte_order, params.hash_key
-        )
-        self._use_weight = params.variant == "backport"
         self._services: dict[ServiceKey, VirtualService] = {}
         self._lock = threading.RLock()
         self._routes: dict[tuple[object, ...], VirtualService | None] = {}
@@ -1043,9 +987,7 @@ class Director:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Director):
             return NotImplemented
-        return self._params == other._params and list(self._services.values()) == list(
-            other._services.values()
-        )
+        return self._params == other._params and self.services == other.services
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -1056,7 +998,7 @@ class Director:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._init(state["params"])
         for st in state["services"]:
-            svc = VirtualService._restore(self, st)
+            svc = VirtualService(self, *st)
             self._services[svc.key] = svc
         self.templates = state.get("templates", Templates())
 
@@ -1080,7 +1022,7 @@ class Director:
         new = Director.from_params(self._params)
         with self._lock:
             for key, svc in self._services.items():
-                c = VirtualService._restore(new, svc._state())
+                c = VirtualService(new, *svc._state())
                 c._build._table = svc._build._table
                 new._services[key] = c
             new.templates = self.templates.copy()
@@ -1149,32 +1091,24 @@ class Director:
         return d
 
     def _load_listed(self, listed: Any) -> None:
-        config = ServiceConfig(
-            listed.protocol,
-            listed.address,
-            listed.port,
-            listed.fwmark,
-            listed.family,
-            listed.scheduler,
-            listed.flags,
-            listed.persistent,
+        config = _service_config(
+            listed.protocol, listed.address, listed.port, listed.fwmark,
+            listed.family, listed.scheduler, listed.flags, listed.persistent,
             listed.netmask,
-            _mask(listed.netmask, listed.family),
-        )
+        )  # fmt: skip
         if config.key in self._services:
             raise MaglevxError(f"service {config.name} listed twice")
         svc = VirtualService(self, config)
         limit = min(self.table_size, core.MAX_DESTS)
-        servers: list[RealServer] = []
-        seen: set[tuple[IPAddress, int]] = set()
+        index = svc._index  # listed head first, the list order
         for ls in listed.servers:
-            if (ls.address, ls.port) in seen:
+            if (ls.address, ls.port) in index:
                 raise MaglevxError(
                     f"real server {format_endpoint(ls.address, ls.port)} listed "
                     f"twice in {config.name}",
                     line=ls.line,
                 )
-            if config.scheduler == "mh" and len(servers) >= limit:
+            if config.scheduler == "mh" and len(index) >= limit:
                 # The kernel refused to rebuild and kept a table from before,
                 # which a listing does not show: refuse rather than guess.
                 raise MaglevxError(
@@ -1185,10 +1119,8 @@ class Director:
                 )
             rs = RealServer(ls.address, ls.port, ls.weight, ls.weight, ls.forward)
             svc._check_family(rs)
-            seen.add((ls.address, ls.port))
-            servers.append(rs)  # listed head first
-        svc._servers = tuple(servers)
-        svc._index = {(rs.address, rs.port): rs for rs in servers}
+            index[(rs.address, rs.port)] = rs
+        svc._servers = tuple(index.values())
         svc._changed()
         with self._lock:
             self._services[config.key] = svc
@@ -1260,15 +1192,13 @@ class Director:
                 old.protocol, old.address, old.port, old.fwmark, old.family,
                 scheduler, flags, persistent, netmask,
             )  # fmt: skip
-            if new.scheduler == "mh" and old.scheduler != "mh":
-                if len(svc._servers) > min(self.table_size, core.MAX_DESTS):
-                    raise MaglevxError(
-                        f"{svc.name} has {len(svc._servers)} real servers, more "
-                        f"than the {self.table_size} table slots: the kernel "
-                        "refuses mh"
-                    )
-                svc._config = new
-                svc._rebuild()
+            switch = new.scheduler == "mh" and old.scheduler != "mh"
+            if switch and not svc._rebuild():
+                raise MaglevxError(
+                    f"{svc.name} has {len(svc._servers)} real servers, more "
+                    f"than the {self.table_size} table slots: the kernel "
+                    "refuses mh"
+                )
             svc._config = new
             svc._snapshot = None
             self._routes = {}
@@ -1304,42 +1234,35 @@ class Director:
             raise MaglevxError(exc.message, field=option) from None
 
     def _apply_command(self, cmd: Command) -> None:
-        if cmd.command == "clear":
+        c = cmd.command
+        if c == "clear":
             self.clear()
-            return
-        key = cmd.service_key
-        if cmd.command == "add-service":
+        elif c == "add-service":
             assert cmd.scheduler is not None
             self.add_service(
                 cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
                 family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
                 persistent=cmd.persistent, netmask=cmd.netmask,
             )  # fmt: skip
-            return
-        if cmd.command == "edit-service":
+        elif c == "edit-service":
             assert cmd.scheduler is not None
             self.edit_service(
-                key, scheduler=cmd.scheduler, flags=cmd.flags,
+                cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
                 persistent=cmd.persistent, netmask=cmd.netmask,
             )  # fmt: skip
-            return
-        if cmd.command == "delete-service":
-            self.remove_service(key)
-            return
-        svc = self.service(key)
-        assert cmd.rs_address is not None
-        if cmd.command == "add-server":
-            svc.add_server(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
-        elif cmd.command == "edit-server":
-            svc.edit_server(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
+        elif c == "delete-service":
+            self.remove_service(cmd.service_key)
         else:
-            svc.remove_server(cmd.rs_address, cmd.rs_port)
+            svc = self.service(cmd.service_key)
+            assert cmd.rs_address is not None
+            if c not in ("add-server", "edit-server"):  # delete-server
+                svc.remove_server(cmd.rs_address, cmd.rs_port)
+                return
+            change = svc.add_server if c == "add-server" else svc.edit_server
+            change(
+                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
+                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
+            )  # fmt: skip
 
     # -- resolving flows -------------------------------------------------------
     def service_for(
@@ -1393,33 +1316,22 @@ class Director:
         if self.needs_decisions():
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
-                proto = _bulk_protocol(protocols[i])
+                proto = parse_protocol(protocols[i], "protocol")
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
                 mark = marks[i] if marks is not None else 0
                 svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
-                if svc is None or svc.scheduler != "mh":
-                    if strict:
-                        raise MaglevxError(
-                            f"row {i}: no mh virtual service for {protocols[i]} "
-                            f"{daddrs[i]} port {dp[i]}",
-                            field="daddrs",
-                        )
-                    continue
-                out[i] = decision.decide(self, flow, fwmark=mark).server
+                if _mh_service(svc, strict, i, protocols[i], daddrs[i], dp[i]):
+                    out[i] = decision.decide(self, flow, fwmark=mark).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
             groups.setdefault(key, []).append(i)
         for (proto, daddr, dport), rows in groups.items():
-            p = _bulk_protocol(proto)
-            svc = self.resolve(p, daddr, dport)
-            if svc is None or svc.scheduler != "mh":
-                if strict:
-                    raise MaglevxError(
-                        f"row {rows[0]}: no mh virtual service for {p} "
-                        f"{daddr} port {dport}",
-                        field="daddrs",
-                    )
+            p = parse_protocol(proto, "protocol")
+            svc = _mh_service(
+                self.resolve(p, daddr, dport), strict, rows[0], p, daddr, dport
+            )
+            if svc is None:
                 continue
             snap = svc.snapshot
             sel = np.array(rows, np.intp)
@@ -1448,6 +1360,21 @@ class Director:
 
 
 _MAX_ROUTES = 65536
+
+
+def _mh_service(
+    svc: VirtualService | None, strict: bool, row: int, *flow: object
+) -> VirtualService | None:
+    """*svc* if it uses mh, else None; with *strict*, an error naming the flow."""
+    if svc is not None and svc.scheduler == "mh":
+        return svc
+    if strict:
+        proto, daddr, dport = flow
+        raise MaglevxError(
+            f"row {row}: no mh virtual service for {proto} {daddr} port {dport}",
+            field="daddrs",
+        )
+    return None
 
 
 def _service_of(director: Director, key: ServiceKey) -> VirtualService:
@@ -1507,10 +1434,9 @@ def _service_config(
         flags &= ~SVC_F_PERSISTENT
     if protocol == "fwmark":
         fwmark = parse_int(fwmark, 1, 0xFFFFFFFF, "fwmark", "fwmark")
+        family = 4 if family is None else family
         if family not in (4, 6):
-            family = 4 if family is None else family
-            if family not in (4, 6):
-                raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
+            raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
         return ServiceConfig(
             "fwmark", None, 0, fwmark, family, scheduler, flags, persistent,
             netmask, _mask(netmask, family),

@@ -31,11 +31,13 @@ SPLIT_OUT = ["maglevx/addresses.py", "maglevx/ipvs.py", "maglevx/listing.py"]
 SPLIT_OUT += ["maglevx/_version.py"]
 SOURCE = (".py", ".pyx", ".pyi", ".pxd")
 
-# Commits that wrote another issue's feature into these files.
+# Commits that wrote another issue's feature into these files.  A merge is
+# listed when it merged that issue's branch: the lines it wrote are the
+# branch's feature fitted to main (f299937: realinputs, 2710849: decision).
 OTHER_ISSUES = {
-    "11": "a186717 db8560f 2f7d3cc 29293aa",
+    "11": "a186717 db8560f 2f7d3cc 29293aa 2710849",
     "12": "c6c19d1 4bc955f 5e62764 5995df7 53da815 80c27ed c4feb7d 86d03c9 "
-    "fcc859d 222c632 073c55d",
+    "fcc859d 222c632 073c55d f299937 e23eea6",
     "13": "f961698 9f6742e 5b56d2b",
     "14": "109dabc e5402e6 ddff569 c70b52b 664e9e4 6cf075a b1dbb70",
     "15": "8444379",
