@@ -1,42 +1,10 @@
-"""Reading flows from captures: ``/proc/net/ip_vs_conn`` and ``conntrack -L``.
+"""Flows from ``/proc/net/ip_vs_conn``, ``ipvsadm -Lnc`` and ``conntrack -L``.
 
-Both yield :class:`CapturedFlow` records, each naming its source line so
-errors can point at it.
-
-``/proc/net/ip_vs_conn`` (``ip_vs_conn_seq_show()``)::
-
-    Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData
-    TCP 0A020001 9C40 0A010001 0050 AC100001 0050 ESTABLISHED     899
-
-IPv4 addresses and all ports are upper-case hex in host order, IPv6
-addresses are ``%pI6`` (eight zero-padded groups). *From* is the client,
-*To* the virtual service, *Dest* the real server the kernel chose.
-Persistence templates have client port 0 (protocol ``IP`` for fwmark
-services) and state ``NONE`` or ``ASSURED``.
-
-``conntrack -L`` (also ``-o extended``)::
-
-    tcp      6 431999 ESTABLISHED src=10.2.0.1 dst=10.1.0.1 sport=40000 dport=80 \
-src=172.16.0.1 dst=10.2.0.1 sport=80 dport=40000 [ASSURED] mark=0 use=1
-
-The first ``src/dst/sport/dport`` group is the original direction: the
-client and the virtual service. The second is the reply direction: for
-masquerading (NAT) real servers its source is the real server the kernel
-chose; for direct routing and tunnels it is the virtual service again, so
-the real server is unknown. ``conntrack -E`` event lines (``[NEW] tcp ...``)
-and ``/proc/net/nf_conntrack`` lines (``ipv4 2 tcp 6 ...``) are read too.
-
-``ipvsadm -Lnc`` (also ``-L -c -n``, ``-Ln --connection``; ipvsadm's
-``print_conn()``)::
-
-    IPVS connection entries
-    pro expire state       source             virtual            destination
-    TCP 14:59  ESTABLISHED 192.168.56.1:57326 192.168.56.200:80  192.168.56.103:80
-
-the same connections as ``/proc/net/ip_vs_conn`` with printed addresses and
-the expiry as minutes:seconds (``--persistent-conn`` adds ``pe name`` and
-``pe_data`` columns). Without ``-n`` ipvsadm prints host and service names,
-which cannot be read back offline.
+Each parser yields :class:`CapturedFlow` records naming their source line, so
+errors can point at it. The formats, with examples, are in ``docs/tools.md``
+("Capture formats"): ``ip_vs_conn_seq_show()``'s hex fields, ipvsadm's
+``print_conn()``, and conntrack's original and reply directions (the reply's
+source is the real server for masquerading only).
 """
 
 from __future__ import annotations
@@ -46,7 +14,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from maglevx.addresses import IPAddress, format_endpoint, parse_number, parse_port
+from maglevx.addresses import (
+    IPAddress,
+    format_endpoint,
+    parse_address,
+    parse_number,
+    parse_port,
+)
 from maglevx.errors import MaglevxError
 
 CONN_HEADER = "Pro FromIP"
@@ -188,13 +162,13 @@ def parse_conntrack(
         try:
             if "src" not in first or "dst" not in first:
                 raise MaglevxError("no src=/dst= in the original direction")
-            sa = _ip(first["src"], "src")
-            da = _ip(first["dst"], "dst")
+            sa = parse_address(first["src"], "src")
+            da = parse_address(first["dst"], "dst")
             dport = parse_port(first.get("dport", ""), "dport")
             raddr = rport = None
             reply = groups[1] if len(groups) > 1 else {}
             if "src" in reply and "sport" in reply:
-                ra = _ip(reply["src"], "src")
+                ra = parse_address(reply["src"], "src")
                 rp = parse_port(reply["sport"], "sport")
                 if (ra, rp) != (da, dport):
                     raddr, rport = ra, rp
@@ -288,13 +262,6 @@ def _lnc_endpoint(text: str, field: str) -> tuple[IPAddress, int]:
     if not (port.isascii() and port.isdigit()):
         raise MaglevxError(f"port {port!r} is not a number: {numeric}", field=field)
     return address, parse_port(port, field)
-
-
-def _ip(text: str, field: str) -> IPAddress:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise MaglevxError(f"{text!r} is not an IP address", field=field) from None
 
 
 def detect(head: bytes) -> str:

@@ -181,8 +181,10 @@ def _split_endpoint(text: str) -> tuple[str, str | None] | None:
     return text, None
 
 
-def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
-    """*text* with a port name replaced by the number ipvsadm reads for it.
+def numeric_endpoint(
+    text: str, protocol: str, field: str, numeric: str
+) -> tuple[IPAddress, int | None]:
+    """:func:`parse_endpoint` of *text*, a port name read as ipvsadm reads it.
 
     ipvsadm prints ports by name without ``-n`` (``10.0.0.1:http``) and reads
     names back with ``getservbyname()``: the bundled table of
@@ -192,7 +194,7 @@ def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
     """
     parts = _split_endpoint(text)
     if parts is None:
-        return text  # parse_endpoint() says what is wrong
+        return parse_endpoint(text, field)  # it says what is wrong
     addr, port = parts
     if not _is_address(addr):
         if re.search(r"[<>*]|xx", addr):
@@ -217,8 +219,8 @@ def numeric_endpoint(text: str, protocol: str, field: str, numeric: str) -> str:
                 f"prints (netbase {NETBASE}): {numeric} (-n: numeric ports)",
                 field=field,
             )
-        return text[: len(text) - len(port)] + str(number)
-    return text
+        text = text[: len(text) - len(port)] + str(number)
+    return parse_endpoint(text, field)
 
 
 def _is_address(text: str) -> bool:
@@ -333,8 +335,7 @@ def parse_command(tokens: list[str]) -> Command:
                 cmd.family = 4
             else:
                 cmd.protocol = name.split("-")[0]
-                text = numeric_endpoint(text, cmd.protocol, opt, _SAVE_NUMERIC)
-                address, port = parse_endpoint(text, opt)
+                address, port = numeric_endpoint(text, cmd.protocol, opt, _SAVE_NUMERIC)
                 cmd.address, cmd.port = address, port or 0
                 cmd.family = address.version
         elif name == "scheduler":
@@ -355,8 +356,7 @@ def parse_command(tokens: list[str]) -> Command:
             )
         elif name == "real-server":
             proto = cmd.protocol if cmd.protocol not in (None, "fwmark") else "tcp"
-            text = numeric_endpoint(text, proto, opt, _SAVE_NUMERIC)
-            address, port = parse_endpoint(text, opt)
+            address, port = numeric_endpoint(text, proto, opt, _SAVE_NUMERIC)
             cmd.rs_address = address
             # ipvsadm: "copy vport to dport if not specified"
             cmd.rs_port = cmd.port if port is None else port

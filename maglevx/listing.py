@@ -22,7 +22,6 @@ from maglevx.ipvs import MAX_TIMEOUT, SCHEDULERS, SVC_F_ONEPACKET, SVC_F_PERSIST
 from maglevx.ipvsadm import (
     check_line_length,
     numeric_endpoint,
-    parse_endpoint,
     parse_sched_flags,
     split_lines,
 )
@@ -58,11 +57,8 @@ class ListedService:
 
 # re.ASCII: \d must not match other scripts' digits (int("٣") == 3).
 _SVC_RE = re.compile(
-    r"^(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)\s+(?P<sched>\S+)(?P<rest>.*)$",
-    re.ASCII,
-)
-_FWM_RE = re.compile(
-    r"^FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?\s+(?P<sched>\S+)(?P<rest>.*)$",
+    r"^(?:(?P<proto>TCP|UDP|SCTP)\s+(?P<addr>\S+)|FWM\s+(?P<mark>\d+)(?P<v6>\s+IPv6)?)"
+    r"\s+(?P<sched>\S+)(?P<rest>.*)$",
     re.ASCII,
 )
 _RS_RE = re.compile(
@@ -202,20 +198,18 @@ def _foreign(line: str, seen_service: bool) -> bool:
 
 def _service(line: str, lineno: int) -> ListedService:
     m = _SVC_RE.match(line)
-    fwm = _FWM_RE.match(line) if m is None else None
-    if m is not None:
-        protocol = m["proto"].lower()
-        text = numeric_endpoint(m["addr"], protocol, "LocalAddress:Port", _NUMERIC)
-        address, port = parse_endpoint(text, "LocalAddress:Port")
-        fwmark, family = 0, address.version
-        sched, rest = m["sched"], m["rest"]
-    elif fwm is not None:
-        protocol, address, port = "fwmark", None, 0
-        fwmark = parse_number(fwm["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
-        family = 6 if fwm["v6"] else 4
-        sched, rest = fwm["sched"], fwm["rest"]
-    else:
+    if m is None:
         raise MaglevxError(f"not a line of `ipvsadm -Ln --nosort`: {line!r}")
+    sched, rest = m["sched"], m["rest"]
+    if m["proto"]:
+        protocol = m["proto"].lower()
+        where = "LocalAddress:Port"
+        address, port = numeric_endpoint(m["addr"], protocol, where, _NUMERIC)
+        fwmark, family = 0, address.version
+    else:
+        protocol, address, port = "fwmark", None, 0
+        fwmark = parse_number(m["mark"], 1, 0xFFFFFFFF, "fwmark", "FWM")
+        family = 6 if m["v6"] else 4
     if sched not in SCHEDULERS:
         if re.fullmatch(r"\d+[KMGT]?", sched, re.ASCII):
             raise MaglevxError(
@@ -280,8 +274,8 @@ def _server(
             )
         raise MaglevxError(f"not a real server line: {line!r}")
     protocol = "tcp" if svc.protocol == "fwmark" else svc.protocol
-    text = numeric_endpoint(m["addr"], protocol, "RemoteAddress:Port", _NUMERIC)
-    address, port = parse_endpoint(text, "RemoteAddress:Port")
+    where = "RemoteAddress:Port"
+    address, port = numeric_endpoint(m["addr"], protocol, where, _NUMERIC)
     if m["weight"].startswith("-"):
         raise MaglevxError(
             f"weight {m['weight'][:21]} is outside 0..65535", field="Weight"

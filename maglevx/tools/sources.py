@@ -1,18 +1,11 @@
 """Reading configurations: files, their kind, and per-input parameters.
 
 Tools that compare several directors (``diff``, ``consistency``) take each
-configuration as a *spec*::
-
-    PATH[:key=value[,key=value...]]
-
-where the keys are ``kind`` (``history`` or ``snapshot``; by default the
-content decides), ``variant``, ``word-size``, ``table-size`` and
-``hash-port`` (backport only, 0 or 1). Keys not given come from the
-command's ``--variant/--word-size/--table-size`` defaults. Examples::
-
-    lb1.txt
-    lb2-listing.txt:kind=snapshot,word-size=32
-    proposed.txt:table-size=8191
+configuration as a *spec*, ``PATH[:key=value,...]`` (``docs/tools.md``), e.g.
+``lb2-listing.txt:kind=snapshot,word-size=32``. Keys: ``kind`` (``history`` or
+``snapshot``; by default the content decides), ``variant``, ``word-size``,
+``table-size``, ``hash-port`` (backport only, 0 or 1); the command's
+``--variant/--word-size/--table-size`` give the others.
 """
 
 from __future__ import annotations

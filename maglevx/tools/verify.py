@@ -1,14 +1,10 @@
 """``maglevx verify``: whether a live director does what we predict.
 
-Reads the configuration (``ipvsadm -Ln --nosort``, or a history or listing
-from a file) and the kernel's connections (``/proc/net/ip_vs_conn``, or a
-captured copy), predicts every connection's real server and reports each
-one that differs. Known causes are caveats, not errors (``docs/tools.md``):
-persistence (connections follow their template; templates, client port 0,
-are listed too), the ``last_weight`` a listing cannot show, and connections
-older than a change (scheduled once, when they started). With maglevx's
-module (``kmod/``) loaded, its debugfs ``tables`` (format version 1,
-``kmod/ip_vs_mh_debugfs.c``) is compared with the predicted tables slot by slot.
+Predicts the real server of every connection of a capture and reports each
+that differs; known causes (persistence, the ``last_weight`` a listing cannot
+show, connections older than a change) are caveats (``docs/tools.md``). The
+module's debugfs ``tables`` (v1, ``kmod/ip_vs_mh_debugfs.c``) is compared
+slot by slot.
 """
 
 from __future__ import annotations
