@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from maglevx import Director, _core, _twin
+from maglevx import Director, MaglevxError, _core, _twin
+from maglevx.tools.sources import resolve_service
 from maglevx.tools.table import table_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +106,11 @@ def test_cli_table_text_json_and_service_filter(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith(
         "maglevx: error: field '--service'"
     )
+
+
+@pytest.mark.parametrize("text", ["FWM \u00b2", "FWM \u0663", "TCP 10.0.0.1:\u00b2"])
+def test_service_named_with_a_unicode_digit_is_one_error(text):
+    # "²".isdigit() is true but int("²") raises: it was a bare ValueError
+    director = Director.from_history("-A -f 3 -s mh\n-a -f 3 -r 10.1.0.1:80\n")
+    with pytest.raises(MaglevxError, match=r"^field '--service': no mh service"):
+        resolve_service(text, director)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
-from maglevx.addresses import format_endpoint
+from maglevx.addresses import format_endpoint, parse_number
 from maglevx.errors import MaglevxError
 from maglevx.ipvsadm import parse_endpoint, split_lines
 from maglevx.model import Director, DirectorParams
@@ -423,11 +423,11 @@ def resolve_service(text: str, director: Director, *, field: str = "--service") 
             address, port = parse_endpoint(words[1], field)
             if len(words) == 2:
                 want = f"{words[0].upper()} {format_endpoint(address, port or 0)}"
-        elif len(words) >= 2 and words[0].upper() == "FWM" and words[1].isdigit():
-            want = f"FWM {int(words[1])}"
+        elif len(words) >= 2 and words[0].upper() == "FWM":
+            want = f"FWM {parse_number(words[1], 0, 0xFFFFFFFF, 'fwmark', field)}"
             if words[2:] and words[2].upper() == "IPV6":
                 want += " IPv6"
-    except ValueError:  # a MaglevxError, or int() of a digit such as "²"
+    except MaglevxError:
         want = None
     if want is not None and want in names:
         return want
