@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
 
-from maglevx import arrow
+from maglevx import arrow, captures, predict
 from maglevx._version import __version__
 from maglevx.addresses import parse_address, quote
+from maglevx.captures import parse_ip_vs_conn
+from maglevx.decision import parse_fwmark, templates_from_conns
 from maglevx.errors import MaglevxError
 from maglevx.ipvs import BYTE_ORDERS, VARIANTS
 from maglevx.ipvsadm import split_lines
@@ -28,7 +31,8 @@ from maglevx.model import (
     parse_hash_key,
 )
 from maglevx.predict import FORMATS
-from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED
+from maglevx.tools import sources, verify
+from maglevx.tools.sample import DEFAULT_SAMPLE, DEFAULT_SEED, from_lines
 from maglevx.tools.sources import ListingOptions, load_text, open_input, read_text
 from maglevx.tools.verify import PROC_CONN
 
@@ -216,10 +220,10 @@ def _no_service(source: str, no_service: int, flows: int, stdout: TextIO) -> Non
 
 def listing_from(args: argparse.Namespace) -> ListingOptions:
     """What --last-weight/--assume-drained-by-edit say about listings."""
-    from maglevx.tools.sources import parse_last_weight
-
     return ListingOptions(
-        last_weights=tuple(parse_last_weight(t) for t in args.last_weight or ()),
+        last_weights=tuple(
+            sources.parse_last_weight(t) for t in args.last_weight or ()
+        ),
         drained_by_edit=args.assume_drained_by_edit,
     )
 
@@ -241,29 +245,21 @@ def load_director(args: argparse.Namespace) -> Director:
 
 def listing_notes(args: argparse.Namespace, director: Director) -> dict[str, list]:
     """Per service, the weight-0 real servers whose last_weight a listing hides."""
-    from maglevx.tools.sources import listing_assumptions
-
     if getattr(args, "snapshot", None) is None:
         return {}
     out: dict[str, list] = {}
-    for x in listing_assumptions(director, listing_from(args)).drained:
+    for x in sources.listing_assumptions(director, listing_from(args)).drained:
         out.setdefault(x.service, []).append(x)
     return out
 
 
 def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
-    from maglevx import predict
-
     director = load_director(args)
     if args.snapshot is not None:
-        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
-
-        for name in maybe_sorted(director):
-            _say(f"{args.snapshot}: {name}: {SORTED_NOTE}")
+        for name in sources.maybe_sorted(director):
+            _say(f"{args.snapshot}: {name}: {sources.SORTED_NOTE}")
     elif args.history is not None:  # not --live
-        from maglevx.tools.sources import saved_rule_file
-
-        for note in saved_rule_file(read_text(args.history), director).values():
+        for note in sources.saved_rule_file(read_text(args.history), director).values():
             _say(f"{args.history}: {note}")
     ambiguous = False
     for name, xs in listing_notes(args, director).items():
@@ -294,9 +290,7 @@ def _cmd_predict(args: argparse.Namespace, stdout: TextIO) -> int:
         if fmt == "csv":
             stats = predict.PredictStats()
             if ambiguous:
-                from maglevx.tools.sources import drained_alternative
-
-                stats.alternative = drained_alternative(director)
+                stats.alternative = sources.drained_alternative(director)
             predict.predict_stream(
                 director, stream, stdout, source=source, progress=progress,
                 strict=args.strict, stats=stats,
@@ -354,7 +348,6 @@ def _emit(args: argparse.Namespace, stdout: TextIO, obj: Any, text: str) -> None
 
 def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
     from maglevx.tools import table
-    from maglevx.tools.sources import resolve_service
 
     if args.live:
         from maglevx import live
@@ -365,20 +358,22 @@ def _cmd_table(args: argparse.Namespace, stdout: TextIO) -> int:
         director = ld.director
     else:
         director = load_director(args)
-    service = None if args.service is None else resolve_service(args.service, director)
+    service = (
+        None
+        if args.service is None
+        else sources.resolve_service(args.service, director)
+    )
     notes = {
         name: [x.text() for x in xs]
         for name, xs in listing_notes(args, director).items()
     }
     if args.snapshot is not None:
-        from maglevx.tools.sources import SORTED_NOTE, maybe_sorted
-
-        for name in maybe_sorted(director):
-            notes.setdefault(name, []).append(f"{name} may be sorted: {SORTED_NOTE}")
+        for name in sources.maybe_sorted(director):
+            note = f"{name} may be sorted: {sources.SORTED_NOTE}"
+            notes.setdefault(name, []).append(note)
     elif args.history is not None:
-        from maglevx.tools.sources import saved_rule_file
-
-        for name, note in saved_rule_file(read_text(args.history), director).items():
+        saved = sources.saved_rule_file(read_text(args.history), director)
+        for name, note in saved.items():
             notes.setdefault(name, []).append(note)
     reports = table.table_report(director, service=service, notes=notes)
     if args.plot:
@@ -414,9 +409,7 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     service = None
     if edits:
         if args.service is not None:
-            from maglevx.tools.sources import resolve_service
-
-            service = resolve_service(args.service, new)
+            service = sources.resolve_service(args.service, new)
         new = diff.apply_edits(new, edits, service=service)
         new_label += " with " + "; ".join(map(str, edits))
     samples = _samples(args, old)
@@ -432,10 +425,8 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     # a listing's weight-0 servers may have been drained by an edit: the
     # other outcome, where it differs
     if old_unknown or new_unknown:
-        from maglevx.tools.sources import drained_alternative
-
-        alt_old = drained_alternative(old) if old_unknown else old
-        alt_new = drained_alternative(base) if new_unknown else base
+        alt_old = sources.drained_alternative(old) if old_unknown else old
+        alt_new = sources.drained_alternative(base) if new_unknown else base
         if edits:
             alt_new = diff.apply_edits(alt_new, edits, service=service)
         alt = diff.diff_directors(
@@ -471,8 +462,6 @@ def _load_spec(
     text: str, defaults: DirectorParams, args: argparse.Namespace
 ) -> tuple[Any, Director, list[str]]:
     """A spec, its director, and the listing's unknown-last_weight servers."""
-    from maglevx.tools import sources
-
     spec = sources.parse_spec(text, defaults, listing_from(args))
     director = sources.load_spec(spec)
     if (spec.kind or sources.detect_kind(read_text(spec.path))) != "snapshot":
@@ -494,7 +483,6 @@ def _samples(args: argparse.Namespace, director: Director) -> dict | None:
     """Flow samples per service name from --flows (None: synthetic)."""
     if args.flows is None:
         return None
-    from maglevx.tools.sample import from_lines
 
     by_dest = from_lines(
         split_lines(read_text(args.flows)), source=args.flows, limit=args.sample
@@ -535,10 +523,8 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
         directors, samples=samples, sample_size=args.sample, seed=args.seed
     )
     if any(unknown):
-        from maglevx.tools.sources import drained_alternative
-
         alt = consistency.compare_directors(
-            [(label, drained_alternative(d) if u else d)
+            [(label, sources.drained_alternative(d) if u else d)
              for (label, d), u in zip(directors, unknown)],
             samples=samples, sample_size=args.sample, seed=args.seed,
         )  # fmt: skip
@@ -561,10 +547,6 @@ def _cmd_consistency(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, stdout: TextIO) -> int:
-    import os
-
-    from maglevx.tools import verify
-
     params = params_from(args)
     kmod_path = args.kmod_tables
     if kmod_path is None and not args.no_kmod and os.path.exists(verify.KMOD_TABLES):
@@ -621,8 +603,6 @@ def _verify_flow_log(
     director: Director, fmt: str, args: argparse.Namespace, stdout: TextIO
 ) -> int:
     """Verify a Parquet / Arrow IPC flow log (tools.verify.verify_flow_log)."""
-    from maglevx.tools import verify
-
     observed = tuple(c.strip() for c in args.observed.split(","))
     if len(observed) != 2 or not all(observed):
         raise MaglevxError(
@@ -648,8 +628,6 @@ def _verify_flow_log(
 
 def read_conns(path: str) -> list:
     """The connections of a capture file, its format detected."""
-    from maglevx import captures
-
     text = read_text(path)
     fmt = captures.detect(text[:4096].encode("utf-8", "replace"))
     if fmt not in captures.PARSERS:
@@ -662,15 +640,11 @@ def read_conns(path: str) -> list:
 
 
 def _cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
-    from maglevx.decision import parse_fwmark
     from maglevx.tools import explain
 
     mark = parse_fwmark(args.fwmark, "--fwmark")
     director = load_director(args)
     if args.conns is not None:
-        from maglevx.captures import parse_ip_vs_conn
-        from maglevx.decision import templates_from_conns
-
         entries = parse_ip_vs_conn(read_text(args.conns).splitlines(),
                                    source=args.conns)  # fmt: skip
         director.templates = templates_from_conns(director, entries)
