@@ -437,11 +437,8 @@ def _cmd_diff(args: argparse.Namespace, stdout: TextIO) -> int:
             refusals = (sd.refusals_old, sd.refusals_new)
             return sd.flows_moved, *(r and r.refused_without_fallback for r in refusals)
 
-        for sd in rep.services:
-            other = next((x for x in alt.services if x.service == sd.service), None)
-            if other is None or other.status in ("added", "removed"):
-                continue
-            if outcome(other) != outcome(sd):
+        for sd, other in zip(rep.services, alt.services):  # the same services
+            if outcome(other) != outcome(sd):  # added/removed: equal, no flows
                 sd.notes.append(
                     _if_drained(
                         old_unknown + new_unknown,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from maglevx.ipvs import FLAG_FALLBACK, FLAG_PORT
+
 
 def render_table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], *, indent: str = "  "
@@ -44,8 +46,6 @@ def percent(part: float, whole: float) -> float:
 
 def flags_text(flags: int) -> str:
     """The mh scheduler flags as ipvsadm spells them, e.g. ``mh-fallback,mh-port``."""
-    from maglevx.ipvs import FLAG_FALLBACK, FLAG_PORT
-
     names = [n for bit, n in ((FLAG_FALLBACK, "mh-fallback"), (FLAG_PORT, "mh-port"))
              if flags & bit]  # fmt: skip
     return ",".join(names) or "none"
