@@ -233,10 +233,8 @@ def load_director(args: argparse.Namespace) -> Director:
     if getattr(args, "live", False):
         return read_live(args).director  # type: ignore[no-any-return]
     params = params_from(args)
-    if args.history is not None:
-        path, kind = args.history, "history"
-    else:
-        path, kind = args.snapshot, "snapshot"
+    kind = "snapshot" if args.history is None else "history"
+    path = getattr(args, kind)
     return load_text(
         read_text(path), source=path, kind=kind, params=params,
         listing=listing_from(args),
