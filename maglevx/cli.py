@@ -52,14 +52,12 @@ LIVE_HELP = (
 )
 
 
-def _add_config_args(
-    p: argparse.ArgumentParser, *, required: bool = True, live_apart: bool = False
-) -> None:
-    src = p.add_mutually_exclusive_group(required=required)
-    if live_apart:  # verify: --live with --history predicts from the history
-        p.add_argument("--live", action="store_true", help=LIVE_HELP)
-    else:
-        src.add_argument("--live", action="store_true", help=LIVE_HELP)
+def _add_config_args(p: argparse.ArgumentParser, *, live_apart: bool = False) -> None:
+    src = p.add_mutually_exclusive_group(required=not live_apart)
+    # verify: --live with --history predicts from the history; none: run ipvsadm
+    (p if live_apart else src).add_argument(
+        "--live", action="store_true", help=LIVE_HELP
+    )
     src.add_argument(
         "--history",
         metavar="FILE",
@@ -833,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
         "older than a change are caveats), and with maglevx's module loaded "
         "compare its tables slot by slot. Exit 1 when something differs.",
     )
-    _add_config_args(p, required=False, live_apart=True)
+    _add_config_args(p, live_apart=True)
     p.add_argument(
         "--conn",
         default=PROC_CONN,
