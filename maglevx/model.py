@@ -232,11 +232,8 @@ class _Build:
         """The table weight of each server: backport weight, upstream last_weight."""
         w = self._weights
         if w is None:
-            if self.params.variant == "backport":
-                w = tuple(rs.weight for rs in self.servers)
-            else:
-                w = tuple(rs.last_weight for rs in self.servers)
-            self._weights = w
+            attr = "weight" if self.params.variant == "backport" else "last_weight"
+            w = self._weights = tuple(getattr(rs, attr) for rs in self.servers)
         return w
 
     @property
@@ -1225,44 +1222,42 @@ class Director:
 
         Errors name the ipvsadm option where the API names an argument.
         """
+        c = cmd.command
         try:
-            self._apply_command(cmd)
+            if c == "clear":
+                self.clear()
+            elif c == "add-service":
+                assert cmd.scheduler is not None
+                self.add_service(
+                    cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
+                    family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
+                    persistent=cmd.persistent, netmask=cmd.netmask,
+                )  # fmt: skip
+            elif c == "edit-service":
+                assert cmd.scheduler is not None
+                self.edit_service(
+                    cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
+                    persistent=cmd.persistent, netmask=cmd.netmask,
+                )  # fmt: skip
+            elif c == "delete-service":
+                self.remove_service(cmd.service_key)
+            else:
+                svc = self.service(cmd.service_key)
+                assert cmd.rs_address is not None
+                if c not in ("add-server", "edit-server"):  # delete-server
+                    svc.remove_server(cmd.rs_address, cmd.rs_port)
+                    return
+                change = svc.add_server if c == "add-server" else svc.edit_server
+                change(
+                    cmd.rs_address, cmd.rs_port, weight=cmd.weight,
+                    forward=cmd.forward, u_threshold=cmd.u_threshold,
+                    l_threshold=cmd.l_threshold,
+                )  # fmt: skip
         except MaglevxError as exc:
             option = _OPTION_OF.get(exc.field or "")
             if option is None:
                 raise
             raise MaglevxError(exc.message, field=option) from None
-
-    def _apply_command(self, cmd: Command) -> None:
-        c = cmd.command
-        if c == "clear":
-            self.clear()
-        elif c == "add-service":
-            assert cmd.scheduler is not None
-            self.add_service(
-                cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
-                family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
-                persistent=cmd.persistent, netmask=cmd.netmask,
-            )  # fmt: skip
-        elif c == "edit-service":
-            assert cmd.scheduler is not None
-            self.edit_service(
-                cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
-                persistent=cmd.persistent, netmask=cmd.netmask,
-            )  # fmt: skip
-        elif c == "delete-service":
-            self.remove_service(cmd.service_key)
-        else:
-            svc = self.service(cmd.service_key)
-            assert cmd.rs_address is not None
-            if c not in ("add-server", "edit-server"):  # delete-server
-                svc.remove_server(cmd.rs_address, cmd.rs_port)
-                return
-            change = svc.add_server if c == "add-server" else svc.edit_server
-            change(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
 
     # -- resolving flows -------------------------------------------------------
     def service_for(
@@ -1572,9 +1567,8 @@ def lookup(
     svc.require_mh()
     if saddr.version != svc.family:
         return svc.schedule(saddr, sport, proto)  # its error
-    dec = decision.decide(director, (proto, saddr, sport, daddr, dport),
-                          fwmark=fwmark or 0)  # fmt: skip
-    return dec.server
+    flow = (proto, saddr, sport, daddr, dport)
+    return decision.decide(director, flow, fwmark=fwmark or 0).server
 
 
 __all__ = [
