@@ -387,10 +387,7 @@ class TableSnapshot:
             lo, hi = bounds[i], bounds[i + 1]
             run(addrs[lo:hi], None if ports is None else ports[lo:hi], result[lo:hi])
 
-        pending = [_pool(parts - 1).submit(part, i) for i in range(1, parts)]
-        part(0)
-        for f in pending:
-            f.result()
+        list(_pool(parts).map(part, range(parts)))
         return result.view(np.int32)
 
 
@@ -1306,17 +1303,16 @@ class Director:
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
         # a mark matters only to a fwmark service, and one makes decisions due
-        marks = None if fwmarks is None else bulk_marks(fwmarks, n).tolist()
+        marks = [0] * n if fwmarks is None else bulk_marks(fwmarks, n).tolist()
         out = np.full(n, None, dtype=object)
         if self.needs_decisions():
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
                 proto = parse_protocol(protocols[i], "protocol")
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
-                mark = marks[i] if marks is not None else 0
-                svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
+                svc = self.resolve(proto, daddrs[i], dp[i], marks[i] or None)
                 if _mh_service(svc, strict, i, protocols[i], daddrs[i], dp[i]):
-                    out[i] = decision.decide(self, flow, fwmark=mark).server
+                    out[i] = decision.decide(self, flow, fwmark=marks[i]).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
