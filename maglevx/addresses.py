@@ -110,10 +110,7 @@ def parse_port(value: object, what: str) -> int:
         if len(s.lstrip("0")) > 5:
             raise MaglevxError(f"port {s[:20]!r} is outside 0..65535", field=what)
         value = int(s)
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise MaglevxError(f"port {port} is outside 0..65535", field=what)
-    return port
+    return parse_int(value, 0, 65535, "port", what)
 
 
 def parse_protocol(value: object, what: str) -> str:

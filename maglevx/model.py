@@ -232,11 +232,8 @@ class _Build:
         """The table weight of each server: backport weight, upstream last_weight."""
         w = self._weights
         if w is None:
-            if self.params.variant == "backport":
-                w = tuple(rs.weight for rs in self.servers)
-            else:
-                w = tuple(rs.last_weight for rs in self.servers)
-            self._weights = w
+            attr = "weight" if self.params.variant == "backport" else "last_weight"
+            w = self._weights = tuple(getattr(rs, attr) for rs in self.servers)
         return w
 
     @property
@@ -390,10 +387,7 @@ class TableSnapshot:
             lo, hi = bounds[i], bounds[i + 1]
             run(addrs[lo:hi], None if ports is None else ports[lo:hi], result[lo:hi])
 
-        pending = [_pool(parts - 1).submit(part, i) for i in range(1, parts)]
-        part(0)
-        for f in pending:
-            f.result()
+        list(_pool(parts).map(part, range(parts)))
         return result.view(np.int32)
 
 
@@ -1225,44 +1219,42 @@ class Director:
 
         Errors name the ipvsadm option where the API names an argument.
         """
+        c = cmd.command
         try:
-            self._apply_command(cmd)
+            if c == "clear":
+                self.clear()
+            elif c == "add-service":
+                assert cmd.scheduler is not None
+                self.add_service(
+                    cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
+                    family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
+                    persistent=cmd.persistent, netmask=cmd.netmask,
+                )  # fmt: skip
+            elif c == "edit-service":
+                assert cmd.scheduler is not None
+                self.edit_service(
+                    cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
+                    persistent=cmd.persistent, netmask=cmd.netmask,
+                )  # fmt: skip
+            elif c == "delete-service":
+                self.remove_service(cmd.service_key)
+            else:
+                svc = self.service(cmd.service_key)
+                assert cmd.rs_address is not None
+                if c not in ("add-server", "edit-server"):  # delete-server
+                    svc.remove_server(cmd.rs_address, cmd.rs_port)
+                    return
+                change = svc.add_server if c == "add-server" else svc.edit_server
+                change(
+                    cmd.rs_address, cmd.rs_port, weight=cmd.weight,
+                    forward=cmd.forward, u_threshold=cmd.u_threshold,
+                    l_threshold=cmd.l_threshold,
+                )  # fmt: skip
         except MaglevxError as exc:
             option = _OPTION_OF.get(exc.field or "")
             if option is None:
                 raise
             raise MaglevxError(exc.message, field=option) from None
-
-    def _apply_command(self, cmd: Command) -> None:
-        c = cmd.command
-        if c == "clear":
-            self.clear()
-        elif c == "add-service":
-            assert cmd.scheduler is not None
-            self.add_service(
-                cmd.protocol or "tcp", cmd.address, cmd.port, fwmark=cmd.fwmark,
-                family=cmd.family, scheduler=cmd.scheduler, flags=cmd.flags,
-                persistent=cmd.persistent, netmask=cmd.netmask,
-            )  # fmt: skip
-        elif c == "edit-service":
-            assert cmd.scheduler is not None
-            self.edit_service(
-                cmd.service_key, scheduler=cmd.scheduler, flags=cmd.flags,
-                persistent=cmd.persistent, netmask=cmd.netmask,
-            )  # fmt: skip
-        elif c == "delete-service":
-            self.remove_service(cmd.service_key)
-        else:
-            svc = self.service(cmd.service_key)
-            assert cmd.rs_address is not None
-            if c not in ("add-server", "edit-server"):  # delete-server
-                svc.remove_server(cmd.rs_address, cmd.rs_port)
-                return
-            change = svc.add_server if c == "add-server" else svc.edit_server
-            change(
-                cmd.rs_address, cmd.rs_port, weight=cmd.weight, forward=cmd.forward,
-                u_threshold=cmd.u_threshold, l_threshold=cmd.l_threshold,
-            )  # fmt: skip
 
     # -- resolving flows -------------------------------------------------------
     def service_for(
@@ -1311,17 +1303,16 @@ class Director:
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
         # a mark matters only to a fwmark service, and one makes decisions due
-        marks = None if fwmarks is None else bulk_marks(fwmarks, n).tolist()
+        marks = [0] * n if fwmarks is None else bulk_marks(fwmarks, n).tolist()
         out = np.full(n, None, dtype=object)
         if self.needs_decisions():
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
                 proto = parse_protocol(protocols[i], "protocol")
                 flow = (proto, saddrs[i], int(sp[i]), daddrs[i], dp[i])
-                mark = marks[i] if marks is not None else 0
-                svc = self.resolve(proto, daddrs[i], dp[i], mark or None)
+                svc = self.resolve(proto, daddrs[i], dp[i], marks[i] or None)
                 if _mh_service(svc, strict, i, protocols[i], daddrs[i], dp[i]):
-                    out[i] = decision.decide(self, flow, fwmark=mark).server
+                    out[i] = decision.decide(self, flow, fwmark=marks[i]).server
             return out
         groups: dict[tuple[Any, Any, int], list[int]] = {}
         for i, key in enumerate(zip(protocols, daddrs, dp)):
@@ -1572,9 +1563,8 @@ def lookup(
     svc.require_mh()
     if saddr.version != svc.family:
         return svc.schedule(saddr, sport, proto)  # its error
-    dec = decision.decide(director, (proto, saddr, sport, daddr, dport),
-                          fwmark=fwmark or 0)  # fmt: skip
-    return dec.server
+    flow = (proto, saddr, sport, daddr, dport)
+    return decision.decide(director, flow, fwmark=fwmark or 0).server
 
 
 __all__ = [
