@@ -317,19 +317,20 @@ class _ChunkError(Exception):
         self.parsed = parsed
 
 
-def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
-    """``,raddr,rport`` per flow, with one bulk lookup per service."""
+def _decide(parsed: _Parsed, stats: PredictStats) -> str:
+    """The lines with ``,raddr,rport``, one bulk lookup per service; counted."""
     out = parsed.suffixes
     for svc, idx, folds, ports in parsed.bulk.values():
         snap = svc.snapshot
         f, p = np.array(folds, np.uint32), np.array(ports, np.uint16)
         res = snap.scheduler.lookup_many(f, p)
-        if stats is not None:
-            stats.compare(svc, f, p, res)
+        stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
-    return out
+    stats.flows += len(parsed.kept)
+    stats.no_service += parsed.no_service
+    return "".join(f"{a}{b}\n" for a, b in zip(parsed.kept, out))
 
 
 def predict_lines(
@@ -387,11 +388,8 @@ def predict_lines(
         except _ChunkError as exc:
             parsed = exc.parsed
             error = exc.error.located(source, lineno_of[exc.index])
-        suffixes = _decide(parsed, stats)
-        out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
+        out.write(_decide(parsed, stats))
         count += len(parsed.kept)
-        stats.flows += len(parsed.kept)
-        stats.no_service += parsed.no_service
         if error is not None:
             out.flush()
             raise error
@@ -579,11 +577,8 @@ class _FastPredictor:
         except _ChunkError as exc:
             self.sink.flush()
             raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(parsed, self.stats)
-        self.sink.write_text(f"{parsed.kept[0]}{suffix}\n")
+        self.sink.write_text(_decide(parsed, self.stats))
         self.count += 1
-        self.stats.flows += 1
-        self.stats.no_service += parsed.no_service
 
     def _route_keys(self) -> None:
         """Give run() a route for every key the scanner has seen."""
@@ -639,23 +634,24 @@ class _FastPredictor:
 
     def _drive(
         self, buf: bytes, pos: int, end: int, final: bool, lineno: int,
-        result: tuple[int, ...] | None = None,
+        started: tuple[np.ndarray, tuple[int, ...]] | None = None,
     ) -> tuple[int, int]:  # fmt: skip
         """run() over ``buf[pos:end]`` until it ends; (stop, lines consumed).
 
-        *result*: a run() from *pos* already made (by a thread) into
-        ``self.outs[-1]``, to write and carry on from.
+        *started*: (output buffer, result) of a run() from *pos* already
+        made, to write and carry on from.
         """
         lines = 0
-        out = self.outs[-1] if result is not None else self.outs[0]
         while True:
-            if result is None:
+            if started is None:
                 out = self.outs[0]
                 result = self.scanner.run(buf, pos, end, final, out, MAX_LINE_BYTES)
+            else:
+                out, result = started
             self._emit(out, result)
             status, pos, nl = result[0], result[1], result[2]
             lines += nl
-            result = None
+            started = None
             if status == _fastcsv.END:
                 return pos, lines
             if status == _fastcsv.NEWKEY:
@@ -696,12 +692,10 @@ class _FastPredictor:
             finally:
                 later = second.result()
             # out[0] is free again once the first half's result is written
-            self._emit(self.outs[0], first)
-            pos, lines = first[1], first[2]
-            if first[0] != _fastcsv.END:
-                pos, more = self._drive(buf, pos, split, True, lineno + lines)
-                lines += more
-            pos, more = self._drive(buf, split, end, final, lineno + lines, later)
+            start = (self.outs[0], first)
+            _, lines = self._drive(buf, 0, split, True, lineno, start)
+            start = (self.outs[-1], later)
+            pos, more = self._drive(buf, split, end, final, lineno + lines, start)
             lines += more
         if self.stats.alternative is not None:
             self.compare(buf, pos)
