@@ -192,7 +192,8 @@ class _Parsed:
 
     A line decided on its own (templates, FTP data, a flow to no service)
     has its suffix; the others are grouped by service (lines, folds, hashed
-    ports) for :func:`_decide`.
+    ports) for :func:`_decide`. *error*: the first bad line (its index in
+    the chunk) and its error; the lines before it are kept.
     """
 
     def __init__(self) -> None:
@@ -201,6 +202,7 @@ class _Parsed:
         self.bulk: dict[int, tuple[VirtualService, list[int], list[int], list[int]]]
         self.bulk = {}
         self.no_service = 0
+        self.error: tuple[int, MaglevxError] | None = None
 
     def add(self, line: str, suffix: str = ",,") -> None:
         self.kept.append(line)
@@ -222,11 +224,11 @@ def _parse_chunk(
     columns: Columns | None = None,
     strict: bool = False,
 ) -> _Parsed:
-    """Parse (and decide) lines until the first bad one.
+    """Parse (and decide) lines until the first bad one, kept as ``error``.
 
-    The bad one is raised as _ChunkError, carrying what was parsed before it
-    (decisions change templates, so nothing is parsed twice). A flow to no
-    virtual service gets ``,,`` (an error when *strict*).
+    What was parsed before it is kept (decisions change templates, so
+    nothing is parsed twice). A flow to no virtual service gets ``,,`` (an
+    error when *strict*).
     """
     out = _Parsed()
     decisions = director.needs_decisions()
@@ -298,7 +300,8 @@ def _parse_chunk(
             else:
                 port = parse_port(sport, "sport")
         except MaglevxError as exc:
-            raise _ChunkError(i, exc, out) from None
+            out.error = (i, exc)
+            return out
         if svc is None:
             out.no_service += 1
             out.add(line)
@@ -307,14 +310,6 @@ def _parse_chunk(
         else:
             out.add_bulk(line, svc, fold, svc.hashed_port(p, port))
     return out
-
-
-class _ChunkError(Exception):
-    def __init__(self, index: int, error: MaglevxError, parsed: _Parsed) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
-        self.parsed = parsed
 
 
 def _decide(parsed: _Parsed, stats: PredictStats) -> str:
@@ -382,17 +377,13 @@ def predict_lines(
 
     flows = numbered()
     while chunk := list(itertools.islice(flows, chunk_lines)):
-        try:
-            parsed = _parse_chunk(chunk, director, columns, strict)
-            error = None
-        except _ChunkError as exc:
-            parsed = exc.parsed
-            error = exc.error.located(source, lineno_of[exc.index])
+        parsed = _parse_chunk(chunk, director, columns, strict)
         out.write(_decide(parsed, stats))
         count += len(parsed.kept)
-        if error is not None:
+        if parsed.error is not None:
             out.flush()
-            raise error
+            i, error = parsed.error
+            raise error.located(source, lineno_of[i])
         lineno_of.clear()
     if input_error is not None:
         out.flush()
@@ -572,11 +563,10 @@ class _FastPredictor:
             ) from None
         if not text.strip():
             return
-        try:
-            parsed = _parse_chunk([text], self.director, None, self.strict)
-        except _ChunkError as exc:
+        parsed = _parse_chunk([text], self.director, None, self.strict)
+        if parsed.error is not None:
             self.sink.flush()
-            raise exc.error.located(self.source, lineno) from None
+            raise parsed.error[1].located(self.source, lineno)
         self.sink.write_text(_decide(parsed, self.stats))
         self.count += 1
 
