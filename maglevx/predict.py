@@ -439,7 +439,10 @@ _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
 class _Sink:
-    """Writes bytes to a text stream's buffer, or text to a text-only one."""
+    """Writes bytes to a text stream's buffer, or text to a text-only one.
+
+    Its write() and flush() serve :func:`predict_lines` as a text stream.
+    """
 
     def __init__(self, out: IO) -> None:
         self.out = out
@@ -451,13 +454,13 @@ class _Sink:
             self.binary = out.buffer
         self.encoding = getattr(out, "encoding", None) or "utf-8"
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
         if self.binary is not None:
             self.binary.write(data)
         else:
             self.out.write(bytes(data).decode("ascii"))
 
-    def write_text(self, text: str) -> None:
+    def write(self, text: str) -> None:
         if self.binary is not None:
             self.binary.write(text.encode(self.encoding, "surrogateescape"))
         else:
@@ -567,7 +570,7 @@ class _FastPredictor:
         if parsed.error is not None:
             self.sink.flush()
             raise parsed.error[1].located(self.source, lineno)
-        self.sink.write_text(_decide(parsed, self.stats))
+        self.sink.write(_decide(parsed, self.stats))
         self.count += 1
 
     def _route_keys(self) -> None:
@@ -617,7 +620,7 @@ class _FastPredictor:
         """Write what one run() put in *out*; count its flows."""
         _, _, _, flows, none, written = result
         if written:
-            self.sink.write(out[:written].data)
+            self.sink.write_bytes(out[:written].data)
         self.count += flows
         self.stats.flows += flows
         self.stats.no_service += none
@@ -712,17 +715,20 @@ def predict_stream(
     of at least :data:`PARALLEL_BYTES`. Returns the number of flows written.
     """
     stats = stats if stats is not None else PredictStats()
-    kw = dict(source=source, strict=strict, stats=stats)
-    if _fastcsv is None or director.needs_decisions():
-        # templates and the like are decided flow by flow, in input order
-        return _predict_text(director, text_lines(stream, source), out, kw)
     sink = _Sink(out)
-    if not hasattr(stream, "peek"):
-        stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
-    lineno = _first_line(stream, sink, source, stats)
-    if lineno is None:  # a header in another order: the slow path reads it
+    lineno = None
+    if _fastcsv is not None and not director.needs_decisions():
+        if not hasattr(stream, "peek"):
+            stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+        lineno = _first_line(stream, sink, source, stats)
+    if lineno is None:
+        # templates and the like are decided flow by flow, in input order;
+        # a header in another order: the slow path reads it all
+        flows = text_lines(stream, source)
+        kw: dict[str, Any] = dict(source=source, strict=strict, stats=stats)
+        n = predict_lines(director, flows, cast(TextIO, sink), **kw)
         sink.flush()
-        return _predict_text(director, text_lines(stream, source), out, kw)
+        return n
     fast = _FastPredictor(
         director, sink, source, strict=strict, stats=stats,
         block_bytes=block_bytes, threads=THREADS if threads is None else threads,
@@ -750,17 +756,6 @@ def predict_stream(
     if progress is not None:
         progress.close()
     return fast.count
-
-
-def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
-    """predict_lines() writing to *out*, a text or a binary stream."""
-    if not isinstance(out, (io.RawIOBase, io.BufferedIOBase)):
-        return predict_lines(director, lines, cast(TextIO, out), **kw)
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    try:
-        return predict_lines(director, lines, text, **kw)
-    finally:
-        text.detach()
 
 
 def _first_line(
@@ -793,7 +788,7 @@ def _first_line(
     if not columns.canonical or not m:
         return None
     stream.read(len(first))
-    sink.write_text(text.strip().lstrip(BOM) + ",raddr,rport\n")
+    sink.write(text.strip().lstrip(BOM) + ",raddr,rport\n")
     stats.header = True
     return 1
 
