@@ -275,22 +275,17 @@ def _parse_chunk(
                 )
                 continue
             svc = _mh_service(director, p, daddr, dport, strict)
-            try:
-                if svc is None:  # no service: any address, hashed by nobody
-                    fold = 0
-                    parse_address(saddr, "saddr")
-                else:
+            if svc is None:  # no service: any address, hashed by nobody
+                fold = 0
+                parse_address(saddr, "saddr")
+            else:
+                try:
                     fold = _fold_text(saddr, svc.family)
-            except MaglevxError:
-                raise MaglevxError(
-                    f"{saddr!r} is not an IP address", field="saddr"
-                ) from None
-            except (OSError, ValueError):  # ValueError: embedded NUL
-                assert svc is not None
-                raise MaglevxError(
-                    f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
-                    field="saddr",
-                ) from None
+                except (OSError, ValueError):  # ValueError: embedded NUL
+                    raise MaglevxError(
+                        f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
+                        field="saddr",
+                    ) from None
             # the common case inline (no int() of thousands of digits: it
             # raises ValueError); parse_port decides and explains the rest
             if len(sport) <= 5 and sport.isascii() and sport.isdigit():
