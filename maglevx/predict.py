@@ -611,15 +611,6 @@ class _FastPredictor:
             if status == _fastcsv.SLOW:
                 pos = _fastcsv.line_end(buf, pos, end)[1]
 
-    def _emit(self, out: np.ndarray, result: tuple[int, ...]) -> None:
-        """Write what one run() put in *out*; count its flows."""
-        _, _, _, flows, none, written = result
-        if written:
-            self.sink.write_bytes(out[:written].data)
-        self.count += flows
-        self.stats.flows += flows
-        self.stats.no_service += none
-
     def _drive(
         self, buf: bytes, pos: int, end: int, final: bool, lineno: int,
         started: tuple[np.ndarray, tuple[int, ...]] | None = None,
@@ -636,8 +627,12 @@ class _FastPredictor:
                 result = self.scanner.run(buf, pos, end, final, out, MAX_LINE_BYTES)
             else:
                 out, result = started
-            self._emit(out, result)
-            status, pos, nl = result[0], result[1], result[2]
+            status, pos, nl, flows, none, written = result
+            if written:
+                self.sink.write_bytes(out[:written].data)
+            self.count += flows
+            self.stats.flows += flows
+            self.stats.no_service += none
             lines += nl
             started = None
             if status == _fastcsv.END:
@@ -776,9 +771,8 @@ def _first_line(
     except MaglevxError as exc:
         raise exc.located(source, 1) from None
     if columns is None:
-        # a BOM before a flow: drop it, the line stays line 1
-        bom = len(BOM.encode()) if text.startswith(BOM) else 0
-        stream.read(bom)
+        if text.startswith(BOM):  # before a flow: dropped, the line stays line 1
+            stream.read(len(BOM.encode()))
         return 0
     if not columns.canonical or not m:
         return None
