@@ -192,7 +192,8 @@ class _Parsed:
 
     A line decided on its own (templates, FTP data, a flow to no service)
     has its suffix; the others are grouped by service (lines, folds, hashed
-    ports) for :func:`_decide`.
+    ports) for :func:`_decide`. *error*: the first bad line (its index in
+    the chunk) and its error; the lines before it are kept.
     """
 
     def __init__(self) -> None:
@@ -201,6 +202,7 @@ class _Parsed:
         self.bulk: dict[int, tuple[VirtualService, list[int], list[int], list[int]]]
         self.bulk = {}
         self.no_service = 0
+        self.error: tuple[int, MaglevxError] | None = None
 
     def add(self, line: str, suffix: str = ",,") -> None:
         self.kept.append(line)
@@ -222,11 +224,11 @@ def _parse_chunk(
     columns: Columns | None = None,
     strict: bool = False,
 ) -> _Parsed:
-    """Parse (and decide) lines until the first bad one.
+    """Parse (and decide) lines until the first bad one, kept as ``error``.
 
-    The bad one is raised as _ChunkError, carrying what was parsed before it
-    (decisions change templates, so nothing is parsed twice). A flow to no
-    virtual service gets ``,,`` (an error when *strict*).
+    What was parsed before it is kept (decisions change templates, so
+    nothing is parsed twice). A flow to no virtual service gets ``,,`` (an
+    error when *strict*).
     """
     out = _Parsed()
     decisions = director.needs_decisions()
@@ -273,22 +275,17 @@ def _parse_chunk(
                 )
                 continue
             svc = _mh_service(director, p, daddr, dport, strict)
-            try:
-                if svc is None:  # no service: any address, hashed by nobody
-                    fold = 0
-                    parse_address(saddr, "saddr")
-                else:
+            if svc is None:  # no service: any address, hashed by nobody
+                fold = 0
+                parse_address(saddr, "saddr")
+            else:
+                try:
                     fold = _fold_text(saddr, svc.family)
-            except MaglevxError:
-                raise MaglevxError(
-                    f"{saddr!r} is not an IP address", field="saddr"
-                ) from None
-            except (OSError, ValueError):  # ValueError: embedded NUL
-                assert svc is not None
-                raise MaglevxError(
-                    f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
-                    field="saddr",
-                ) from None
+                except (OSError, ValueError):  # ValueError: embedded NUL
+                    raise MaglevxError(
+                        f"{saddr!r} is not an IPv{svc.family} address like {svc.name}",
+                        field="saddr",
+                    ) from None
             # the common case inline (no int() of thousands of digits: it
             # raises ValueError); parse_port decides and explains the rest
             if len(sport) <= 5 and sport.isascii() and sport.isdigit():
@@ -298,7 +295,8 @@ def _parse_chunk(
             else:
                 port = parse_port(sport, "sport")
         except MaglevxError as exc:
-            raise _ChunkError(i, exc, out) from None
+            out.error = (i, exc)
+            return out
         if svc is None:
             out.no_service += 1
             out.add(line)
@@ -309,27 +307,20 @@ def _parse_chunk(
     return out
 
 
-class _ChunkError(Exception):
-    def __init__(self, index: int, error: MaglevxError, parsed: _Parsed) -> None:
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
-        self.parsed = parsed
-
-
-def _decide(parsed: _Parsed, stats: PredictStats | None = None) -> list[str]:
-    """``,raddr,rport`` per flow, with one bulk lookup per service."""
+def _decide(parsed: _Parsed, stats: PredictStats) -> str:
+    """The lines with ``,raddr,rport``, one bulk lookup per service; counted."""
     out = parsed.suffixes
     for svc, idx, folds, ports in parsed.bulk.values():
         snap = svc.snapshot
         f, p = np.array(folds, np.uint32), np.array(ports, np.uint16)
         res = snap.scheduler.lookup_many(f, p)
-        if stats is not None:
-            stats.compare(svc, f, p, res)
+        stats.compare(svc, f, p, res)
         suffix = [f",{rs.address},{rs.port}" for rs in snap.servers]
         for i, r in zip(idx, res.tolist()):
             out[i] = ",," if r == core.NONE else suffix[r]
-    return out
+    stats.flows += len(parsed.kept)
+    stats.no_service += parsed.no_service
+    return "".join(f"{a}{b}\n" for a, b in zip(parsed.kept, out))
 
 
 def predict_lines(
@@ -381,20 +372,13 @@ def predict_lines(
 
     flows = numbered()
     while chunk := list(itertools.islice(flows, chunk_lines)):
-        try:
-            parsed = _parse_chunk(chunk, director, columns, strict)
-            error = None
-        except _ChunkError as exc:
-            parsed = exc.parsed
-            error = exc.error.located(source, lineno_of[exc.index])
-        suffixes = _decide(parsed, stats)
-        out.write("".join(f"{a}{b}\n" for a, b in zip(parsed.kept, suffixes)))
+        parsed = _parse_chunk(chunk, director, columns, strict)
+        out.write(_decide(parsed, stats))
         count += len(parsed.kept)
-        stats.flows += len(parsed.kept)
-        stats.no_service += parsed.no_service
-        if error is not None:
+        if parsed.error is not None:
             out.flush()
-            raise error
+            i, error = parsed.error
+            raise error.located(source, lineno_of[i])
         lineno_of.clear()
     if input_error is not None:
         out.flush()
@@ -450,7 +434,10 @@ _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
 class _Sink:
-    """Writes bytes to a text stream's buffer, or text to a text-only one."""
+    """Writes bytes to a text stream's buffer, or text to a text-only one.
+
+    Its write() and flush() serve :func:`predict_lines` as a text stream.
+    """
 
     def __init__(self, out: IO) -> None:
         self.out = out
@@ -462,13 +449,13 @@ class _Sink:
             self.binary = out.buffer
         self.encoding = getattr(out, "encoding", None) or "utf-8"
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write_bytes(self, data: bytes | bytearray | memoryview) -> None:
         if self.binary is not None:
             self.binary.write(data)
         else:
             self.out.write(bytes(data).decode("ascii"))
 
-    def write_text(self, text: str) -> None:
+    def write(self, text: str) -> None:
         if self.binary is not None:
             self.binary.write(text.encode(self.encoding, "surrogateescape"))
         else:
@@ -574,16 +561,12 @@ class _FastPredictor:
             ) from None
         if not text.strip():
             return
-        try:
-            parsed = _parse_chunk([text], self.director, None, self.strict)
-        except _ChunkError as exc:
+        parsed = _parse_chunk([text], self.director, None, self.strict)
+        if parsed.error is not None:
             self.sink.flush()
-            raise exc.error.located(self.source, lineno) from None
-        (suffix,) = _decide(parsed, self.stats)
-        self.sink.write_text(f"{parsed.kept[0]}{suffix}\n")
+            raise parsed.error[1].located(self.source, lineno)
+        self.sink.write(_decide(parsed, self.stats))
         self.count += 1
-        self.stats.flows += 1
-        self.stats.no_service += parsed.no_service
 
     def _route_keys(self) -> None:
         """Give run() a route for every key the scanner has seen."""
@@ -628,34 +611,30 @@ class _FastPredictor:
             if status == _fastcsv.SLOW:
                 pos = _fastcsv.line_end(buf, pos, end)[1]
 
-    def _emit(self, out: np.ndarray, result: tuple[int, ...]) -> None:
-        """Write what one run() put in *out*; count its flows."""
-        _, _, _, flows, none, written = result
-        if written:
-            self.sink.write(out[:written].data)
-        self.count += flows
-        self.stats.flows += flows
-        self.stats.no_service += none
-
     def _drive(
         self, buf: bytes, pos: int, end: int, final: bool, lineno: int,
-        result: tuple[int, ...] | None = None,
+        started: tuple[np.ndarray, tuple[int, ...]] | None = None,
     ) -> tuple[int, int]:  # fmt: skip
         """run() over ``buf[pos:end]`` until it ends; (stop, lines consumed).
 
-        *result*: a run() from *pos* already made (by a thread) into
-        ``self.outs[-1]``, to write and carry on from.
+        *started*: (output buffer, result) of a run() from *pos* already
+        made, to write and carry on from.
         """
         lines = 0
-        out = self.outs[-1] if result is not None else self.outs[0]
         while True:
-            if result is None:
+            if started is None:
                 out = self.outs[0]
                 result = self.scanner.run(buf, pos, end, final, out, MAX_LINE_BYTES)
-            self._emit(out, result)
-            status, pos, nl = result[0], result[1], result[2]
+            else:
+                out, result = started
+            status, pos, nl, flows, none, written = result
+            if written:
+                self.sink.write_bytes(out[:written].data)
+            self.count += flows
+            self.stats.flows += flows
+            self.stats.no_service += none
             lines += nl
-            result = None
+            started = None
             if status == _fastcsv.END:
                 return pos, lines
             if status == _fastcsv.NEWKEY:
@@ -696,12 +675,10 @@ class _FastPredictor:
             finally:
                 later = second.result()
             # out[0] is free again once the first half's result is written
-            self._emit(self.outs[0], first)
-            pos, lines = first[1], first[2]
-            if first[0] != _fastcsv.END:
-                pos, more = self._drive(buf, pos, split, True, lineno + lines)
-                lines += more
-            pos, more = self._drive(buf, split, end, final, lineno + lines, later)
+            start = (self.outs[0], first)
+            _, lines = self._drive(buf, 0, split, True, lineno, start)
+            start = (self.outs[-1], later)
+            pos, more = self._drive(buf, split, end, final, lineno + lines, start)
             lines += more
         if self.stats.alternative is not None:
             self.compare(buf, pos)
@@ -728,17 +705,20 @@ def predict_stream(
     of at least :data:`PARALLEL_BYTES`. Returns the number of flows written.
     """
     stats = stats if stats is not None else PredictStats()
-    kw = dict(source=source, strict=strict, stats=stats)
-    if _fastcsv is None or director.needs_decisions():
-        # templates and the like are decided flow by flow, in input order
-        return _predict_text(director, text_lines(stream, source), out, kw)
     sink = _Sink(out)
-    if not hasattr(stream, "peek"):
-        stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
-    lineno = _first_line(stream, sink, source, stats)
-    if lineno is None:  # a header in another order: the slow path reads it
+    lineno = None
+    if _fastcsv is not None and not director.needs_decisions():
+        if not hasattr(stream, "peek"):
+            stream = cast(BinaryIO, io.BufferedReader(cast(Any, stream)))
+        lineno = _first_line(stream, sink, source, stats)
+    if lineno is None:
+        # templates and the like are decided flow by flow, in input order;
+        # a header in another order: the slow path reads it all
+        flows = text_lines(stream, source)
+        kw: dict[str, Any] = dict(source=source, strict=strict, stats=stats)
+        n = predict_lines(director, flows, cast(TextIO, sink), **kw)
         sink.flush()
-        return _predict_text(director, text_lines(stream, source), out, kw)
+        return n
     fast = _FastPredictor(
         director, sink, source, strict=strict, stats=stats,
         block_bytes=block_bytes, threads=THREADS if threads is None else threads,
@@ -768,17 +748,6 @@ def predict_stream(
     return fast.count
 
 
-def _predict_text(director: Director, lines: Iterable[str], out: IO, kw: dict) -> int:
-    """predict_lines() writing to *out*, a text or a binary stream."""
-    if not isinstance(out, (io.RawIOBase, io.BufferedIOBase)):
-        return predict_lines(director, lines, cast(TextIO, out), **kw)
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    try:
-        return predict_lines(director, lines, text, **kw)
-    finally:
-        text.detach()
-
-
 def _first_line(
     stream: BinaryIO, sink: _Sink, source: str, stats: PredictStats
 ) -> int | None:
@@ -802,14 +771,13 @@ def _first_line(
     except MaglevxError as exc:
         raise exc.located(source, 1) from None
     if columns is None:
-        # a BOM before a flow: drop it, the line stays line 1
-        bom = len(BOM.encode()) if text.startswith(BOM) else 0
-        stream.read(bom)
+        if text.startswith(BOM):  # before a flow: dropped, the line stays line 1
+            stream.read(len(BOM.encode()))
         return 0
     if not columns.canonical or not m:
         return None
     stream.read(len(first))
-    sink.write_text(text.strip().lstrip(BOM) + ",raddr,rport\n")
+    sink.write(text.strip().lstrip(BOM) + ",raddr,rport\n")
     stats.header = True
     return 1
 
