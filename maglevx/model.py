@@ -1303,9 +1303,10 @@ class Director:
         sp = bulk_ports(sports, n)
         dp = bulk_ports(dports, n).tolist()
         # a mark matters only to a fwmark service, and one makes decisions due
-        marks = [0] * n if fwmarks is None else bulk_marks(fwmarks, n).tolist()
+        marks = None if fwmarks is None else bulk_marks(fwmarks, n).tolist()
         out = np.full(n, None, dtype=object)
         if self.needs_decisions():
+            marks = marks or [0] * n
             # templates, port zero, FTP, fwmark: flow by flow, in input order
             for i in range(n):
                 proto = parse_protocol(protocols[i], "protocol")
