@@ -639,7 +639,7 @@ class VirtualService:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # a service pickles as its director and its key: no cycles
-        return (_service_of, (self._director, self.key))
+        return (Director.service, (self._director, self.key))
 
     def _state(self) -> tuple[Any, ...]:
         """What the service is, without caches: VirtualService(director, *state)."""
@@ -850,7 +850,7 @@ class VirtualService:
 
     def hashed_port(self, protocol: str, sport: int) -> int:
         """The port that enters the hash for a flow of *protocol*."""
-        return sport if self.hashes_port and protocol in PROTOCOLS else 0
+        return self.snapshot.hashed_port(protocol, sport)
 
     def schedule(
         self, saddr: IPAddress | str, sport: int, protocol: str
@@ -1415,10 +1415,6 @@ def _mh_service(
             field="daddrs",
         )
     return None
-
-
-def _service_of(director: Director, key: ServiceKey) -> VirtualService:
-    return director.service(key)
 
 
 _OPTION_OF = {
