@@ -57,7 +57,7 @@ def parse_edit(kind: str, text: str) -> Edit:
         tail = text[text.find("]") + 1 :] if text.startswith("[") else text
         if tail.count(":") == 2:
             ep, w = text.rsplit(":", 1)
-            if not w.isdigit() or int(w) > 65535:
+            if not w.isascii() or not w.isdigit() or int(w) > 65535:
                 raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
             weight = int(w)
     address, port = parse_endpoint(ep, field)
