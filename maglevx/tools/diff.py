@@ -250,11 +250,9 @@ def diff_directors(
             continue
         sample = (samples or {}).get(svc.name) or synthetic(svc, sample_size, seed)
         out.append(diff_services(olds[key], svc, sample))
-    how = (
-        f"flows from a file, else {sample_size} synthetic clients (seed {seed})"
-        if samples
-        else f"{sample_size} synthetic clients per service (seed {seed})"
-    )
+    how = f"{sample_size} synthetic clients per service (seed {seed})"
+    if samples:
+        how = f"flows from a file, else {sample_size} synthetic clients (seed {seed})"
     return DiffReport(old_label, new_label, how, out)
 
 
