@@ -36,9 +36,8 @@ class Edit:
     weight: int = 0  # for add
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.endpoint}" + (
-            f" weight {self.weight}" if self.kind == "add" else ""
-        )
+        weight = f" weight {self.weight}" if self.kind == "add" else ""
+        return f"{self.kind} {self.endpoint}{weight}"
 
 
 def parse_edit(kind: str, text: str) -> Edit:
@@ -273,11 +272,9 @@ def render(rep: DiffReport) -> str:
         if sd.status in ("added", "removed"):
             parts.append(f"{sd.service}: {sd.status}")
             continue
-        slots = (
-            f"{sd.slots_moved_pct:.2f}% of slots ({sd.slots_moved}) and "
-            if sd.slots_compared
-            else ""
-        )
+        slots = ""
+        if sd.slots_compared:
+            slots = f"{sd.slots_moved_pct:.2f}% of slots ({sd.slots_moved}) and "
         head = (
             f"{sd.service}: {sd.status}; {slots}{sd.flows_moved_pct:.2f}% of flows "
             f"({sd.flows_moved} of {sd.flows}) move"
@@ -299,8 +296,7 @@ def render(rep: DiffReport) -> str:
                 "  refused new flows (weight-0 slots), upstream: "
                 f"OLD {refusal_text(sd.refusals_old)}; "
                 f"NEW {refusal_text(sd.refusals_new)}; this service "
-                + ("has" if has.service_has_fallback else "has no")
-                + " mh-fallback"
+                f"{'has' if has.service_has_fallback else 'has no'} mh-fallback"
             )
             n = sd.refusals_new
             if n and n.refused_with_fallback >= 100.0:
