@@ -171,11 +171,10 @@ def render(rep: ConsistencyReport) -> str:
          "; ".join(r.reasons) or "identical"]
         for r in rep.results
     ]  # fmt: skip
+    head = ["director", "service", "slots differ", "flows differ", "why"]
     out = [
         f"reference: {rep.reference}\nsample: {rep.sample}",
-        render_table(
-            ["director", "service", "slots differ", "flows differ", "why"], rows
-        ),  # fmt: skip
+        render_table(head, rows),
     ]
     notes = [f"{r.director}, {r.service}: {n}" for r in rep.results for n in r.notes]
     fixes = sorted({f for r in rep.results for f in r.fixes})

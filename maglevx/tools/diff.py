@@ -25,6 +25,7 @@ from maglevx.tools.text import percent, render_table
 
 EDIT_KINDS = ("remove", "drain", "add")
 NO_DESTINATION = "(no destination)"
+_COLUMNS = "real server,slots:old,new,in,out,flows:old,new,in,out".split(",")
 
 
 @dataclass(frozen=True)
@@ -284,12 +285,7 @@ def render(rep: DiffReport) -> str:
             for s in sd.servers
             if s.slots_old or s.slots_new or s.flows_old or s.flows_new
         ]
-        body = render_table(
-            ["real server", "slots:old", "new", "in", "out",
-             "flows:old", "new", "in", "out"],
-            rows,
-        )  # fmt: skip
-        lines = [head, body]
+        lines = [head, render_table(_COLUMNS, rows)]
         has = sd.refusals_new or sd.refusals_old
         if has is not None:
             lines.append(
