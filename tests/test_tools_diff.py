@@ -100,6 +100,14 @@ def test_add_without_weight_means_1_as_ipvsadm(text, weight):
     assert parse_edit("add", text).weight == weight
 
 
+@pytest.mark.parametrize("w", ["\u00b2", "\u0663", "70000", "x"])
+def test_add_weight_is_ascii_digits_0_to_65535(w):
+    # int("\u00b2") raised a bare ValueError (an internal error in the CLI)
+    with pytest.raises(MaglevxError, match="is not 0..65535") as e:
+        parse_edit("add", f"10.1.0.9:80:{w}")
+    assert e.value.field == "--add"
+
+
 def test_no_fallback_advice_for_a_service_without_servers():
     from maglevx.tools.diff import render
 

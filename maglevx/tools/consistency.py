@@ -115,12 +115,12 @@ def compare_services(
     dis = Disagreement(label, ref.name, slots_compared=False, flows=len(sample))
     dis.flows_differ = int((a != b).sum())
     dis.flows_differ_pct = percent(dis.flows_differ, len(sample))
-    if ref.director.table_size == other.director.table_size:
+    m = ref.director.table_size
+    if m == other.director.table_size:
         dis.slots_compared = True
-        dis.slots_differ = int(
-            (slot_names(ref, names) != slot_names(other, names)).sum()
-        )
-        dis.slots_differ_pct = percent(dis.slots_differ, ref.director.table_size)
+        sa, sb = slot_names(ref, names), slot_names(other, names)
+        dis.slots_differ = int((sa != sb).sum())
+        dis.slots_differ_pct = percent(dis.slots_differ, m)
     dis.reasons, dis.fixes = _why(ref, other)
     return dis
 
@@ -134,6 +134,7 @@ def compare_directors(
 ) -> ConsistencyReport:
     """Compare each ``(label, director)`` with the first, service by service."""
     (ref_label, ref), *others = directors
+    samples = samples or {}
     results = []
     ref_mh = {s.key: s for s in ref.services if s.scheduler == "mh"}
     for label, d in others:
@@ -146,9 +147,7 @@ def compare_directors(
                                  fixes=[f"create {rsvc.name} with mh"])
                 )  # fmt: skip
                 continue
-            sample = (samples or {}).get(rsvc.name) or synthetic(
-                rsvc, sample_size, seed
-            )
+            sample = samples.get(rsvc.name) or synthetic(rsvc, sample_size, seed)
             results.append(compare_services(rsvc, mh[key], sample, label))
         for key, svc in mh.items():
             if key not in ref_mh:
@@ -172,17 +171,15 @@ def render(rep: ConsistencyReport) -> str:
          "; ".join(r.reasons) or "identical"]
         for r in rep.results
     ]  # fmt: skip
+    head = ["director", "service", "slots differ", "flows differ", "why"]
     out = [
         f"reference: {rep.reference}\nsample: {rep.sample}",
-        render_table(
-            ["director", "service", "slots differ", "flows differ", "why"], rows
-        ),  # fmt: skip
+        render_table(head, rows),
     ]
     notes = [f"{r.director}, {r.service}: {n}" for r in rep.results for n in r.notes]
-    if notes:
-        out.append("note:\n" + "\n".join(f"  - {n}" for n in notes))
     fixes = sorted({f for r in rep.results for f in r.fixes})
-    if fixes:
-        out.append("fix:\n" + "\n".join(f"  - {f}" for f in fixes))
+    for title, items in (("note:", notes), ("fix:", fixes)):
+        if items:
+            out.append("\n  - ".join([title, *items]))
     out.append("consistent" if rep.consistent else "NOT consistent")
     return "\n".join(out)

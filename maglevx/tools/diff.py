@@ -1,22 +1,17 @@
-"""``maglevx diff``: what moves between two configurations.
+"""``maglevx diff``: what moves between two configurations (docs/tools.md).
 
-Compares every ``mh`` service two directors share: the fraction of slots
-that change hands (when both use the same M), the fraction of a flow sample
-that would be scheduled elsewhere, per real server what comes in and goes
-out, and, for ``upstream`` directors, the new flows that would hit the slot
-of an unavailable (weight-0) real server and be refused, with and without
-``mh-fallback`` (kube-proxy sets terminating pods to weight 0 without
-fallback: their slots stay and new flows there fail).
-
-The NEW side may be a proposed edit of OLD (:func:`apply_edits`):
-``remove``, ``drain`` (weight 0) and ``add``, applied with the kernel's
-semantics (an added server goes to the list head; drained upstream servers
-keep their ``last_weight``).
+Per ``mh`` service both directors have: the slots that change hands (same M
+only), the sampled flows scheduled elsewhere, per real server what comes in
+and goes out, and for ``upstream`` directors the new flows refused on a
+weight-0 server's slot, with and without ``mh-fallback`` (kube-proxy drains
+terminating pods to weight 0 without fallback: their slots stay). NEW may be
+OLD with edits (:func:`apply_edits`) applied as the kernel would.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,6 +25,7 @@ from maglevx.tools.text import percent, render_table
 
 EDIT_KINDS = ("remove", "drain", "add")
 NO_DESTINATION = "(no destination)"
+_COLUMNS = "real server,slots:old,new,in,out,flows:old,new,in,out".split(",")
 
 
 @dataclass(frozen=True)
@@ -41,9 +37,8 @@ class Edit:
     weight: int = 0  # for add
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.endpoint}" + (
-            f" weight {self.weight}" if self.kind == "add" else ""
-        )
+        weight = f" weight {self.weight}" if self.kind == "add" else ""
+        return f"{self.kind} {self.endpoint}{weight}"
 
 
 def parse_edit(kind: str, text: str) -> Edit:
@@ -57,7 +52,7 @@ def parse_edit(kind: str, text: str) -> Edit:
         tail = text[text.find("]") + 1 :] if text.startswith("[") else text
         if tail.count(":") == 2:
             ep, w = text.rsplit(":", 1)
-            if not w.isdigit() or int(w) > 65535:
+            if not w.isascii() or not w.isdigit() or int(w) > 65535:
                 raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
             weight = int(w)
     address, port = parse_endpoint(ep, field)
@@ -73,7 +68,7 @@ def apply_edits(
 
     ``remove``/``drain`` apply to every mh service holding the real server
     (or only *service*); ``add`` needs *service* unless there is one mh
-    service.
+    service. ``drain`` edits the weight to 0, keeping method and thresholds.
     """
     d = director.copy()
     mh = [s for s in d.services if s.scheduler == "mh"]
@@ -99,23 +94,17 @@ def apply_edits(
                     f"no mh service has real server {e.endpoint}", field=f"--{e.kind}"
                 )
         for svc in targets:
-            _apply_edit(svc, e, address, port)
+            rs = svc.find(address, port)
+            if e.kind == "remove":
+                svc.remove_server(address, port)
+            elif e.kind == "drain" and rs is not None:
+                svc.edit_server(
+                    address, port, weight=0, forward=rs.forward,
+                    u_threshold=rs.u_threshold, l_threshold=rs.l_threshold,
+                )  # fmt: skip
+            else:
+                svc.add_server(address, port, weight=e.weight, forward="masq")
     return d
-
-
-def _apply_edit(svc: VirtualService, e: Edit, address: Any, port: int) -> None:
-    """Remove / drain (edit to weight 0, keeping method and thresholds) / add."""
-    if e.kind == "remove":
-        svc.remove_server(address, port)
-        return
-    rs = svc.find(address, port)
-    if e.kind == "drain" and rs is not None:
-        svc.edit_server(
-            address, port, weight=0, forward=rs.forward,
-            u_threshold=rs.u_threshold, l_threshold=rs.l_threshold,
-        )  # fmt: skip
-        return
-    svc.add_server(address, port, weight=e.weight, forward="masq")
 
 
 @dataclass
@@ -206,17 +195,13 @@ def diff_services(
     a = as_names(old, decide(old, sample), names)
     b = as_names(new, decide(new, sample), names)
     sa, sb = slot_names(old, names), slot_names(new, names)
-    k = len(names)
-
-    def count(x: np.ndarray) -> np.ndarray:
-        return np.bincount(x, minlength=k)
-
+    count = partial(np.bincount, minlength=len(names))
     sd = ServiceDiff(service=new.name, status="same", flows=len(sample))
     moved = a != b
     sd.flows_moved = int(moved.sum())
     sd.flows_moved_pct = percent(sd.flows_moved, len(sample))
     m_old, m_new = old.director.table_size, new.director.table_size
-    sin = sout = np.full(k, -1, np.int64)  # different M: slots not comparable
+    sin = sout = np.full(len(names), -1, np.int64)  # different M: slots not comparable
     if m_old == m_new:
         sd.slots_compared = True
         smoved = sa != sb
@@ -256,23 +241,18 @@ def diff_directors(
     *samples*: flows per service name (e.g. from a flow file); services
     without one get *sample_size* synthetic flows (same seed on both sides).
     """
-    out = []
     olds = {s.key: s for s in old.services if s.scheduler == "mh"}
     news = {s.key: s for s in new.services if s.scheduler == "mh"}
-    for key, svc in olds.items():
-        if key not in news:
-            out.append(ServiceDiff(service=svc.name, status="removed"))
+    out = [ServiceDiff(s.name, "removed") for k, s in olds.items() if k not in news]
     for key, svc in news.items():
         if key not in olds:
-            out.append(ServiceDiff(service=svc.name, status="added"))
+            out.append(ServiceDiff(svc.name, "added"))
             continue
         sample = (samples or {}).get(svc.name) or synthetic(svc, sample_size, seed)
         out.append(diff_services(olds[key], svc, sample))
-    how = (
-        f"flows from a file, else {sample_size} synthetic clients (seed {seed})"
-        if samples
-        else f"{sample_size} synthetic clients per service (seed {seed})"
-    )
+    how = f"{sample_size} synthetic clients per service (seed {seed})"
+    if samples:
+        how = f"flows from a file, else {sample_size} synthetic clients (seed {seed})"
     return DiffReport(old_label, new_label, how, out)
 
 
@@ -293,37 +273,26 @@ def render(rep: DiffReport) -> str:
         if sd.status in ("added", "removed"):
             parts.append(f"{sd.service}: {sd.status}")
             continue
-        slots = (
-            f"{sd.slots_moved_pct:.2f}% of slots ({sd.slots_moved}) and "
-            if sd.slots_compared
-            else ""
-        )
+        slots = ""
+        if sd.slots_compared:
+            slots = f"{sd.slots_moved_pct:.2f}% of slots ({sd.slots_moved}) and "
         head = (
             f"{sd.service}: {sd.status}; {slots}{sd.flows_moved_pct:.2f}% of flows "
             f"({sd.flows_moved} of {sd.flows}) move"
         )
         rows = [
-            [s.endpoint, s.slots_old, s.slots_new,
-             s.slots_in if s.slots_in >= 0 else "-",
-             s.slots_out if s.slots_out >= 0 else "-",
-             s.flows_old, s.flows_new, s.flows_in, s.flows_out]
+            ["-" if v == -1 else v for v in astuple(s)]  # slots in/out: M differs
             for s in sd.servers
             if s.slots_old or s.slots_new or s.flows_old or s.flows_new
-        ]  # fmt: skip
-        body = render_table(
-            ["real server", "slots:old", "new", "in", "out",
-             "flows:old", "new", "in", "out"],
-            rows,
-        )  # fmt: skip
-        lines = [head, body]
+        ]
+        lines = [head, render_table(_COLUMNS, rows)]
         has = sd.refusals_new or sd.refusals_old
         if has is not None:
             lines.append(
                 "  refused new flows (weight-0 slots), upstream: "
                 f"OLD {refusal_text(sd.refusals_old)}; "
                 f"NEW {refusal_text(sd.refusals_new)}; this service "
-                + ("has" if has.service_has_fallback else "has no")
-                + " mh-fallback"
+                f"{'has' if has.service_has_fallback else 'has no'} mh-fallback"
             )
             n = sd.refusals_new
             if n and n.refused_with_fallback >= 100.0:

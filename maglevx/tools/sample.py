@@ -95,8 +95,7 @@ def decide(
     if snap.hashes_port and sample.protocol in PROTOCOLS:
         ports = np.ascontiguousarray(sample.sports, np.uint16)
     folds = np.ascontiguousarray(sample.folds, np.uint32)
-    out = snap.scheduler.lookup_many(folds, ports)
-    return out.view(np.int32)
+    return snap.scheduler.lookup_many(folds, ports).view(np.int32)
 
 
 def as_names(

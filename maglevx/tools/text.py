@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from maglevx.ipvs import FLAG_FALLBACK, FLAG_PORT
 
 
-def render_table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], *, indent: str = "  "
-) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Columns padded to their widest cell; numbers right-aligned.
 
     >>> print(render_table(["a", "n"], [["x", 1], ["yy", 22]]))
@@ -28,7 +26,7 @@ def render_table(
         out = (
             v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)
         )
-        return (indent + "  ".join(out)).rstrip()
+        return ("  " + "  ".join(out)).rstrip()
 
     return "\n".join([line(list(headers)), *(line(r) for r in cells)])
 
