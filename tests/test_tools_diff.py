@@ -9,7 +9,7 @@ import pytest
 
 from maglevx import Director
 from maglevx.errors import MaglevxError
-from maglevx.tools.diff import apply_edits, diff_directors, parse_edit
+from maglevx.tools.diff import Edit, apply_edits, diff_directors, parse_edit
 from maglevx.tools.sample import decide, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,3 +160,15 @@ def test_cli_per_input_parameters_and_flows_file(tmp_path):
     data = json.loads(r.stdout)
     tcp = next(s for s in data["services"] if s["service"].startswith("TCP"))
     assert tcp["flows"] == 50
+
+
+@pytest.mark.parametrize(
+    "kind,endpoint,field",
+    [("remove", "10.1.0.1", "--remove"), ("delete", "10.1.0.1:80", "kind")],
+)
+def test_a_hand_built_edit_is_checked(kind, endpoint, field):
+    # apply_edits() met Edit("remove", "10.1.0.1") with a bare assert, and an
+    # unknown kind was applied as an add
+    with pytest.raises(MaglevxError) as e:
+        Edit(kind, endpoint)
+    assert e.value.field == field

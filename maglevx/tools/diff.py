@@ -36,6 +36,17 @@ class Edit:
     endpoint: str  # RIP:PORT or [RIP6]:PORT
     weight: int = 0  # for add
 
+    def __post_init__(self) -> None:
+        if self.kind not in EDIT_KINDS:
+            raise MaglevxError(
+                f"edit {self.kind!r} is not one of {', '.join(EDIT_KINDS)}",
+                field="kind",
+            )
+        if parse_endpoint(self.endpoint, f"--{self.kind}")[1] is None:
+            raise MaglevxError(
+                f"{self.endpoint!r} has no port (RIP:PORT)", field=f"--{self.kind}"
+            )
+
     def __str__(self) -> str:
         weight = f" weight {self.weight}" if self.kind == "add" else ""
         return f"{self.kind} {self.endpoint}{weight}"
@@ -56,9 +67,7 @@ def parse_edit(kind: str, text: str) -> Edit:
                 raise MaglevxError(f"weight {w!r} is not 0..65535", field=field)
             weight = int(w)
     address, port = parse_endpoint(ep, field)
-    if port is None:
-        raise MaglevxError(f"{ep!r} has no port (RIP:PORT)", field=field)
-    return Edit(kind, format_endpoint(address, port), weight)
+    return Edit(kind, ep if port is None else format_endpoint(address, port), weight)
 
 
 def apply_edits(
