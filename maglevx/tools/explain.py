@@ -110,20 +110,15 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     if svc is None or dec.passed or dec.outcome == decision.PORT_ZERO:
         return ex  # the kernel never asks the scheduler
     svc.require_mh()
-    _scheduler_steps(ex, svc, proto, saddr, sport)
+    _scheduler_steps(ex, svc, saddr, svc.hashed_port(proto, sport))
     return ex
 
 
-def _scheduler_steps(
-    ex: Explanation, svc: Any, proto: str, saddr: Any, sport: int
-) -> None:
+def _scheduler_steps(ex: Explanation, svc: Any, saddr: Any, port: int) -> None:
     """Fill in every step of the scheduler's pick (``ip_vs_mh_schedule``)."""
-    d = svc.director
-    snap = svc.snapshot
-    m, ws = d.table_size, d.word_size
-    hashing = snap.build.params.hashing
+    d, snap = svc.director, svc.snapshot
+    m, ws, hashing = d.table_size, d.word_size, d.params.hashing
     fold_value = fold(saddr)
-    port = snap.hashed_port(proto, sport)
     if d.variant == "backport":
         ex.port_reason = "backport hashes the client port" if port else "hash_port=0"
     else:
