@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import numpy as np
@@ -499,7 +499,14 @@ def _bulk_out(out: Any, n: int) -> npt.NDArray[np.uint32]:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """A virtual service's own settings (``struct ip_vs_service``)."""
+    """A virtual service's own settings (``struct ip_vs_service``), checked.
+
+    Made, it checks and normalises itself as the kernel takes a service:
+    a fwmark service has no address or port (*family* None: 4), another no
+    fwmark (*family* None: the address's); ``flags`` carries
+    IP_VS_SVC_F_PERSISTENT exactly when *persistent* is given. ``mask`` is
+    derived from *netmask* and the family; edit with ``dataclasses.replace``.
+    """
 
     protocol: str  # tcp, udp, sctp or fwmark
     address: IPAddress | None
@@ -511,7 +518,48 @@ class ServiceConfig:
     persistent: int | None = None
     netmask: str | None = None
     # -M as the kernel keeps it: an IPv4 mask (int) or an IPv6 prefix length
-    mask: int = 0xFFFFFFFF
+    mask: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        protocol, family, persistent = self.protocol, self.family, self.persistent
+        if protocol not in (*PROTOCOLS, "fwmark"):
+            raise MaglevxError(
+                f"unknown protocol {protocol!r}; expected tcp, udp, sctp or fwmark",
+                field="protocol",
+            )
+        if self.scheduler not in SCHEDULERS:
+            raise MaglevxError(
+                f"unknown scheduler {self.scheduler!r} (known: "
+                f"{', '.join(SCHEDULERS)})",
+                field="scheduler",
+            )
+        flags = parse_int(self.flags, 0, 0xFFFFFFFF, "flags", "flags")
+        if persistent is not None:
+            persistent = parse_int(persistent, 0, MAX_TIMEOUT, "timeout", "persistent")
+            flags |= SVC_F_PERSISTENT
+        else:
+            flags &= ~SVC_F_PERSISTENT
+        address, port, fwmark = None, 0, 0
+        if protocol == "fwmark":
+            fwmark = parse_int(self.fwmark, 1, 0xFFFFFFFF, "fwmark", "fwmark")
+            family = 4 if family is None else family
+            if family not in (4, 6):
+                raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
+        elif self.address is None:
+            raise MaglevxError(
+                f"a {protocol} service needs an address", field="address"
+            )
+        else:
+            address = parse_address(self.address, "address")
+            if family is not None and family != address.version:
+                raise MaglevxError(
+                    f"family {family} does not fit address {address}", field="family"
+                )
+            family, port = address.version, parse_port(self.port, "port")
+        vars(self).update(  # frozen: store the checked values directly
+            address=address, port=port, fwmark=fwmark, family=family, flags=flags,
+            persistent=persistent, mask=_mask(self.netmask, family),
+        )  # fmt: skip
 
     @property
     def key(self) -> ServiceKey:
@@ -591,7 +639,7 @@ class VirtualService:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # a service pickles as its director and its key: no cycles
-        return (_service_of, (self._director, self.key))
+        return (Director.service, (self._director, self.key))
 
     def _state(self) -> tuple[Any, ...]:
         """What the service is, without caches: VirtualService(director, *state)."""
@@ -802,7 +850,7 @@ class VirtualService:
 
     def hashed_port(self, protocol: str, sport: int) -> int:
         """The port that enters the hash for a flow of *protocol*."""
-        return sport if self.hashes_port and protocol in PROTOCOLS else 0
+        return self.snapshot.hashed_port(protocol, sport)
 
     def schedule(
         self, saddr: IPAddress | str, sport: int, protocol: str
@@ -1085,7 +1133,7 @@ class Director:
         return d
 
     def _load_listed(self, listed: Any) -> None:
-        config = _service_config(
+        config = ServiceConfig(
             listed.protocol, listed.address, listed.port, listed.fwmark,
             listed.family, listed.scheduler, listed.flags, listed.persistent,
             listed.netmask,
@@ -1152,9 +1200,9 @@ class Director:
         netmask: str | None = None,
     ) -> VirtualService:
         """``ip_vs_add_service()``: a new virtual service (empty table)."""
-        config = _service_config(
-            protocol, address, port, fwmark, family, scheduler, flags, persistent,
-            netmask,
+        config = ServiceConfig(
+            protocol, address, port, fwmark, family,  # type: ignore[arg-type]
+            scheduler, flags, persistent, netmask,
         )  # fmt: skip
         with self._lock:
             if config.key in self._services:
@@ -1182,9 +1230,9 @@ class Director:
         with self._lock:
             svc = self.service(key)
             old = svc._config
-            new = _service_config(
-                old.protocol, old.address, old.port, old.fwmark, old.family,
-                scheduler, flags, persistent, netmask,
+            new = replace(
+                old, scheduler=scheduler, flags=flags, persistent=persistent,
+                netmask=netmask,
             )  # fmt: skip
             switch = new.scheduler == "mh" and old.scheduler != "mh"
             if switch and not svc._rebuild():
@@ -1369,10 +1417,6 @@ def _mh_service(
     return None
 
 
-def _service_of(director: Director, key: ServiceKey) -> VirtualService:
-    return director.service(key)
-
-
 _OPTION_OF = {
     "weight": "-w",
     "l_threshold": "-y",
@@ -1394,57 +1438,6 @@ def _check_text(text: object, what: str) -> None:
             f"the {what} must be text (str) or an iterable of lines, not "
             f"{type(text).__name__} (a path? read the file first)"
         )
-
-
-def _service_config(
-    protocol: str,
-    address: IPAddress | str | None,
-    port: int,
-    fwmark: int,
-    family: int | None,
-    scheduler: str,
-    flags: int,
-    persistent: int | None,
-    netmask: str | None,
-) -> ServiceConfig:
-    """Check a service's settings as the kernel would take them."""
-    if protocol not in (*PROTOCOLS, "fwmark"):
-        raise MaglevxError(
-            f"unknown protocol {protocol!r}; expected tcp, udp, sctp or fwmark",
-            field="protocol",
-        )
-    if scheduler not in SCHEDULERS:
-        raise MaglevxError(
-            f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULERS)})",
-            field="scheduler",
-        )
-    flags = parse_int(flags, 0, 0xFFFFFFFF, "flags", "flags")
-    if persistent is not None:
-        persistent = parse_int(persistent, 0, MAX_TIMEOUT, "timeout", "persistent")
-        flags |= SVC_F_PERSISTENT
-    else:
-        flags &= ~SVC_F_PERSISTENT
-    if protocol == "fwmark":
-        fwmark = parse_int(fwmark, 1, 0xFFFFFFFF, "fwmark", "fwmark")
-        family = 4 if family is None else family
-        if family not in (4, 6):
-            raise MaglevxError(f"family {family!r} is not 4 or 6", field="family")
-        return ServiceConfig(
-            "fwmark", None, 0, fwmark, family, scheduler, flags, persistent,
-            netmask, _mask(netmask, family),
-        )  # fmt: skip
-    if address is None:
-        raise MaglevxError(f"a {protocol} service needs an address", field="address")
-    addr = parse_address(address, "address")
-    if family is not None and family != addr.version:
-        raise MaglevxError(
-            f"family {family} does not fit address {addr}", field="family"
-        )
-    port = parse_port(port, "port")
-    return ServiceConfig(
-        protocol, addr, port, 0, addr.version, scheduler, flags, persistent,
-        netmask, _mask(netmask, addr.version),
-    )  # fmt: skip
 
 
 def _mask(netmask: object, family: int) -> int:

@@ -72,14 +72,15 @@ NEW_API = {
         ),
         "copy(), __eq__, and pickling": (
             "VirtualService.__eq__ VirtualService.__reduce__ VirtualService._state "
-            "_service_of Director.__eq__ Director.__getstate__ "
+            "Director.__eq__ Director.__getstate__ "
             "Director.__setstate__ Director.copy"
         ),
         "strict validation of bulk input, string address arrays, out=": (
             "_integers bulk_addresses _bulk_column bulk_ports bulk_marks _bulk_out"
         ),
         "constructors that check (negative weights, family=6 with IPv4...)": (
-            "RealServer.__post_init__ VirtualService._check_family _check_text"
+            "RealServer.__post_init__ ServiceConfig.__post_init__ VirtualService._check_family "
+            "_check_text"
         ),
         "a director-level bulk lookup over whole 5-tuple columns": (
             "Director.lookup_many _mh_service"

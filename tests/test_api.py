@@ -5,6 +5,7 @@ Each test names what a user hit before the redesign; each failed then.
 
 import ast
 import copy
+import dataclasses
 import ipaddress
 import pickle
 import threading
@@ -19,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import maglevx
 from maglevx import Director, MaglevxError, RealServer, lookup
 from maglevx.backend import core
+from maglevx.model import ServiceConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 VIP = "-t 10.0.0.1:80"
@@ -177,6 +179,49 @@ def test_constructors_check_family_and_values():
         RealServer("10.0.0.1", 80, weight=-3)
     with pytest.raises(MaglevxError):
         RealServer("not an address", 80)
+
+
+_CONFIG = {
+    "protocol": "tcp",
+    "address": "10.0.0.1",
+    "port": 80,
+    "fwmark": 0,
+    "family": 4,
+    "scheduler": "mh",
+    "flags": 0,
+}
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"protocol": "icmp"}, "protocol"),
+        ({"scheduler": "maglev"}, "scheduler"),
+        ({"port": 70000}, "port"),
+        ({"protocol": "fwmark", "fwmark": 0}, "fwmark"),
+        ({"family": 6}, "family"),
+        ({"address": None}, "address"),
+        ({"persistent": -1}, "persistent"),
+        ({"netmask": "255.255.255.256"}, "netmask"),
+        ({"address": "fd00::1", "family": 6, "netmask": "129"}, "netmask"),
+    ],
+)
+def test_service_config_checks_itself(changes, field):
+    """ServiceConfig is public: built directly, it checks as add_service does."""
+    with pytest.raises(MaglevxError) as exc:
+        ServiceConfig(**{**_CONFIG, **changes})
+    assert exc.value.field == field
+
+
+def test_service_config_normalises_itself():
+    config = ServiceConfig(**{**_CONFIG, "port": "80", "family": None})
+    d = Director()
+    assert d.add_service("tcp", "10.0.0.1", 80, scheduler="mh").config == config
+    assert config.address == ipaddress.ip_address("10.0.0.1") and config.family == 4
+    assert config.mask == 0xFFFFFFFF
+    masked = dataclasses.replace(config, netmask="255.255.255.0", persistent=60)
+    assert masked.mask == 0xFFFFFF00 and masked.flags == 1  # IP_VS_SVC_F_PERSISTENT
+    assert pickle.loads(pickle.dumps(masked)) == masked != config
 
 
 def test_parameters_cannot_be_changed_under_a_director():
