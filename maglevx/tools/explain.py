@@ -78,14 +78,13 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     """Explain how *director* decides *flow* (``proto,saddr,sport,daddr,dport``).
 
     The director's persistence templates are read, not changed. Raises
-    MaglevxError for a bad flow, an address no service has, or (a bug) when
-    the twin and the C core disagree.
+    MaglevxError for a bad flow, an address no service has, or a flow the
+    scheduler of a service other than mh would decide.
     """
     fields = [f.strip() for f in flow.split(",")]
-    five = parse_five_tuple(fields)
-    proto, saddr, sport, daddr, dport = five
+    proto, saddr, sport, daddr, dport = parse_five_tuple(fields)
     templates = director.templates.copy()  # read, not changed
-    dec = decision.decide(director, five, fwmark=fwmark or 0, templates=templates)
+    dec = decision.decide(director, fields, fwmark=fwmark or 0, templates=templates)
     svc = dec.service
     if svc is None and not any(
         s.address == daddr and s.protocol == proto for s in director.services
@@ -111,26 +110,19 @@ def explain(flow: str, director: Director, *, fwmark: int | None = None) -> Expl
     if svc is None or dec.passed or dec.outcome == decision.PORT_ZERO:
         return ex  # the kernel never asks the scheduler
     svc.require_mh()
-    if saddr.version != svc.family:
-        raise MaglevxError(f"{saddr} is not IPv{svc.family}", field="saddr")
-    _scheduler_steps(ex, svc, proto, saddr, sport)
+    _scheduler_steps(ex, svc, saddr, svc.hashed_port(proto, sport))
     return ex
 
 
-def _scheduler_steps(
-    ex: Explanation, svc: Any, proto: str, saddr: Any, sport: int
-) -> None:
+def _scheduler_steps(ex: Explanation, svc: Any, saddr: Any, port: int) -> None:
     """Fill in every step of the scheduler's pick (``ip_vs_mh_schedule``)."""
-    d = svc.director
-    snap = svc.snapshot
-    m, ws = d.table_size, d.word_size
-    hashing = snap.build.params.hashing
+    d, snap = svc.director, svc.snapshot
+    m, ws, hashing = d.table_size, d.word_size, d.params.hashing
     fold_value = fold(saddr)
-    port = snap.hashed_port(proto, sport)
     if d.variant == "backport":
-        why = "backport hashes the client port" if port else "hash_port=0"
+        ex.port_reason = "backport hashes the client port" if port else "hash_port=0"
     else:
-        why = "mh-port is set" if port else "mh-port is not set: port 0"
+        ex.port_reason = "mh-port is set" if port else "mh-port is not set: port 0"
 
     def at(entry: int) -> tuple[str | None, bool]:
         if entry == core.SLOT_EMPTY:
@@ -144,7 +136,6 @@ def _scheduler_steps(
     ex.variant, ex.word_size, ex.table_size = d.variant, ws, m
     ex.flags = flags_text(svc.flags)
     ex.hashed_address, ex.fold, ex.hashed_port = str(saddr), fold_value, port
-    ex.port_reason = why
     ex.v, ex.v_bytes = v, v.to_bytes(4, d.byte_order).hex(" ")
     ex.key = core.HASH1_KEY
     ex.hash = core.hashkey(ws, core.HASH1_KEY, fold_value, port, 0, **hashing)
@@ -167,9 +158,7 @@ def _scheduler_steps(
             rs, ok = at(pentry)
             v_probe = (roff + port + fold_value) & 0xFFFFFFFF
             ex.probes.append(Probe(off, roff, v_probe, ph, pslot, rs, ok))
-            if rs is None:
-                ex.reason = f"probe {off} hit an empty slot: no destination"
-            elif ok:
+            if ok:  # the table is full: no probe meets an empty slot
                 ex.result = rs
                 ex.reason = f"probe {off} found an available real server"
 
@@ -177,18 +166,22 @@ def _scheduler_steps(
 def render(ex: Explanation, *, max_probes: int = 20) -> str:
     """The human-readable form of :func:`explain`."""
     head = [f"flow        {ex.flow}"]
+    rules = [f"  note      {n}" for n in ex.notes]
+    if ex.template:
+        rules.append(f"template    {ex.template}")
     if ex.fold is None or ex.outcome == decision.TEMPLATE:
-        head.append(f"service     {ex.service or 'none'}")
-        head += [f"  note      {n}" for n in ex.notes]
-        if ex.template:
-            head.append(f"template    {ex.template}")
-        dest = ex.connection or "no destination"
-        head.append(f"decision    {dest}: {ex.decision}")
+        head += [f"service     {ex.service or 'none'}", *rules]
+        head.append(f"decision    {ex.connection or 'no destination'}: {ex.decision}")
         if ex.one_packet:
             head.append("            (one-packet: no connection entry is kept)")
         if ex.fold is None:
             return "\n".join(head)
         head.append("the scheduler alone would decide:")
+    if ex.slot_server is None:
+        at_slot = "empty"
+    else:
+        ok = "available" if ex.slot_server_available else "unavailable"
+        at_slot = f"{ex.slot_server} ({ok})"
     lines = head + [
         f"service     {ex.service} ({ex.variant}, {ex.word_size}-bit, "
         f"M={ex.table_size}, flags {ex.flags})",
@@ -198,34 +191,23 @@ def render(ex: Explanation, *, max_probes: int = 20) -> str:
         f"(bytes {ex.v_bytes})",
         f"hash        hsiphash{ex.word_size}(v, key {ex.key}) = 0x{ex.hash:08x}",
         f"slot        0x{ex.hash:08x} mod {ex.table_size} = {ex.slot}",
-        f"table       slot {ex.slot} -> "
-        + (
-            "empty"
-            if ex.slot_server is None
-            else f"{ex.slot_server} ("
-            + ("available" if ex.slot_server_available else "unavailable")
-            + ")"
-        ),
+        f"table       slot {ex.slot} -> {at_slot}",
     ]
     if ex.probes:
         lines.append(
             "fallback    off  roffset  v           hash        slot   real server"
         )
         for p in ex.probes[:max_probes]:
-            state = "empty" if p.real_server is None else (
-                f"{p.real_server} " + ("available" if p.available else "unavailable")
-            )  # fmt: skip
+            state = "available" if p.available else "unavailable"
             lines.append(
                 f"            {p.offset:<4} {p.roffset:<8} 0x{p.v:08x}  "
-                f"0x{p.hash:08x}  {p.slot:<6} {state}"
+                f"0x{p.hash:08x}  {p.slot:<6} {p.real_server} {state}"
             )
         if len(ex.probes) > max_probes:
             lines.append(f"            ... {len(ex.probes) - max_probes} more (--json)")
     lines.append(f"result      {ex.result or 'no destination'}: {ex.reason}")
     if ex.outcome != decision.TEMPLATE:
-        lines += [f"  note      {n}" for n in ex.notes]
-        if ex.template:
-            lines.append(f"template    {ex.template}")
+        lines += rules
         if ex.connection and ex.connection != ex.result:
             lines.append(f"connection  {ex.connection} ({ex.decision})")
         elif ex.template:

@@ -6,7 +6,7 @@ with a one-line error saying how to install it.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -30,14 +30,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str) -> None:
+def _save(plt: Any, fig: Any, path: str) -> None:
     try:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as exc:
         raise MaglevxError(f"cannot write: {exc.strerror}", source=path) from None
     finally:
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
 
 
@@ -87,14 +85,7 @@ def plot_tables(reports: list[ServiceTable], path: str) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.suptitle("maglevx table: red = unavailable (weight 0) but holding slots",
                  fontsize=9)  # fmt: skip
-    _save(fig, path)
-
-
-def _colors(n: int) -> list[tuple[float, float, float]]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    return [cast(tuple[float, float, float], tuple(cmap(i % 20)[:3])) for i in range(n)]
+    _save(plt, fig, path)
 
 
 def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
@@ -106,13 +97,14 @@ def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
     fig, axes = plt.subplots(len(common), 2, figsize=(13, 2.6 + 0.5 * max(
         len(sd.servers) for sd in common) * len(common)), squeeze=False,
         layout="constrained")  # fmt: skip
+    tab20 = plt.get_cmap("tab20")
     for (left, right), sd in zip(axes, common):
         servers = [
             s
             for s in sd.servers
             if s.slots_old or s.slots_new or s.flows_old or s.flows_new
         ]
-        colors = {s.endpoint: c for s, c in zip(servers, _colors(len(servers)))}
+        colors = {s.endpoint: tab20(i % 20)[:3] for i, s in enumerate(servers)}
         colors["(no destination)"] = (0.85, 0.2, 0.2)
         # left: the slots each real server holds, OLD and NEW, stacked
         for row, attr in ((0, "slots_old"), (1, "slots_new")):
@@ -165,7 +157,7 @@ def plot_diff(old: Director, new: Director, rep: DiffReport, path: str) -> None:
             frameon=False,
         )
     fig.suptitle(f"maglevx diff\nOLD {rep.old}\nNEW {rep.new}", fontsize=9)
-    _save(fig, path)
+    _save(plt, fig, path)
 
 
 def plot_consistency(
@@ -195,4 +187,4 @@ def plot_consistency(
     ax.set_xlabel(f"% disagreeing with the reference {rep.reference}")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("maglevx consistency", fontsize=10)
-    _save(fig, path)
+    _save(plt, fig, path)

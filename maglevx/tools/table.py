@@ -1,18 +1,12 @@
 """``maglevx table``: which slots each real server holds, and why.
 
-For every ``mh`` service: per real server (in the kernel's list order) its
-weight, the weight the table is built from, its *turns* (slots claimed per
-round after the kernel's gcd and shift), its slots and its share against its
-weight share. Warnings say when quantization changes the weight ratio
-(e.g. 100:5:3 acting as 50:2:1), when a server holds no slots, when an
-upstream server drained to weight 0 keeps slots whose flows are refused,
-and when M is too small for the number of servers.
+Per ``mh`` service and real server: weights, turns, slots and shares, with
+warnings (docs/tools.md, "table").
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import reduce
 from math import gcd
 from typing import Any
 
@@ -82,21 +76,19 @@ class ServiceTable:
 
 def _ratio(values: list[int]) -> str:
     nz = [v for v in values if v > 0]
-    g = reduce(gcd, nz, 0) or 1
+    g = gcd(*nz) or 1
     return ":".join(str(v // g) for v in nz)
 
 
 def service_table(svc: VirtualService) -> ServiceTable:
     """Summarize *svc*'s current table (see the module docstring)."""
-    d = svc.director
-    m = d.table_size
-    servers = svc.table_servers
-    weights = list(svc.table_weights)
-    g, rshift, turns = svc.snapshot.quantize()
+    d, snap = svc.director, svc.snapshot
+    m, servers, weights = d.table_size, snap.servers, list(snap.weights)
+    g, rshift, turns = snap.quantize()
     counts = np.bincount(
-        svc.table[svc.table != core.SLOT_EMPTY], minlength=len(servers)
+        snap.table[snap.table != core.SLOT_EMPTY], minlength=len(servers)
     ).tolist()
-    filled = int(sum(counts))
+    filled = sum(counts)
     wsum, tsum = sum(weights), sum(turns)
     rows = [
         ServerShare(
@@ -171,12 +163,12 @@ def _warnings(svc: VirtualService, st: ServiceTable) -> list[str]:
                 f"{r.endpoint} is unavailable (weight {r.weight}) but holds "
                 f"{r.slots} slots ({r.share:.1f}% of flows): {fate}"
             )
-    n = sum(1 for r in st.servers if r.turns > 0)
     if st.max_deviation > SHARE_TOLERANCE:
         # Each round hands out sum(turns) slots and the last round is cut
         # short, so shares reach their target within ~1% once M is about
         # 100 x sum(turns) (100 x servers for equal weights).
         tsum = sum(r.turns for r in st.servers)
+        n = sum(1 for r in st.servers if r.turns > 0)
         better = [p for p in core.PRIMES if p >= 100 * tsum and p > st.table_size]
         hint = ""
         if better:
@@ -187,9 +179,7 @@ def _warnings(svc: VirtualService, st: ServiceTable) -> list[str]:
             f"round): slot shares are off their target by up to "
             f"{100 * st.max_deviation:.1f}%{hint}"
         )
-    if st.empty and st.filled:
-        out.append(f"{st.empty} slots are empty")
-    elif not st.filled:
+    if not st.filled:  # a table is full or, all weights 0, empty
         out.append("every slot is empty: new flows get no destination")
     return out
 
