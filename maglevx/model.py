@@ -556,10 +556,13 @@ class ServiceConfig:
                     f"family {family} does not fit address {address}", field="family"
                 )
             family, port = address.version, parse_port(self.port, "port")
-        vars(self).update(  # frozen: store the checked values directly
-            address=address, port=port, fwmark=fwmark, family=family, flags=flags,
-            persistent=persistent, mask=_mask(self.netmask, family),
-        )  # fmt: skip
+        checked = {
+            "address": address, "port": port, "fwmark": fwmark, "family": family,
+            "flags": flags, "persistent": persistent,
+            "mask": _mask(self.netmask, family),
+        }  # fmt: skip
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: set as RealServer does
 
     @property
     def key(self) -> ServiceKey:
