@@ -233,3 +233,23 @@ def test_catalogue_lists_exactly_these_errors():
     doc = (ROOT / "docs" / "errors.md").read_text()
     ids = re.findall(r"^\| `([A-Z]+-[a-z0-9-]+)` \|", doc, re.M)
     assert sorted(ids) == sorted(ALL)
+
+
+def test_catalogue_names_code_that_exists():
+    # "where" cells name FILE.py `function` (or `Class.method`): after code
+    # moves, a stale name sends a reader to nothing
+    import ast
+
+    doc = (ROOT / "docs" / "errors.md").read_text()
+    missing = []
+    for file, name in sorted(set(re.findall(r"([\w/]+\.py) `([\w.]+)`", doc))):
+        paths = [ROOT / "maglevx" / file, ROOT / "maglevx" / "tools" / file]
+        source = next((p.read_text() for p in paths if p.exists()), "")
+        defs = {
+            n.name
+            for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        }
+        if name.split(".")[-1] not in defs:
+            missing.append(f"{file} {name}")
+    assert not missing
